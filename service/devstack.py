@@ -1,0 +1,125 @@
+"""The embedded development stack: S3 stand-in, identity provider and app, all on 127.0.0.1.
+
+Nothing here is used in production. It exists so that one command on a fresh
+machine shows the whole path from "not signed in" to "audio object in the bucket".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import boto3
+import werkzeug.serving
+
+DEV_BUCKET = "soundpost-dev"
+DEV_ACCESS_KEY = "soundpost-dev"
+DEV_SECRET_KEY = "soundpost-dev-secret"
+DEV_REGION = "us-east-1"
+DEV_USERS = (
+    ("alice", {"email": "alice@example.com", "name": "Alice Example"}),
+    ("bob", {"email": "bob@example.com", "name": "Bob Example"}),
+)
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    url: str
+    access_key: str
+    secret_key: str
+    region: str
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: object, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve a WSGI app on a background thread; yields its base URL."""
+    server = werkzeug.serving.make_server(host, port, app, threaded=True)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def moto_s3(port: int = 0) -> Iterator[S3Endpoint]:
+    """moto's S3 in server mode: the same HTTP API a browser and aioboto3 use against real S3."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        host, bound = server.get_host_and_port()
+        yield S3Endpoint(f"http://{host}:{bound}", DEV_ACCESS_KEY, DEV_SECRET_KEY, DEV_REGION)
+    finally:
+        server.stop()
+
+
+def s3_admin(endpoint: S3Endpoint):  # type: ignore[no-untyped-def]
+    """A plain boto3 client for setting up buckets (outside the app's own clients)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint.url,
+        aws_access_key_id=endpoint.access_key,
+        aws_secret_access_key=endpoint.secret_key,
+        region_name=endpoint.region,
+    )
+
+
+def create_bucket(endpoint: S3Endpoint, bucket: str, browser_origins: list[str]) -> None:
+    """Create the bucket with the CORS rule that lets the page POST and play back."""
+    client = s3_admin(endpoint)
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=bucket)
+    client.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedOrigins": browser_origins,
+                    "AllowedMethods": ["GET", "HEAD", "POST", "PUT"],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag", "Location"],
+                    "MaxAgeSeconds": 600,
+                }
+            ]
+        },
+    )
+
+
+@contextlib.contextmanager
+def dev_identity_provider(port: int = 0) -> Iterator[str]:
+    """oidc-provider-mock with demo users; yields its issuer URL (discovery is under it)."""
+    import oidc_provider_mock
+
+    # The mock refuses plain http unless told this is a local test setup.
+    os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+    users = [oidc_provider_mock.User(sub=sub, claims=claims) for sub, claims in DEV_USERS]
+    app = oidc_provider_mock.app(require_nonce=True, user_claims=users)
+    with serve_wsgi(app, port=port) as url:
+        yield url
+
+
+def dev_environment(public_url: str, s3: S3Endpoint, issuer: str) -> dict[str, str]:
+    """The SOUNDPOST_* settings that wire the app to the embedded stand-ins."""
+    return {
+        "SOUNDPOST_PUBLIC_URL": public_url,
+        "SOUNDPOST_SESSION_SECRET": secrets.token_urlsafe(48),
+        "SOUNDPOST_PROVIDERS": "dev",
+        "SOUNDPOST_PROVIDER_DEV_TITLE": "Dev identity provider",
+        "SOUNDPOST_PROVIDER_DEV_DISCOVERY_URL": f"{issuer}/.well-known/openid-configuration",
+        "SOUNDPOST_PROVIDER_DEV_CLIENT_ID": "soundpost-dev",
+        "SOUNDPOST_PROVIDER_DEV_CLIENT_SECRET": "soundpost-dev-secret",
+        "SOUNDPOST_S3_ENDPOINT": s3.url,
+        "SOUNDPOST_S3_REGION": s3.region,
+        "SOUNDPOST_S3_BUCKET": DEV_BUCKET,
+        "SOUNDPOST_S3_ACCESS_KEY_ID": s3.access_key,
+        "SOUNDPOST_S3_SECRET_ACCESS_KEY": s3.secret_key,
+    }

@@ -1,0 +1,115 @@
+"""One error shape for the whole service: ``{"error": {"code", "detail", "path"?}}``.
+
+Codes are stable snake_case strings that clients switch on; ``detail`` is for
+people. Browser navigations (``Accept: text/html``) get the same facts as a small
+page instead of JSON. Unexpected exceptions are logged with their traceback and
+answered with a generic 500 that carries no exception text.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from http import HTTPStatus
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+logger = logging.getLogger("soundpost")
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    code: str
+    detail: str
+    path: str | None = None
+
+
+class ErrorResponse(msgspec.Struct):
+    error: ErrorBody
+
+
+_encode = msgspec.json.Encoder().encode
+
+# Codes for the statuses Starlette raises on its own (routing, methods).
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "not_signed_in",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error the client caused or can act on; becomes the JSON error shape."""
+
+    def __init__(
+        self, status: int, code: str, detail: str, path: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.path = path
+        self.headers = headers
+
+
+def wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and not request.url.path.startswith("/api/")
+
+
+def error_response(request: Request, error: ApiError) -> Response:
+    if wants_html(request):
+        return HTMLResponse(_page(error), status_code=error.status, headers=error.headers)
+    body = _encode(ErrorResponse(ErrorBody(error.code, error.detail, error.path)))
+    return Response(body, status_code=error.status, media_type="application/json", headers=error.headers)
+
+
+def _page(error: ApiError) -> str:
+    title = html.escape(HTTPStatus(error.status).phrase)
+    return (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{title} · Soundpost</title>"
+        "<body style='font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem'>"
+        f"<h1>{title}</h1><p>{html.escape(error.detail)}</p>"
+        f"<p><small>Error code: <code>{html.escape(error.code)}</code></small></p>"
+        "<p><a href='/'>Back to Soundpost</a></p></body></html>"
+    )
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(request, exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail if exc.detail else HTTPStatus(exc.status_code).phrase
+    return error_response(request, ApiError(exc.status_code, code, detail, headers=exc.headers))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        request, ApiError(500, "internal_error", "Something went wrong on our side.")
+    )
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,279 @@
+"""Settings: read from the environment once, validated once, frozen.
+
+Every setting is a ``SOUNDPOST_*`` variable. ``load_settings`` collects every
+problem before failing, so an operator fixes a broken deployment in one pass
+instead of one restart per typo. Secrets are wrapped in ``Secret`` so they never
+show in a repr, a traceback or a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Secret
+
+from service.audio import CANONICAL_TYPES, canonical_type
+
+T = TypeVar("T")
+
+ENV_PREFIX = "SOUNDPOST_"
+DEFAULT_ALLOWED_TYPES = tuple(CANONICAL_TYPES)
+MiB = 1024 * 1024
+# S3 refuses a single POST upload above 5 GiB; multipart is the way past that.
+S3_MAX_POST_BYTES = 5 * 1024 * MiB
+MAX_PRESIGN_TTL = 3600
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+class SettingsError(ValueError):
+    """Raised at start-up; the message names every bad setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One identity provider: OIDC through discovery, or GitHub-style OAuth2."""
+
+    name: str
+    kind: Literal["oidc", "oauth2"]
+    title: str
+    client_id: str
+    client_secret: Secret
+    scopes: str
+    discovery_url: str | None = None
+    authorize_url: str | None = None
+    token_url: str | None = None
+    userinfo_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    public_url: str
+    session_secret: Secret
+    providers: tuple[Provider, ...]
+    s3_bucket: str
+    session_max_age: int = 12 * 3600
+    session_cookie: str = "soundpost_session"
+    s3_endpoint: str | None = None
+    s3_public_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: Secret | None = None
+    s3_session_token: Secret | None = None
+    s3_key_prefix: str = "uploads/"
+    allowed_types: tuple[str, ...] = DEFAULT_ALLOWED_TYPES
+    max_upload_bytes: int = 500 * MiB
+    presign_ttl: int = 600
+    trusted_origins: tuple[str, ...] = field(default=())
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are Secure unless the service is reached over plain http."""
+        return urlsplit(self.public_url).scheme == "https"
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def root_path(self) -> str:
+        """Path prefix the service is mounted under behind a proxy ("" at the root)."""
+        return urlsplit(self.public_url).path.rstrip("/")
+
+    @property
+    def browser_s3_endpoint(self) -> str | None:
+        return self.s3_public_endpoint or self.s3_endpoint
+
+    def provider(self, name: str) -> Provider | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+
+class _Reader:
+    """Reads typed values out of the environment, remembering every problem."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(ENV_PREFIX + name)
+        return value.strip() if value is not None and value.strip() else None
+
+    def required(self, name: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            self.problems.append(f"{ENV_PREFIX}{name} is required")
+            return ""
+        return value
+
+    def parsed(self, name: str, default: T, parse: Callable[[str], T], hint: str) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            self.problems.append(f"{ENV_PREFIX}{name} must be {hint}, got {value!r}")
+            return default
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        number = self.parsed(name, default, int, "a whole number")
+        if not low <= number <= high:
+            self.problems.append(
+                f"{ENV_PREFIX}{name} must be between {low} and {high}, got {number}"
+            )
+        return number
+
+    def url(self, name: str, *, required: bool = False) -> str | None:
+        value = self.required(name) if required else self.raw(name)
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.problems.append(
+                f"{ENV_PREFIX}{name} must be an http(s) URL, got {value!r}"
+            )
+        if parts.query or parts.fragment:
+            self.problems.append(f"{ENV_PREFIX}{name} must not have a query or fragment")
+        return value.rstrip("/")
+
+    def csv(self, name: str) -> tuple[str, ...] | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _provider(read: _Reader, name: str) -> Provider | None:
+    if not PROVIDER_NAME.match(name):
+        read.problems.append(
+            f"{ENV_PREFIX}PROVIDERS: {name!r} must be lowercase letters, digits or _"
+        )
+        return None
+    key = f"PROVIDER_{name.upper()}_"
+    kind = read.raw(key + "KIND") or "oidc"
+    if kind not in ("oidc", "oauth2"):
+        read.problems.append(f"{ENV_PREFIX}{key}KIND must be oidc or oauth2, got {kind!r}")
+        return None
+    client_id = read.required(key + "CLIENT_ID")
+    client_secret = Secret(read.required(key + "CLIENT_SECRET"))
+    title = read.raw(key + "TITLE") or name.replace("_", " ").title()
+    if kind == "oidc":
+        return Provider(
+            name=name,
+            kind="oidc",
+            title=title,
+            client_id=client_id,
+            client_secret=client_secret,
+            scopes=read.raw(key + "SCOPES") or "openid email profile",
+            discovery_url=read.url(key + "DISCOVERY_URL", required=True),
+        )
+    return Provider(
+        name=name,
+        kind="oauth2",
+        title=title,
+        client_id=client_id,
+        client_secret=client_secret,
+        scopes=read.raw(key + "SCOPES") or "read:user user:email",
+        authorize_url=read.url(key + "AUTHORIZE_URL", required=True),
+        token_url=read.url(key + "TOKEN_URL", required=True),
+        userinfo_url=read.url(key + "USERINFO_URL", required=True),
+    )
+
+
+def _allowed_types(read: _Reader) -> tuple[str, ...]:
+    listed = read.csv("ALLOWED_TYPES")
+    if listed is None:
+        return DEFAULT_ALLOWED_TYPES
+    types: list[str] = []
+    for item in listed:
+        canonical = canonical_type(item)
+        if canonical is None:
+            read.problems.append(
+                f"{ENV_PREFIX}ALLOWED_TYPES: {item!r} is not a known audio type "
+                f"(known: {', '.join(CANONICAL_TYPES)})"
+            )
+        elif canonical not in types:
+            types.append(canonical)
+    if not types:
+        read.problems.append(f"{ENV_PREFIX}ALLOWED_TYPES must name at least one type")
+    return tuple(types)
+
+
+def _key_prefix(read: _Reader) -> str:
+    prefix = read.raw("S3_KEY_PREFIX")
+    if prefix is None:
+        return "uploads/"
+    prefix = prefix.strip("/")
+    if not re.fullmatch(r"[A-Za-z0-9._\-/]{0,200}", prefix) or "//" in prefix or ".." in prefix:
+        read.problems.append(
+            f"{ENV_PREFIX}S3_KEY_PREFIX may hold only letters, digits, . _ - and single /"
+        )
+    return f"{prefix}/" if prefix else ""
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build the settings from a mapping of environment variables, or fail naming each problem."""
+    read = _Reader(env)
+    public_url = read.url("PUBLIC_URL", required=True) or ""
+    secret = read.required("SESSION_SECRET")
+    if secret and len(secret) < 32:
+        read.problems.append(f"{ENV_PREFIX}SESSION_SECRET must be at least 32 characters")
+
+    names = read.csv("PROVIDERS") or ()
+    if not names:
+        read.problems.append(f"{ENV_PREFIX}PROVIDERS must name at least one identity provider")
+    if len(set(names)) != len(names):
+        read.problems.append(f"{ENV_PREFIX}PROVIDERS names a provider twice")
+    providers = tuple(p for p in (_provider(read, n) for n in names) if p is not None)
+
+    bucket = read.required("S3_BUCKET")
+    if bucket and not BUCKET_NAME.match(bucket):
+        read.problems.append(f"{ENV_PREFIX}S3_BUCKET {bucket!r} is not a valid bucket name")
+    access_key = read.raw("S3_ACCESS_KEY_ID")
+    secret_key = read.raw("S3_SECRET_ACCESS_KEY")
+    if bool(access_key) != bool(secret_key):
+        read.problems.append(
+            f"{ENV_PREFIX}S3_ACCESS_KEY_ID and {ENV_PREFIX}S3_SECRET_ACCESS_KEY go together: "
+            "set both, or neither to use the default AWS credential chain"
+        )
+    session_token = read.raw("S3_SESSION_TOKEN")
+    cookie = read.raw("SESSION_COOKIE") or "soundpost_session"
+    if cookie == "session" or not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", cookie):
+        read.problems.append(
+            f"{ENV_PREFIX}SESSION_COOKIE must be a plain token other than 'session', got {cookie!r}"
+        )
+
+    settings = Settings(
+        public_url=public_url,
+        session_secret=Secret(secret),
+        session_max_age=read.integer("SESSION_MAX_AGE", 12 * 3600, 60, 30 * 86400),
+        session_cookie=cookie,
+        providers=providers,
+        s3_endpoint=read.url("S3_ENDPOINT"),
+        s3_public_endpoint=read.url("S3_PUBLIC_ENDPOINT"),
+        s3_region=read.raw("S3_REGION") or "us-east-1",
+        s3_bucket=bucket,
+        s3_access_key_id=access_key,
+        s3_secret_access_key=Secret(secret_key) if secret_key else None,
+        s3_session_token=Secret(session_token) if session_token else None,
+        s3_key_prefix=_key_prefix(read),
+        allowed_types=_allowed_types(read),
+        max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", 500 * MiB, 1, S3_MAX_POST_BYTES),
+        presign_ttl=read.integer("PRESIGN_TTL", 600, 30, MAX_PRESIGN_TTL),
+        trusted_origins=tuple(o.rstrip("/") for o in read.csv("TRUSTED_ORIGINS") or ()),
+    )
+    if read.problems:
+        raise SettingsError(read.problems)
+    return settings

@@ -1,0 +1,89 @@
+"""Key building: the server alone decides where bytes land."""
+
+from __future__ import annotations
+
+import pytest
+
+from service import keys
+
+PREFIX = "uploads/"
+ALICE = keys.user_id("dev", "alice")
+BOB = keys.user_id("dev", "bob")
+
+
+def test_user_id_is_stable_key_safe_and_fixed_length() -> None:
+    assert keys.user_id("dev", "alice") == ALICE
+    assert keys.USER_ID.match(ALICE)
+    assert len(ALICE) == keys.USER_ID_LENGTH
+
+
+def test_user_id_separates_providers_and_subjects() -> None:
+    assert keys.user_id("google", "alice") != keys.user_id("github", "alice")
+    # the separator keeps ("ab", "c") and ("a", "bc") apart
+    assert keys.user_id("ab", "c") != keys.user_id("a", "bc")
+
+
+def test_upload_ids_sort_newest_first_and_never_repeat() -> None:
+    older = keys.new_upload_id(now=1_700_000_000.000)
+    newer = keys.new_upload_id(now=1_700_000_000.001)
+    assert newer < older
+    assert len({keys.new_upload_id(now=1.0) for _ in range(1000)}) == 1000
+    assert keys.upload_time(older) == pytest.approx(1_700_000_000.0)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("interview.wav", "interview.wav"),
+        ("Interview Final.WAV", "Interview-Final.wav"),
+        ("../../etc/passwd.wav", "passwd.wav"),
+        ("..\\..\\windows\\evil.wav", "evil.wav"),
+        ("a/b/c/", "audio.wav"),
+        ("", "audio.wav"),
+        ("...", "audio.wav"),
+        (".hidden.wav", "hidden.wav"),
+        ("noextension", "noextension.wav"),
+        ("Meeting v1.2", "Meeting-v1.2.wav"),
+        ("tab\there\x00nul\x7fdel.wav", "tabherenuldel.wav"),
+        ("line\nbreak.wav", "linebreak.wav"),
+        ("quote\"and'semi;colon.wav", "quote-and-semi-colon.wav"),
+        ("Ｆｕｌｌｗｉｄｔｈ.wav", "Fullwidth.wav"),
+        ("café.wav", "café.wav"),
+        ("cafe\u0301.wav", "café.wav"),
+        ("録音 メモ.wav", "録音-メモ.wav"),
+        ("a..b....wav", "a.b.wav"),
+        ("-_-.wav", "audio.wav"),
+        ("${filename}.wav", "filename.wav"),
+    ],
+)
+def test_safe_filename(given: str, expected: str) -> None:
+    assert keys.safe_filename(given, ".wav") == expected
+
+
+def test_safe_filename_bounds_length_in_bytes_and_keeps_the_extension() -> None:
+    name = keys.safe_filename("é" * 500 + ".flac", ".flac")
+    assert name.endswith(".flac")
+    assert len(name.encode()) <= keys.MAX_FILENAME_BYTES
+    assert keys.safe_filename("a" * 500 + ".mp3", ".mp3") == "a" * (keys.MAX_FILENAME_BYTES - 4) + ".mp3"
+
+
+def test_built_key_parses_back_to_its_owner() -> None:
+    upload = keys.new_upload_id()
+    key = keys.build_key(PREFIX, ALICE, upload, "x.wav")
+    assert key == f"uploads/{ALICE}/{upload}/x.wav"
+    assert keys.parse_key(PREFIX, key) == (ALICE, upload, "x.wav")
+    assert key.startswith(keys.user_prefix(PREFIX, ALICE))
+    assert not key.startswith(keys.user_prefix(PREFIX, BOB))
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["other/abc/def/x.wav", "uploads/short/0000000000000abcdefabcdef/x.wav", "uploads/x.wav", ""],
+)
+def test_parse_key_refuses_keys_it_did_not_build(key: str) -> None:
+    assert keys.parse_key(PREFIX, key) is None
+
+
+def test_user_prefixes_never_nest() -> None:
+    a, b = keys.user_prefix(PREFIX, ALICE), keys.user_prefix(PREFIX, BOB)
+    assert not a.startswith(b) and not b.startswith(a)
