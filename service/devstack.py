@@ -7,9 +7,11 @@ machine shows the whole path from "not signed in" to "audio object in the bucket
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -62,8 +64,9 @@ def moto_s3(port: int = 0) -> Iterator[S3Endpoint]:
         server.stop()
 
 
+@functools.cache
 def s3_admin(endpoint: S3Endpoint):  # type: ignore[no-untyped-def]
-    """A plain boto3 client for setting up buckets (outside the app's own clients)."""
+    """A plain boto3 client for setting up buckets (outside the app's own clients); made once per endpoint."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint.url,
@@ -97,7 +100,10 @@ def create_bucket(endpoint: S3Endpoint, bucket: str, browser_origins: list[str])
 @contextlib.contextmanager
 def dev_identity_provider(port: int = 0) -> Iterator[str]:
     """oidc-provider-mock with demo users; yields its issuer URL (discovery is under it)."""
-    import oidc_provider_mock
+    with warnings.catch_warnings():
+        # oidc-provider-mock still imports authlib.jose, which Authlib deprecates; not ours to fix.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import oidc_provider_mock
 
     # The mock refuses plain http unless told this is a local test setup.
     os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")

@@ -82,11 +82,18 @@ def json_response(value: object, status_code: int = 200) -> Response:
     return Response(encoder.encode(value), status_code=status_code, media_type="application/json")
 
 _ERROR_PATH = re.compile(r" - at `(\$[^`]*)`$")
+_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
 
 
-def split_validation_message(message: str) -> tuple[str, str | None]:
-    """msgspec says "Expected `int` - at `$.size`"; return ("Expected `int`", "$.size")."""
+def split_validation_message(message: str) -> tuple[str, str]:
+    """Split msgspec's message into (detail, JSON path of the offending field).
+
+    "Expected `int` - at `$.size`" gives ("Expected `int`", "$.size"); a missing or
+    unknown field is reported at its parent, so its name is appended to the path.
+    """
     match = _ERROR_PATH.search(message)
-    if match is None:
-        return message, None
-    return message[: match.start()], match.group(1)
+    detail, path = (message[: match.start()], match.group(1)) if match else (message, "$")
+    named = _NAMED_FIELD.search(detail)
+    if named:
+        path = f"{path}.{named.group(1)}"
+    return detail, path

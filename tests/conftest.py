@@ -1,0 +1,137 @@
+"""Fixtures, small to large: S3 server → bucket → identity providers → settings → app → clients.
+
+Everything a user would meet runs for real on 127.0.0.1: moto's S3 server, the
+identity providers, and the app under uvicorn.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service import devstack
+from service.app import create_app
+from tests.support import fake_idp
+from tests.support.flows import sign_in
+from tests.support.servers import serve_asgi
+
+
+def require_tool(found: bool, what: str, install: str) -> None:
+    """Skip on a laptop without a system package; in CI a missing package is a failure."""
+    if found:
+        return
+    message = f"{what} is not installed: {install}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI must run every test)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[devstack.S3Endpoint]:
+    with devstack.moto_s3() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def bucket(s3: devstack.S3Endpoint) -> str:
+    name = f"test-{secrets.token_hex(6)}"
+    devstack.create_bucket(s3, name, ["http://127.0.0.1"])
+    return name
+
+
+@pytest.fixture(scope="session")
+def _oidc_provider() -> Iterator[fake_idp.FakeIdP]:
+    provider = fake_idp.FakeIdP(kind="oidc")
+
+    def make(base_url: str) -> object:
+        provider.base_url = base_url
+        return provider.app()
+
+    with serve_asgi(make):
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def _github_provider() -> Iterator[fake_idp.FakeIdP]:
+    provider = fake_idp.FakeIdP(kind="github")
+
+    def make(base_url: str) -> object:
+        provider.base_url = base_url
+        return provider.app()
+
+    with serve_asgi(make):
+        yield provider
+
+
+@pytest.fixture
+def oidc_idp(_oidc_provider: fake_idp.FakeIdP) -> fake_idp.FakeIdP:
+    _oidc_provider.reset()
+    return _oidc_provider
+
+
+@pytest.fixture
+def github_idp(_github_provider: fake_idp.FakeIdP) -> fake_idp.FakeIdP:
+    _github_provider.reset()
+    return _github_provider
+
+
+@pytest.fixture
+def app_env(s3: devstack.S3Endpoint, bucket: str, oidc_idp: fake_idp.FakeIdP, github_idp: fake_idp.FakeIdP) -> dict[str, str]:
+    """SOUNDPOST_* settings for an app wired to the test S3 and both providers (no public URL yet)."""
+    return {
+        "SOUNDPOST_SESSION_SECRET": secrets.token_urlsafe(48),
+        "SOUNDPOST_PROVIDERS": "fake,hub",
+        "SOUNDPOST_PROVIDER_FAKE_TITLE": "Fake OIDC",
+        "SOUNDPOST_PROVIDER_FAKE_DISCOVERY_URL": oidc_idp.discovery_url,
+        "SOUNDPOST_PROVIDER_FAKE_CLIENT_ID": fake_idp.CLIENT_ID,
+        "SOUNDPOST_PROVIDER_FAKE_CLIENT_SECRET": fake_idp.CLIENT_SECRET,
+        "SOUNDPOST_PROVIDER_HUB_KIND": "oauth2",
+        "SOUNDPOST_PROVIDER_HUB_TITLE": "Hub",
+        "SOUNDPOST_PROVIDER_HUB_AUTHORIZE_URL": f"{github_idp.base_url}/authorize",
+        "SOUNDPOST_PROVIDER_HUB_TOKEN_URL": f"{github_idp.base_url}/token",
+        "SOUNDPOST_PROVIDER_HUB_USERINFO_URL": f"{github_idp.base_url}/user",
+        "SOUNDPOST_PROVIDER_HUB_CLIENT_ID": fake_idp.CLIENT_ID,
+        "SOUNDPOST_PROVIDER_HUB_CLIENT_SECRET": fake_idp.CLIENT_SECRET,
+        "SOUNDPOST_S3_ENDPOINT": s3.url,
+        "SOUNDPOST_S3_REGION": s3.region,
+        "SOUNDPOST_S3_BUCKET": bucket,
+        "SOUNDPOST_S3_ACCESS_KEY_ID": s3.access_key,
+        "SOUNDPOST_S3_SECRET_ACCESS_KEY": s3.secret_key,
+        "SOUNDPOST_MAX_UPLOAD_BYTES": str(10 * 1024 * 1024),
+    }
+
+
+@pytest.fixture
+def app_url(app_env: dict[str, str]) -> Iterator[str]:
+    """The app served by uvicorn on 127.0.0.1; its public URL is where it listens."""
+
+    def make(base_url: str) -> object:
+        return create_app({**app_env, "SOUNDPOST_PUBLIC_URL": base_url})
+
+    with serve_asgi(make) as url:
+        yield url
+
+
+@pytest.fixture
+def client(app_url: str) -> Iterator[httpx.Client]:
+    """A signed-out browser-ish client: keeps cookies, does not follow redirects."""
+    with httpx.Client(base_url=app_url, follow_redirects=False, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def alice(client: httpx.Client) -> httpx.Client:
+    """A client signed in as alice through the OIDC provider."""
+    assert sign_in(client, "fake", "alice").status_code == 303
+    return client
+
+
+@pytest.fixture
+def bob(app_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=app_url, follow_redirects=False, timeout=10) as c:
+        assert sign_in(c, "fake", "bob").status_code == 303
+        yield c
