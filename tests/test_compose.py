@@ -332,3 +332,16 @@ def test_image_runs_soundpost_serve_on_all_interfaces() -> None:
     assert cmd[:2] == ["soundpost", "serve"]
     assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
     assert any(line.startswith("EXPOSE ") and str(APP_PORT) in line.split() for line in dockerfile)
+
+
+# --- README -----------------------------------------------------------------
+
+
+def test_readme_settings_table_names_every_setting() -> None:
+    """The README's settings table has a row for every setting the service reads."""
+    fixed, suffixes = setting_names_in_source()
+    rows = set(re.findall(r"^\| `(SOUNDPOST_[A-Z0-9_<>]+)` \|", (ROOT / "README.md").read_text(), re.M))
+    expected = {ENV_PREFIX + name for name in fixed} | {
+        f"{ENV_PREFIX}PROVIDER_<NAME>_{suffix}" for suffix in suffixes
+    }
+    assert rows == expected
