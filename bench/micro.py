@@ -143,7 +143,7 @@ async def measure_async(calls: int, repeats: int, naive_calls: int) -> list[tupl
             ("Soundpost Storage.presign_post (async, credentials frozen per call)",
              await per_call(storage_presign, calls)),
             ("aiobotocore generate_presigned_post (the previous code)", await per_call(aiobotocore_presign, calls)),
-            ("aioboto3 client per call (naive)", await per_call(client_per_call, naive_calls)),
+            ("aioboto3 client per call, shared session (naive)", await per_call(client_per_call, naive_calls)),
         ]
 
 
