@@ -92,6 +92,11 @@ class Settings:
         return urlsplit(self.public_url).path.rstrip("/")
 
     @property
+    def home(self) -> str:
+        """The page's path on this origin: where sign-in lands and sign-out returns."""
+        return self.root_path + "/"
+
+    @property
     def browser_s3_endpoint(self) -> str | None:
         return self.s3_public_endpoint or self.s3_endpoint
 
