@@ -135,7 +135,7 @@ async def login(request: Request) -> Response:
     provider = _provider_for_login(settings, request.query_params.get("provider"))
     client = _client(request, provider)
     try:
-        response = await client.authorize_redirect(request, _callback_url(settings, provider))
+        response: Response = await client.authorize_redirect(request, _callback_url(settings, provider))
     except httpx.HTTPError as exc:
         raise _idp_unreachable(provider, exc) from None
     except (ValueError, KeyError, RuntimeError) as exc:  # discovery document unusable

@@ -101,7 +101,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if exc.detail else HTTPStatus(exc.status_code).phrase
-    return error_response(request, ApiError(exc.status_code, code, detail, headers=exc.headers))
+    return error_response(request, ApiError(exc.status_code, code, detail, headers=dict(exc.headers) if exc.headers else None))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

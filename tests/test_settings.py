@@ -118,7 +118,7 @@ def test_public_url_path_is_the_root_path() -> None:
 def test_serve_refuses_to_start_when_misconfigured() -> None:
     """The production command exits at once with every bad setting named, no traceback."""
     env = {"PATH": "/usr/bin:/bin", "SOUNDPOST_PUBLIC_URL": "nope"}
-    done = subprocess.run([sys.executable, "-m", "service", "serve"], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "service", "serve"], check=False, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "SOUNDPOST_PUBLIC_URL must be an http(s) URL" in done.stderr
     assert "SOUNDPOST_SESSION_SECRET is required" in done.stderr
