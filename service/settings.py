@@ -254,6 +254,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "set both, or neither to use the default AWS credential chain"
         )
     session_token = read.raw("S3_SESSION_TOKEN")
+    if session_token and not access_key:
+        read.problems.append(
+            f"{ENV_PREFIX}S3_SESSION_TOKEN needs {ENV_PREFIX}S3_ACCESS_KEY_ID and {ENV_PREFIX}S3_SECRET_ACCESS_KEY "
+            "(the default credential chain brings its own token)"
+        )
     cookie = read.raw("SESSION_COOKIE") or "soundpost_session"
     if cookie == "session" or not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", cookie):
         read.problems.append(

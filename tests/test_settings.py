@@ -95,6 +95,11 @@ def test_s3_keys_go_together() -> None:
     assert any("SOUNDPOST_S3_SECRET_ACCESS_KEY" in p for p in problems(env))
 
 
+def test_a_session_token_without_keys_is_refused() -> None:
+    env = {k: v for k, v in GOOD.items() if "ACCESS_KEY" not in k}
+    assert any("SOUNDPOST_S3_SESSION_TOKEN" in p for p in problems({**env, "SOUNDPOST_S3_SESSION_TOKEN": "token"}))
+
+
 def test_without_keys_the_default_credential_chain_is_used() -> None:
     env = {k: v for k, v in GOOD.items() if not k.startswith("SOUNDPOST_S3_") or k == "SOUNDPOST_S3_BUCKET"}
     settings = load_settings(env)
