@@ -224,6 +224,18 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def cpu_contention() -> str:
+    """How much other work competed for the CPUs: PSI "some" share over the last 5 minutes, and VM steal."""
+    parts = []
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        parts.append(f"runnable tasks waited for a CPU {some.split()[3].split('=')[1]} % of the last 5 min (PSI)")
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        cpu = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        parts.append(f"VM steal {cpu[7] / sum(cpu[:8]) * 100:.1f} % since boot")
+    return "; ".join(parts) or "not measurable here"
+
+
 def versions() -> str:
     from importlib.metadata import version
 
@@ -351,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     report = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
         f"{versions()}.",
+        f"CPU contention during the run: {cpu_contention()}.",
         (f"wrk -t{args.threads} -c{args.connections}: {args.rounds} rounds × {args.seconds} s per target "
         f"after {args.warmup} s of warm-up; medians over the rounds; errors summed."),
         "",

@@ -69,9 +69,8 @@ class Storage:
             )
             self._post_target = PostTarget.from_botocore(post)
             return PresignedPost(url=post["url"], fields=post["fields"], expires_at=expires_at)
-        signed = sign_post(
-            await self._frozen_credentials(), self._post_target, self.settings.s3_bucket, key, fields, conditions, ttl, now
-        )
+        credentials = await self._frozen_credentials()
+        signed = sign_post(credentials, self._post_target, self.settings.s3_bucket, key, fields, conditions, ttl, now)
         return PresignedPost(url=self._post_target.url, fields=signed, expires_at=expires_at)
 
     async def _frozen_credentials(self) -> ReadOnlyCredentials:
