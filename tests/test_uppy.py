@@ -156,6 +156,14 @@ def test_batch_signing_gives_a_working_url_per_part(alice: httpx.Client, recordi
     assert done.status_code == 200, done.text
 
 
+@pytest.mark.parametrize("numbers", [[], [0], list(range(1, 102))])
+def test_a_batch_must_name_1_to_100_valid_part_numbers(alice: httpx.Client, numbers: list[int]) -> None:
+    """An empty, out-of-range or oversized batch is a validation error."""
+    answer = Multipart.create(alice, "b.wav", "audio/wav").sign_batch(numbers)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["path"] == "partNumbers"
+
+
 def test_abort_drops_the_upload_and_its_parts(alice: httpx.Client, admin, target, recording: bytes) -> None:  # type: ignore[no-untyped-def]
     """DELETE answers {} and the upload is gone from the bucket."""
     upload = Multipart.create(alice, "drop.wav", "audio/wav")
