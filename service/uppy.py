@@ -146,20 +146,21 @@ async def complete(request: Request) -> Response:
         uploaded = {p.number: p for p in await storage.list_parts(key, upload_id)}
     except NotFound:
         raise ApiError(403, "forbidden", NOT_YOURS) from None
-    total = 0
+    chosen = []
     for part in ask.parts:
         have = uploaded.get(part.number)
+        # Uppy v6 strips the quotes S3 puts around ETags; compare without them.
         if have is None or have.etag.strip('"') != part.etag.strip('"'):
             raise ApiError(400, "invalid_part", f"Part {part.number} was not uploaded with that ETag.", "$.parts")
-        total += have.size
-    if total > settings.max_upload_bytes:
+        chosen.append(have)
+    if sum(p.size for p in chosen) > settings.max_upload_bytes:
         await storage.abort_multipart(key, upload_id)
         raise ApiError(
             413, "file_too_large",
             f"Files may be at most {settings.max_upload_bytes} bytes; the upload was discarded.",
         )
     try:
-        location = await storage.complete_multipart(key, upload_id, [(p.number, p.etag) for p in ask.parts])
+        location = await storage.complete_multipart(key, upload_id, [(p.number, p.etag) for p in chosen])
     except PartsRejected as exc:
         raise ApiError(400, "invalid_part", f"Storage refused the parts ({exc}).", "$.parts") from None
     except NotFound:

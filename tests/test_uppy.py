@@ -136,7 +136,7 @@ def test_listing_parts_shows_what_was_uploaded_so_uppy_can_resume(alice: httpx.C
     second = upload.put_part(2, recording[PART:PART + 100])
     answer = upload.list_parts()
     assert answer.status_code == 200
-    assert answer.json() == [
+    assert [{**p, "ETag": p["ETag"].strip('"')} for p in answer.json()] == [
         {"PartNumber": 1, "ETag": first["ETag"], "Size": PART},
         {"PartNumber": 2, "ETag": second["ETag"], "Size": 100},
     ]
