@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from authlib.integrations.starlette_client import OAuth
 from starlette.applications import Starlette
@@ -14,16 +14,18 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.routing import Mount
 
-from service import auth, uploads
+from service import __version__, api, auth, health, observability, uploads
+from service.api import ApiRoute, Spec
 from service.errors import EXCEPTION_HANDLERS
 from service.guards import CrossSiteGuard, SecurityHeaders
-from service.schemas import json_response
+from service.observability import Observe
+from service.ratelimit import open_limiter
+from service.schemas import Health, Readiness, encoder
 from service.settings import Settings, load_settings
-from service.storage import Storage, open_storage
+from service.storage import STORAGE_DOWN, Storage, handle_storage_down, open_storage
 
 STATIC = Path(__file__).parent / "static"
 
@@ -51,20 +53,30 @@ async def index(request: Request) -> Response:
     )
 
 
-async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
+HEALTHZ = Spec("Liveness: the process answers. No I/O.", response=Health, tag="operations")
+READYZ = Spec(
+    "Readiness: the bucket is reachable and identity-provider metadata loads (503 and the failed checks if not).",
+    response=Readiness, also={503: Readiness}, tag="operations",
+)
+METRICS = Spec("Prometheus metrics.", response=str, media_type="text/plain", tag="operations")
+OPENAPI = Spec("This document.", response=dict[str, Any], tag="operations")
 
 
-def routes() -> list[Route | Mount]:
+def routes() -> list[BaseRoute]:
+    """Every route. JSON endpoints are ``ApiRoute``s, so /openapi.json describes each of them."""
     return [
         Route("/", index, name="index"),
-        Route("/healthz", healthz, name="healthz"),
         Route("/auth/login", auth.login, name="login"),
         Route("/auth/callback/{provider}", auth.callback, name="callback"),
-        Route("/auth/logout", auth.logout, methods=["POST"], name="logout"),
-        Route("/api/me", auth.me, name="me"),
-        Route("/api/providers", auth.providers, name="providers"),
-        Route("/api/upload/presigned-url", uploads.presigned_url, methods=["POST"], name="presign"),
+        ApiRoute("/auth/logout", auth.logout, method="POST", name="logout", spec=auth.LOGOUT),
+        ApiRoute("/api/me", auth.me, method="GET", name="me", spec=auth.ME),
+        ApiRoute("/api/providers", auth.providers, method="GET", name="providers", spec=auth.PROVIDERS),
+        ApiRoute("/api/upload/presigned-url", uploads.presigned_url, method="POST", name="presign",
+                 spec=uploads.PRESIGN),
+        ApiRoute("/healthz", health.healthz, method="GET", name="healthz", spec=HEALTHZ),
+        ApiRoute("/readyz", health.readyz, method="GET", name="readyz", spec=READYZ),
+        ApiRoute("/metrics", observability.metrics, method="GET", name="metrics", spec=METRICS),
+        ApiRoute("/openapi.json", api.openapi, method="GET", name="openapi", spec=OPENAPI),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
@@ -81,9 +93,11 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         async with open_storage(config) as storage:
             app.state.storage = storage
+            app.state.limiter = open_limiter(config)
             yield {"storage": storage}
 
     middleware = [
+        Middleware(Observe, access_log=config.access_log),
         Middleware(SecurityHeaders, https=config.secure_cookies),
         Middleware(CrossSiteGuard, allowed_origins=(config.public_origin, *config.trusted_origins)),
         Middleware(
@@ -99,12 +113,19 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
     app = Starlette(
         routes=routes(),
         middleware=middleware,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers={
+            **EXCEPTION_HANDLERS,
+            **dict.fromkeys(STORAGE_DOWN, handle_storage_down),
+        },
         lifespan=lifespan,
     )
     app.state.settings = config
     app.state.oauth = auth.build_oauth(config)
     app.state.csp = page_csp(config)
+    app.state.openapi = encoder.encode(
+        api.document(app.routes, title="Soundpost", version=__version__, server=config.public_url,
+                     cookie=config.session_cookie)
+    )
     return app
 
 

@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from service.observability import ERRORS
+
 logger = logging.getLogger("soundpost")
 
 
@@ -70,6 +72,7 @@ def wants_html(request: Request) -> bool:
 
 
 def error_response(request: Request, error: ApiError) -> Response:
+    ERRORS.labels(error.code).inc()
     if wants_html(request):
         return HTMLResponse(_page(error), status_code=error.status, headers=error.headers)
     body = _encode(ErrorResponse(ErrorBody(error.code, error.detail, error.path)))
@@ -98,7 +101,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if exc.detail else HTTPStatus(exc.status_code).phrase
-    return error_response(request, ApiError(exc.status_code, code, detail, headers=exc.headers))
+    return error_response(request, ApiError(exc.status_code, code, detail, headers=dict(exc.headers or {})))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

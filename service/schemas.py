@@ -74,6 +74,19 @@ class ProviderList(msgspec.Struct):
     providers: list[Provider]
 
 
+class Health(msgspec.Struct):
+    """The process is up; nothing outside it was asked."""
+
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    """Whether the service can do its work: each outside dependency's check result ("ok" or why not)."""
+
+    status: str
+    checks: dict[str, str]
+
+
 presign_request_decoder = msgspec.json.Decoder(PresignRequest)
 encoder = msgspec.json.Encoder()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
+import limits
 from starlette.datastructures import Secret
 
 from service.audio import CANONICAL_TYPES, canonical_type
@@ -75,6 +76,10 @@ class Settings:
     max_upload_bytes: int = 500 * MiB
     presign_ttl: int = 600
     trusted_origins: tuple[str, ...] = field(default=())
+    rate_limit: str = "60/minute"
+    redis_url: Secret | None = None
+    idp_metadata_ttl: int = 3600
+    access_log: bool = False
 
     @property
     def secure_cookies(self) -> bool:
@@ -223,6 +228,34 @@ def _key_prefix(read: _Reader) -> str:
     return f"{prefix}/" if prefix else ""
 
 
+def _rate_limit(read: _Reader) -> str:
+    """A ``limits`` rate string such as ``60/minute`` or ``10/second;300/hour``."""
+    value = read.raw("RATE_LIMIT") or "60/minute"
+    try:
+        limits.parse_many(value)
+    except ValueError:
+        read.problems.append(
+            f"{ENV_PREFIX}RATE_LIMIT must look like 60/minute or 10/second;300/hour, got {value!r}"
+        )
+    return value
+
+
+def _redis_url(read: _Reader) -> Secret | None:
+    value = read.raw("REDIS_URL")
+    if value is None:
+        return None
+    if urlsplit(value).scheme not in ("redis", "rediss", "redis+unix"):
+        read.problems.append(f"{ENV_PREFIX}REDIS_URL must be a redis:// or rediss:// URL")
+    return Secret(value)  # may carry a password
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(value)
+    return lowered in ("true", "1", "yes")
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build the settings from a mapping of environment variables, or fail naming each problem."""
     read = _Reader(env)
@@ -273,6 +306,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", 500 * MiB, 1, S3_MAX_POST_BYTES),
         presign_ttl=read.integer("PRESIGN_TTL", 600, 30, MAX_PRESIGN_TTL),
         trusted_origins=tuple(o.rstrip("/") for o in read.csv("TRUSTED_ORIGINS") or ()),
+        rate_limit=_rate_limit(read),
+        redis_url=_redis_url(read),
+        idp_metadata_ttl=read.integer("IDP_METADATA_TTL", 3600, 0, 7 * 86400),
+        access_log=read.parsed("ACCESS_LOG", False, _boolean, "true or false"),
     )
     if read.problems:
         raise SettingsError(read.problems)

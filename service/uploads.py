@@ -7,8 +7,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import audio, keys
+from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
+from service.observability import PRESIGNS
 from service.schemas import (
     PresignRequest,
     PresignResponse,
@@ -83,6 +85,14 @@ def upload_limit(settings: Settings, declared: int | None) -> int:
     return declared or settings.max_upload_bytes
 
 
+PRESIGN = Spec(
+    "Presign a POST of one audio file straight to the bucket, under a key the server chooses.",
+    response=PresignResponse, body=PresignRequest, signed_in=True, signing=True,
+    errors={413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")},
+    tag="uploads",
+)
+
+
 async def presigned_url(request: Request) -> Response:
     user = require_user(request)
     settings: Settings = request.app.state.settings
@@ -93,6 +103,7 @@ async def presigned_url(request: Request) -> Response:
     max_bytes = upload_limit(settings, ask.size)
     key = keys.build_key(settings.s3_key_prefix, user.user_id, keys.new_upload_id(), filename)
     post = await storage.presign_post(key, content_type, max_bytes)
+    PRESIGNS.labels("post").inc()
     return json_response(
         PresignResponse(
             url=post.url, fields=post.fields, key=key, expires_at=post.expires_at, max_bytes=max_bytes
