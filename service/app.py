@@ -94,7 +94,10 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
         async with open_storage(config) as storage:
             app.state.storage = storage
             app.state.limiter = open_limiter(config)
-            yield {"storage": storage}
+            try:
+                yield {"storage": storage}
+            finally:
+                app.state.limiter.close()
 
     middleware = [
         Middleware(Observe, access_log=config.access_log),

@@ -92,7 +92,8 @@ class Observe:
             if self.access_log:
                 logger.info(
                     "%s %s %s", method, scope["path"], status,
-                    extra={"route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+                    extra={"requestId": request_id, "route": route, "status": status,
+                           "durationMs": round(elapsed * 1000, 2)},
                 )
             REQUEST_ID.reset(token)
 

@@ -36,6 +36,13 @@ class Limiter:
                 return max(1, math.ceil(stats.reset_time - time.time()))
         return None
 
+    def close(self) -> None:
+        """Drop Redis connections (limits has no public close; coredis keeps a pool)."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+
 
 def open_limiter(settings: Settings) -> Limiter:
     storage: Storage = MemoryStorage()
