@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
-from authlib.integrations.starlette_client import OAuth
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -131,5 +130,3 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
     )
     return app
 
-
-__all__ = ["OAuth", "create_app"]

@@ -49,7 +49,7 @@ async function main() {
   } catch {
     const { providers } = await api("api/providers");
     for (const p of providers) {
-      const a = Object.assign(document.createElement("a"), { href: p.login_url, className: "button", textContent: `Sign in with ${p.title}` });
+      const a = Object.assign(document.createElement("a"), { href: p.loginUrl, className: "button", textContent: `Sign in with ${p.title}` });
       $("providers").append(a);
     }
     $("signed-out").hidden = false;

@@ -22,14 +22,16 @@ def bound_socket(port: int = 0) -> socket.socket:
 
 
 @contextlib.contextmanager
-def serve_asgi(make_app: Callable[[str], Any], port: int = 0) -> Iterator[str]:
+def serve_asgi(make_app: Callable[[str], Any], root_path: str = "", port: int = 0) -> Iterator[str]:
     """Serve ``make_app(base_url)`` with uvicorn; yields the base URL once the lifespan has started.
 
-    A fixed ``port`` lets a test stop a server and start it again where its clients expect it.
+    With ``root_path`` the app is served the way ``soundpost serve`` serves it
+    under a path prefix, and the base URL includes the prefix. A fixed ``port``
+    lets a test stop a server and start it again where its clients expect it.
     """
     sock = bound_socket(port)
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(make_app(base_url), log_level="warning", lifespan="on")
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}{root_path}"
+    config = uvicorn.Config(make_app(base_url), log_level="warning", lifespan="on", root_path=root_path)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
