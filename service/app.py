@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service import __version__, api, auth, health, observability, uploads
+from service import __version__, api, auth, health, library, observability, uploads, uppy
 from service.api import ApiRoute, Spec
 from service.errors import EXCEPTION_HANDLERS
 from service.guards import CrossSiteGuard, SecurityHeaders
@@ -25,12 +25,14 @@ from service.ratelimit import open_limiter
 from service.schemas import Health, Readiness, encoder
 from service.settings import Settings, load_settings
 from service.storage import STORAGE_DOWN, Storage, handle_storage_down, open_storage
+from service.webhooks import WebhookSender, open_webhooks
 
 STATIC = Path(__file__).parent / "static"
 
 
 class State(TypedDict):
     storage: Storage
+    webhooks: WebhookSender | None
 
 
 def page_csp(settings: Settings) -> str:
@@ -72,6 +74,23 @@ def routes() -> list[BaseRoute]:
         ApiRoute("/api/providers", auth.providers, method="GET", name="providers", spec=auth.PROVIDERS),
         ApiRoute("/api/upload/presigned-url", uploads.presigned_url, method="POST", name="presign",
                  spec=uploads.PRESIGN),
+        ApiRoute("/api/uploads", library.list_uploads, method="GET", name="uploads", spec=library.LIST),
+        ApiRoute("/api/uploads/{id}", library.delete, method="DELETE", name="upload", spec=library.DELETE),
+        ApiRoute("/api/uploads/{id}/url", library.playback_url, method="GET", name="upload_url",
+                 spec=library.PLAYBACK_URL),
+        ApiRoute("/api/uploads/{id}/confirm", library.confirm, method="POST", name="upload_confirm",
+                 spec=library.CONFIRM),
+        # Uppy's @uppy/aws-s3 protocol; "batch" precedes the {partNumber} route it would otherwise match.
+        ApiRoute("/s3/params", uppy.params, method="GET", name="uppy_params", spec=uppy.PARAMS),
+        ApiRoute("/s3/multipart", uppy.create_multipart, method="POST", name="uppy_create", spec=uppy.CREATE),
+        ApiRoute("/s3/multipart/{uploadId}/batch", uppy.sign_parts, method="GET", name="uppy_sign_parts",
+                 spec=uppy.SIGN_PARTS),
+        ApiRoute("/s3/multipart/{uploadId}/complete", uppy.complete, method="POST", name="uppy_complete",
+                 spec=uppy.COMPLETE),
+        ApiRoute("/s3/multipart/{uploadId}/{partNumber}", uppy.sign_part, method="GET", name="uppy_sign_part",
+                 spec=uppy.SIGN_PART),
+        ApiRoute("/s3/multipart/{uploadId}", uppy.list_parts, method="GET", name="uppy_parts", spec=uppy.PARTS),
+        ApiRoute("/s3/multipart/{uploadId}", uppy.abort, method="DELETE", name="uppy_abort", spec=uppy.ABORT),
         ApiRoute("/healthz", health.healthz, method="GET", name="healthz", spec=HEALTHZ),
         ApiRoute("/readyz", health.readyz, method="GET", name="readyz", spec=READYZ),
         ApiRoute("/metrics", observability.metrics, method="GET", name="metrics", spec=METRICS),
@@ -90,11 +109,12 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        async with open_storage(config) as storage:
+        async with open_storage(config) as storage, open_webhooks(config) as webhooks:
             app.state.storage = storage
+            app.state.webhooks = webhooks
             app.state.limiter = open_limiter(config)
             try:
-                yield {"storage": storage}
+                yield {"storage": storage, "webhooks": webhooks}
             finally:
                 app.state.limiter.close()
 
