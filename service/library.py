@@ -124,7 +124,7 @@ async def _checked(settings: Settings, storage: Storage, obj: StoredObject) -> f
     if not sniff.matches_type(head, canonical):
         raise await _refuse(storage, obj.key, ApiError(
             422, "not_audio", f"The file's contents are not {canonical}; the upload was removed."))
-    return sniff.duration_seconds(head)
+    return sniff.duration_seconds(head, whole=len(head) >= obj.size)
 
 
 async def confirm(request: Request) -> Response:
