@@ -7,10 +7,12 @@ import importlib.util
 import logging
 import os
 import sys
+import tempfile
 from typing import Any
 
 import uvicorn
 
+from service.observability import configure_logging
 from service.settings import SettingsError, load_settings
 
 
@@ -51,7 +53,9 @@ def uvicorn_options(args: argparse.Namespace, root_path: str) -> dict[str, Any]:
         "forwarded_allow_ips": args.forwarded_allow_ips,
         "root_path": root_path,
         "log_level": args.log_level,
-        "access_log": args.log_level in ("debug", "trace", "info"),
+        "log_config": None,  # keep the JSON logging configured in main()
+        "access_log": False,  # uvicorn's access log prints query strings (OAuth codes); ours does not
+        "timeout_graceful_shutdown": 30,  # on SIGTERM, in-flight requests get this long to finish
     }
 
 
@@ -62,7 +66,7 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
                         help="worker processes (each holds its own S3 clients)")
     parser.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
                         help="proxies whose X-Forwarded-* headers are trusted")
-    parser.add_argument("--log-level", default="info", help="info logs every request; warning does not")
+    parser.add_argument("--log-level", default="info")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -71,6 +75,9 @@ def serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Each worker writes its metrics here and /metrics sums them (prometheus-client multiprocess mode).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="soundpost-metrics-")
     # The root path comes from SOUNDPOST_PUBLIC_URL's path: the app can be hosted under a prefix.
     uvicorn.run("service.app:create_app", factory=True, **uvicorn_options(args, settings.root_path))
     return 0
@@ -86,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     add_serve_options(serve_cmd)
     serve_cmd.set_defaults(run=serve)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "serve":
+        configure_logging(args.log_level)
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return int(args.run(args))
 
 
