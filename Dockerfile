@@ -6,11 +6,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# EXTRAS="[dev]" adds the dev identity provider (docker-compose's idp service uses that).
+ARG EXTRAS=""
 WORKDIR /src
 # pyproject.toml names README.md as the package's readme, so the build needs it.
 COPY pyproject.toml README.md ./
 COPY service ./service
-RUN pip install . && rm -rf /src
+RUN pip install ".${EXTRAS}" && rm -rf /src
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin soundpost
 USER soundpost

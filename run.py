@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
     if command == "bench":
         ensure_environment("test")
         return subprocess.call([str(PYTHON), str(ROOT / "bench" / "run.py"), *rest], cwd=ROOT)
-    ensure_environment("")
+    ensure_environment("dev" if command == "dev" else "")
     return subprocess.call([str(PYTHON), "-m", "service", command, *rest], cwd=ROOT)
 
 

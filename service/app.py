@@ -8,15 +8,13 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TypedDict
 
-from authlib.integrations.starlette_client import OAuth
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.routing import Mount
 
 from service import auth, uploads
 from service.errors import EXCEPTION_HANDLERS
@@ -107,5 +105,3 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
     app.state.csp = page_csp(config)
     return app
 
-
-__all__ = ["OAuth", "create_app"]

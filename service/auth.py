@@ -87,15 +87,15 @@ def require_user(request: Request) -> User:
     return user
 
 
-def safe_next(value: str | None) -> str:
-    """Only a same-origin relative path is a place to land after sign-in; anything else is '/'."""
+def safe_next(value: str | None, home: str = "/") -> str:
+    """Only a same-origin absolute path is a place to land after sign-in; anything else is home."""
     if not value or not value.startswith("/") or value.startswith("//"):
-        return "/"
+        return home
     if "\\" in value or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        return "/"
+        return home
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
-        return "/"
+        return home
     return value
 
 
@@ -135,13 +135,13 @@ async def login(request: Request) -> Response:
     provider = _provider_for_login(settings, request.query_params.get("provider"))
     client = _client(request, provider)
     try:
-        response = await client.authorize_redirect(request, _callback_url(settings, provider))
+        response: Response = await client.authorize_redirect(request, _callback_url(settings, provider))
     except httpx.HTTPError as exc:
         raise _idp_unreachable(provider, exc) from None
     except (ValueError, KeyError, RuntimeError) as exc:  # discovery document unusable
         logger.warning("identity provider %s metadata unusable: %r", provider.name, exc)
         raise ApiError(502, "identity_provider_error", f"{provider.title} sent an unusable configuration.") from None
-    request.session[SESSION_NEXT] = safe_next(request.query_params.get("next"))
+    request.session[SESSION_NEXT] = safe_next(request.query_params.get("next"), settings.home)
     return response
 
 
@@ -155,11 +155,11 @@ async def callback(request: Request) -> Response:
         code = "sign_in_denied" if error == "access_denied" else "sign_in_failed"
         raise ApiError(403, code, f"{provider.title} did not sign you in ({error}).")
     identity = await _complete_flow(request, provider)
-    next_path = request.session.get(SESSION_NEXT, "/")
+    next_path = request.session.get(SESSION_NEXT, settings.home)
     # A fresh session: nothing from before sign-in survives it.
     request.session.clear()
     request.session[SESSION_USER] = identity
-    return RedirectResponse(safe_next(next_path), status_code=303)
+    return RedirectResponse(safe_next(next_path, settings.home), status_code=303)
 
 
 async def _complete_flow(request: Request, provider: Provider) -> dict[str, str]:
@@ -214,7 +214,7 @@ def _identity(provider: Provider, claims: dict[str, Any]) -> dict[str, str]:
 async def logout(request: Request) -> Response:
     request.session.clear()
     if wants_html(request):
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(request.app.state.settings.home, status_code=303)
     return Response(status_code=204)
 
 

@@ -65,18 +65,21 @@ class ApiError(Exception):
 
 
 def wants_html(request: Request) -> bool:
+    """Browser navigations get a page; API routes always answer JSON."""
     accept = request.headers.get("accept", "")
-    return "text/html" in accept and not request.url.path.startswith("/api/")
+    path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+    return "text/html" in accept and not path.startswith("/api/")
 
 
 def error_response(request: Request, error: ApiError) -> Response:
     if wants_html(request):
-        return HTMLResponse(_page(error), status_code=error.status, headers=error.headers)
+        home = request.scope.get("root_path", "") + "/"
+        return HTMLResponse(_page(error, home), status_code=error.status, headers=error.headers)
     body = _encode(ErrorResponse(ErrorBody(error.code, error.detail, error.path)))
     return Response(body, status_code=error.status, media_type="application/json", headers=error.headers)
 
 
-def _page(error: ApiError) -> str:
+def _page(error: ApiError, home: str) -> str:
     title = html.escape(HTTPStatus(error.status).phrase)
     return (
         "<!doctype html><html lang=en><meta charset=utf-8>"
@@ -85,7 +88,7 @@ def _page(error: ApiError) -> str:
         "<body style='font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem'>"
         f"<h1>{title}</h1><p>{html.escape(error.detail)}</p>"
         f"<p><small>Error code: <code>{html.escape(error.code)}</code></small></p>"
-        "<p><a href='/'>Back to Soundpost</a></p></body></html>"
+        f"<p><a href='{html.escape(home)}'>Back to Soundpost</a></p></body></html>"
     )
 
 
@@ -98,7 +101,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if exc.detail else HTTPStatus(exc.status_code).phrase
-    return error_response(request, ApiError(exc.status_code, code, detail, headers=exc.headers))
+    return error_response(request, ApiError(exc.status_code, code, detail, headers=dict(exc.headers) if exc.headers else None))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

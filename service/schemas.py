@@ -64,13 +64,13 @@ class User(msgspec.Struct, rename="camel"):
     name: str | None = None
 
 
-class Provider(msgspec.Struct):
+class Provider(msgspec.Struct, rename="camel"):
     name: str
     title: str
     login_url: str
 
 
-class ProviderList(msgspec.Struct):
+class ProviderList(msgspec.Struct, rename="camel"):
     providers: list[Provider]
 
 

@@ -92,6 +92,11 @@ class Settings:
         return urlsplit(self.public_url).path.rstrip("/")
 
     @property
+    def home(self) -> str:
+        """The page's path on this origin: where sign-in lands and sign-out returns."""
+        return self.root_path + "/"
+
+    @property
     def browser_s3_endpoint(self) -> str | None:
         return self.s3_public_endpoint or self.s3_endpoint
 
@@ -249,6 +254,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "set both, or neither to use the default AWS credential chain"
         )
     session_token = read.raw("S3_SESSION_TOKEN")
+    if session_token and not access_key:
+        read.problems.append(
+            f"{ENV_PREFIX}S3_SESSION_TOKEN needs {ENV_PREFIX}S3_ACCESS_KEY_ID and {ENV_PREFIX}S3_SECRET_ACCESS_KEY "
+            "(the default credential chain brings its own token)"
+        )
     cookie = read.raw("SESSION_COOKIE") or "soundpost_session"
     if cookie == "session" or not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", cookie):
         read.problems.append(

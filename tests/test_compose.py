@@ -345,3 +345,11 @@ def test_readme_settings_table_names_every_setting() -> None:
         f"{ENV_PREFIX}PROVIDER_<NAME>_{suffix}" for suffix in suffixes
     }
     assert rows == expected
+
+
+def test_only_the_idp_image_carries_the_dev_stack(services: dict[str, Any]) -> None:
+    """The app image installs the base package; the idp builds the same Dockerfile with the dev extra."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ARG EXTRAS=""' in dockerfile and 'pip install ".${EXTRAS}"' in dockerfile
+    assert services["idp"]["build"]["args"]["EXTRAS"] == "[dev]"
+    assert services["app"]["build"] == "."

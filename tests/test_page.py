@@ -35,8 +35,10 @@ HAS_LIFECYCLE = any("/confirm" in getattr(r, "path", "") for r in routes())
 needs_lifecycle = pytest.mark.skipif(not HAS_LIFECYCLE, reason="the upload lifecycle API (issue 3) is not merged yet")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium for this module; Playwright's sync API holds an event loop open while it runs,
+    so it must be gone before other modules call asyncio.run()."""
     chromium = shutil.which("chromium")
     require_tool(chromium is not None, "chromium", "apt-get install chromium")
     with playwright_api.sync_playwright() as pw:

@@ -216,7 +216,7 @@ async function showSignedOut() {
   const { providers } = await api("api/providers");
   $("providers").append(...providers.map((p) => {
     const item = document.createElement("li");
-    const link = Object.assign(document.createElement("a"), { href: p.login_url, className: "button" });
+    const link = Object.assign(document.createElement("a"), { href: p.loginUrl, className: "button" });
     link.textContent = `Sign in with ${p.title}`;
     item.append(link);
     return item;

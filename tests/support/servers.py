@@ -22,11 +22,15 @@ def bound_socket() -> socket.socket:
 
 
 @contextlib.contextmanager
-def serve_asgi(make_app: Callable[[str], Any]) -> Iterator[str]:
-    """Serve ``make_app(base_url)`` with uvicorn; yields the base URL once the lifespan has started."""
+def serve_asgi(make_app: Callable[[str], Any], root_path: str = "") -> Iterator[str]:
+    """Serve ``make_app(base_url)`` with uvicorn; yields the base URL once the lifespan has started.
+
+    With ``root_path`` the app is served the way ``soundpost serve`` serves it
+    under a path prefix, and the base URL includes the prefix.
+    """
     sock = bound_socket()
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(make_app(base_url), log_level="warning", lifespan="on")
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}{root_path}"
+    config = uvicorn.Config(make_app(base_url), log_level="warning", lifespan="on", root_path=root_path)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -1,0 +1,130 @@
+"""Settings: validated once at start-up; every problem named at once; secrets never shown."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from service.settings import SettingsError, load_settings
+
+GOOD = {
+    "SOUNDPOST_PUBLIC_URL": "https://audio.example.com",
+    "SOUNDPOST_SESSION_SECRET": "s" * 40,
+    "SOUNDPOST_PROVIDERS": "google,github",
+    "SOUNDPOST_PROVIDER_GOOGLE_DISCOVERY_URL": "https://accounts.google.com/.well-known/openid-configuration",
+    "SOUNDPOST_PROVIDER_GOOGLE_CLIENT_ID": "google-id",
+    "SOUNDPOST_PROVIDER_GOOGLE_CLIENT_SECRET": "google-client-secret-value",
+    "SOUNDPOST_PROVIDER_GITHUB_KIND": "oauth2",
+    "SOUNDPOST_PROVIDER_GITHUB_AUTHORIZE_URL": "https://github.com/login/oauth/authorize",
+    "SOUNDPOST_PROVIDER_GITHUB_TOKEN_URL": "https://github.com/login/oauth/access_token",
+    "SOUNDPOST_PROVIDER_GITHUB_USERINFO_URL": "https://api.github.com/user",
+    "SOUNDPOST_PROVIDER_GITHUB_CLIENT_ID": "github-id",
+    "SOUNDPOST_PROVIDER_GITHUB_CLIENT_SECRET": "github-client-secret-value",
+    "SOUNDPOST_S3_BUCKET": "recordings",
+    "SOUNDPOST_S3_ACCESS_KEY_ID": "AKIAEXAMPLE",
+    "SOUNDPOST_S3_SECRET_ACCESS_KEY": "s3-secret-access-key-value",
+}
+
+
+def problems(env: dict[str, str]) -> list[str]:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(env)
+    return raised.value.problems
+
+
+def test_a_complete_configuration_loads_with_safe_defaults() -> None:
+    settings = load_settings(GOOD)
+    assert settings.secure_cookies
+    assert settings.session_cookie == "soundpost_session"
+    assert settings.presign_ttl == 600
+    assert settings.s3_key_prefix == "uploads/"
+    assert [p.kind for p in settings.providers] == ["oidc", "oauth2"]
+    assert settings.providers[0].scopes == "openid email profile"
+
+
+def test_secrets_never_show_in_repr() -> None:
+    text = repr(load_settings(GOOD))
+    for secret in ("s" * 40, "google-client-secret-value", "github-client-secret-value", "s3-secret-access-key-value"):
+        assert secret not in text
+
+
+def test_an_empty_environment_names_every_required_setting() -> None:
+    found = "\n".join(problems({}))
+    for name in ("SOUNDPOST_PUBLIC_URL", "SOUNDPOST_SESSION_SECRET", "SOUNDPOST_PROVIDERS", "SOUNDPOST_S3_BUCKET"):
+        assert name in found
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SOUNDPOST_PUBLIC_URL", "audio.example.com"),
+        ("SOUNDPOST_PUBLIC_URL", "https://audio.example.com/?x=1"),
+        ("SOUNDPOST_SESSION_SECRET", "short"),
+        ("SOUNDPOST_SESSION_MAX_AGE", "forever"),
+        ("SOUNDPOST_SESSION_MAX_AGE", "10"),
+        ("SOUNDPOST_SESSION_COOKIE", "session"),
+        ("SOUNDPOST_SESSION_COOKIE", "bad cookie;"),
+        ("SOUNDPOST_PROVIDERS", "Google"),
+        ("SOUNDPOST_PROVIDERS", "google,google"),
+        ("SOUNDPOST_PROVIDER_GITHUB_KIND", "saml"),
+        ("SOUNDPOST_PROVIDER_GOOGLE_DISCOVERY_URL", "ftp://x"),
+        ("SOUNDPOST_S3_BUCKET", "Bad_Bucket"),
+        ("SOUNDPOST_S3_ENDPOINT", "minio:9000"),
+        ("SOUNDPOST_S3_KEY_PREFIX", "../escape"),
+        ("SOUNDPOST_ALLOWED_TYPES", "audio/wav,image/png"),
+        ("SOUNDPOST_MAX_UPLOAD_BYTES", "0"),
+        ("SOUNDPOST_MAX_UPLOAD_BYTES", str(6 * 1024**3)),
+        ("SOUNDPOST_PRESIGN_TTL", "86400"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_setting(name: str, value: str) -> None:
+    found = problems({**GOOD, name: value})
+    assert any(name in problem for problem in found), found
+
+
+def test_a_provider_missing_its_urls_names_each_one() -> None:
+    env = {k: v for k, v in GOOD.items() if "GITHUB_TOKEN_URL" not in k and "GOOGLE_CLIENT_ID" not in k}
+    found = "\n".join(problems(env))
+    assert "SOUNDPOST_PROVIDER_GITHUB_TOKEN_URL" in found and "SOUNDPOST_PROVIDER_GOOGLE_CLIENT_ID" in found
+
+
+def test_s3_keys_go_together() -> None:
+    env = {k: v for k, v in GOOD.items() if k != "SOUNDPOST_S3_SECRET_ACCESS_KEY"}
+    assert any("SOUNDPOST_S3_SECRET_ACCESS_KEY" in p for p in problems(env))
+
+
+def test_a_session_token_without_keys_is_refused() -> None:
+    env = {k: v for k, v in GOOD.items() if "ACCESS_KEY" not in k}
+    assert any("SOUNDPOST_S3_SESSION_TOKEN" in p for p in problems({**env, "SOUNDPOST_S3_SESSION_TOKEN": "token"}))
+
+
+def test_without_keys_the_default_credential_chain_is_used() -> None:
+    env = {k: v for k, v in GOOD.items() if not k.startswith("SOUNDPOST_S3_") or k == "SOUNDPOST_S3_BUCKET"}
+    settings = load_settings(env)
+    assert settings.s3_access_key_id is None and settings.s3_secret_access_key is None
+
+
+def test_allowed_types_accept_aliases_and_store_canonical_types() -> None:
+    settings = load_settings({**GOOD, "SOUNDPOST_ALLOWED_TYPES": "audio/x-wav, audio/mp3, audio/wav"})
+    assert settings.allowed_types == ("audio/wav", "audio/mpeg")
+
+
+def test_plain_http_public_url_means_cookies_without_secure() -> None:
+    assert not load_settings({**GOOD, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000"}).secure_cookies
+
+
+def test_public_url_path_is_the_root_path() -> None:
+    settings = load_settings({**GOOD, "SOUNDPOST_PUBLIC_URL": "https://example.com/soundpost/"})
+    assert (settings.root_path, settings.home, settings.public_origin) == ("/soundpost", "/soundpost/", "https://example.com")
+
+
+def test_serve_refuses_to_start_when_misconfigured() -> None:
+    """The production command exits at once with every bad setting named, no traceback."""
+    env = {"PATH": "/usr/bin:/bin", "SOUNDPOST_PUBLIC_URL": "nope"}
+    done = subprocess.run([sys.executable, "-m", "service", "serve"], check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "SOUNDPOST_PUBLIC_URL must be an http(s) URL" in done.stderr
+    assert "SOUNDPOST_SESSION_SECRET is required" in done.stderr
+    assert "Traceback" not in done.stderr
