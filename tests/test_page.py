@@ -161,6 +161,22 @@ def test_sign_in_through_the_identity_provider_shows_who_you_are(alice: Any) -> 
     expect(alice.get_by_role("button", name="Record")).to_be_visible()
 
 
+def test_keyboard_reaches_every_control_in_order_and_opens_the_file_chooser(alice: Any) -> None:
+    """Tab goes sign out, file picker, Record; Space on the picker opens the chooser and the upload proceeds."""
+    alice.locator("body").focus()
+    focused = []
+    for _ in range(3):
+        alice.keyboard.press("Tab")
+        focused.append(alice.evaluate("() => document.activeElement.id || document.activeElement.textContent.trim()"))
+    assert focused == ["Sign out", "file", "record"]
+    alice.keyboard.press("Shift+Tab")
+    with alice.expect_file_chooser() as chooser:
+        alice.keyboard.press("Space")
+    chooser.value.set_files({"name": "keys.txt", "mimeType": "text/plain", "buffer": b"typed"})
+    expect(transfer(alice, "keys.txt")).to_have_attribute("data-state", "failed")
+    expect(alice.locator("#announce")).to_contain_text("keys.txt: Refused")
+
+
 def test_a_non_audio_file_is_refused_with_a_clear_message(alice: Any, stored: Any) -> None:
     """A text file is refused by the API; the page says why in words and nothing reaches the bucket."""
     pick(alice, "notes.txt", b"just some words\n", "text/plain")
@@ -185,7 +201,7 @@ def test_a_picked_file_uploads_to_100_percent_and_is_listed_and_playable(alice: 
     expect(row).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
     expect(row.locator("progress")).to_have_attribute("value", "100")
     expect(row.locator(".percent")).to_have_text("100%")
-    expect(row.locator(".speed")).to_have_text(re.compile(r"^\d+(\.\d)? [KMG]?B/s$"))
+    expect(row.locator(".speed")).to_have_text(re.compile(r"^[1-9]\d*(\.\d)? [KMG]?B/s$"))
     assert stored("picked.wav") == audio
     item = listed(alice, "picked.wav")
     wait_playable(item)
@@ -307,8 +323,11 @@ def test_cancel_stops_an_upload_in_flight(alice: Any, stored: Any, bucket: str) 
 
 @pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)], ids=["laptop", "phone"])
 def test_signed_in_page_screenshot(alice: Any, width: int, height: int) -> None:
-    """Save the signed-in page, after one upload attempt, as an artifact at laptop and phone widths."""
+    """Save the signed-in page, after an upload and a refusal, as an artifact at laptop and phone widths."""
     alice.set_viewport_size({"width": width, "height": height})
+    pick(alice, "morning take.wav", wav_bytes(3), "audio/wav")
+    expect(transfer(alice, "morning take.wav")).to_have_attribute("data-state", re.compile("done|failed"),
+                                                                   timeout=UPLOAD_WAIT)
     pick(alice, "notes.txt", b"words", "text/plain")
     expect(transfer(alice, "notes.txt")).to_have_attribute("data-state", "failed")
     ARTIFACTS.mkdir(exist_ok=True)

@@ -31,15 +31,18 @@ export function humanDuration(seconds) {
   return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
 }
 
-// Bytes per second over the last two seconds of samples.
+// Bytes per second over the last two seconds of progress; a repeated report keeps the last rate.
 function speedMeter() {
-  const samples = [];
+  const samples = [[performance.now(), 0]];
+  let rate = 0;
   return (bytes) => {
     const now = performance.now();
+    if (bytes === samples.at(-1)[1]) return rate;
     samples.push([now, bytes]);
     while (samples.length > 2 && now - samples[0][0] > 2000) samples.shift();
     const [t0, b0] = samples[0];
-    return now > t0 ? ((bytes - b0) * 1000) / (now - t0) : 0;
+    rate = now > t0 ? ((bytes - b0) * 1000) / (now - t0) : rate;
+    return rate;
   };
 }
 
