@@ -321,6 +321,34 @@ def test_cancel_stops_an_upload_in_flight(alice: Any, stored: Any, bucket: str) 
     assert stored("halted.wav") is None
 
 
+@needs_lifecycle
+def test_cancelling_a_multipart_upload_aborts_it_at_s3(
+    alice: Any, stored: Any, s3: devstack.S3Endpoint, bucket: str, tmp_path: Path
+) -> None:
+    """Cancel during a multipart upload stops the parts and aborts the upload, so S3 keeps no orphan parts."""
+    path = tmp_path / "abandoned.wav"
+    path.write_bytes(wav_of_at_least(11 * MiB))
+    held: list[Any] = []
+    alice.route(re.compile(r"partNumber="), lambda route: held.append(route))  # parts never finish
+    with alice.expect_request(lambda r: r.method == "PUT" and "partNumber=" in r.url):
+        alice.locator("#file").set_input_files(path)
+    row = transfer(alice, "abandoned.wav")
+    with alice.expect_response(lambda r: r.request.method == "DELETE" and "/s3/multipart/" in r.url) as aborted:
+        row.get_by_role("button", name="Cancel uploading abandoned.wav").click()
+    assert aborted.value.status == 200
+    expect(row).to_have_attribute("data-state", "cancelled")
+    assert devstack.s3_admin(s3).list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert stored("abandoned.wav") is None
+
+
+def test_sign_out_returns_to_the_signed_out_page(alice: Any) -> None:
+    """Sign out ends the session: the page offers the providers again and the API no longer knows the user."""
+    alice.get_by_role("button", name="Sign out").click()
+    expect(alice.locator("#providers a")).to_have_count(2)
+    expect(alice.locator("#signed-in")).to_be_hidden()
+    assert alice.request.get("/api/me").status == 401
+
+
 @pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)], ids=["laptop", "phone"])
 def test_signed_in_page_screenshot(alice: Any, width: int, height: int) -> None:
     """Save the signed-in page, after an upload and a refusal, as an artifact at laptop and phone widths."""
