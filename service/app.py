@@ -16,18 +16,20 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service import auth, uploads
+from service import auth, library, uploads, uppy
 from service.errors import EXCEPTION_HANDLERS
 from service.guards import CrossSiteGuard, SecurityHeaders
 from service.schemas import json_response
 from service.settings import Settings, load_settings
 from service.storage import Storage, open_storage
+from service.webhooks import WebhookSender, open_webhooks
 
 STATIC = Path(__file__).parent / "static"
 
 
 class State(TypedDict):
     storage: Storage
+    webhooks: WebhookSender | None
 
 
 def page_csp(settings: Settings) -> str:
@@ -63,6 +65,18 @@ def routes() -> list[Route | Mount]:
         Route("/api/me", auth.me, name="me"),
         Route("/api/providers", auth.providers, name="providers"),
         Route("/api/upload/presigned-url", uploads.presigned_url, methods=["POST"], name="presign"),
+        Route("/api/uploads", library.list_uploads, name="uploads"),
+        Route("/api/uploads/{id}", library.delete, methods=["DELETE"], name="upload"),
+        Route("/api/uploads/{id}/url", library.playback_url, name="upload_url"),
+        Route("/api/uploads/{id}/confirm", library.confirm, methods=["POST"], name="upload_confirm"),
+        # Uppy's @uppy/aws-s3 protocol; "batch" precedes the {partNumber} route it would otherwise match.
+        Route("/s3/params", uppy.params, name="uppy_params"),
+        Route("/s3/multipart", uppy.create_multipart, methods=["POST"], name="uppy_create"),
+        Route("/s3/multipart/{uploadId}/batch", uppy.sign_parts, name="uppy_sign_parts"),
+        Route("/s3/multipart/{uploadId}/complete", uppy.complete, methods=["POST"], name="uppy_complete"),
+        Route("/s3/multipart/{uploadId}/{partNumber}", uppy.sign_part, name="uppy_sign_part"),
+        Route("/s3/multipart/{uploadId}", uppy.list_parts, name="uppy_parts"),
+        Route("/s3/multipart/{uploadId}", uppy.abort, methods=["DELETE"], name="uppy_abort"),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
@@ -77,9 +91,10 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        async with open_storage(config) as storage:
+        async with open_storage(config) as storage, open_webhooks(config) as webhooks:
             app.state.storage = storage
-            yield {"storage": storage}
+            app.state.webhooks = webhooks
+            yield {"storage": storage, "webhooks": webhooks}
 
     middleware = [
         Middleware(SecurityHeaders, https=config.secure_cookies),

@@ -74,12 +74,124 @@ class ProviderList(msgspec.Struct, rename="camel"):
     providers: list[Provider]
 
 
+# --- Uppy's @uppy/aws-s3 protocol (the shapes Uppy Companion speaks) -------------
+
+PartNumber = Annotated[int, Meta(ge=1, le=10_000, description="S3 part numbers run from 1 to 10000.")]
+ETag = Annotated[str, Meta(min_length=1, max_length=1024)]
+
+
+class SignedPost(msgspec.Struct):
+    """``GET /s3/params``: a form POST for Uppy to send; ``expires`` is in seconds."""
+
+    method: str
+    url: str
+    fields: dict[str, str]
+    expires: int
+
+
+class MultipartRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /s3/multipart``: start a multipart upload for one file."""
+
+    filename: Filename
+    type: ContentType
+    metadata: dict[str, object] = {}
+
+
+class MultipartCreated(msgspec.Struct, rename={"upload_id": "uploadId"}):
+    key: str
+    upload_id: str
+    bucket: str
+
+
+class SignedPart(msgspec.Struct):
+    url: str
+    expires: int
+
+
+class SignedParts(msgspec.Struct, rename="camel"):
+    presigned_urls: dict[str, str]
+
+
+_PART_NAMES = {"number": "PartNumber", "etag": "ETag", "size": "Size"}
+
+
+class UploadedPart(msgspec.Struct, rename=_PART_NAMES):
+    number: int
+    etag: str
+    size: int
+
+
+class CompletedPart(msgspec.Struct, rename=_PART_NAMES):
+    number: PartNumber
+    etag: ETag
+
+
+class CompleteRequest(msgspec.Struct):
+    """``POST /s3/multipart/{uploadId}/complete``; Uppy may send fields of its own besides ``parts``."""
+
+    parts: Annotated[list[CompletedPart], Meta(min_length=1, max_length=10_000)]
+
+
+class Completed(msgspec.Struct):
+    location: str
+    key: str
+    bucket: str
+
+
+# --- the caller's uploads ------------------------------------------------------------
+
+
+class Upload(msgspec.Struct, rename="camel"):
+    """One stored upload, as the library lists and confirms it."""
+
+    id: str
+    key: str
+    filename: str
+    size: int
+    content_type: str
+    uploaded_at: datetime
+    duration_seconds: float | None = None
+
+
+class UploadList(msgspec.Struct, rename="camel"):
+    uploads: list[Upload]
+    next_cursor: str | None
+
+
+class PlaybackUrl(msgspec.Struct, rename="camel"):
+    url: str
+    expires_at: datetime
+
+
+class UploadEvent(msgspec.Struct, rename="camel"):
+    """The data of an ``upload.confirmed`` webhook event."""
+
+    id: str
+    key: str
+    bucket: str
+    user: str
+    size: int
+    content_type: str
+    duration_seconds: float | None
+
+
+class WebhookMessage(msgspec.Struct):
+    """The Standard Webhooks envelope: type, timestamp, data."""
+
+    type: str
+    timestamp: datetime
+    data: UploadEvent
+
+
 presign_request_decoder = msgspec.json.Decoder(PresignRequest)
+multipart_request_decoder = msgspec.json.Decoder(MultipartRequest)
+complete_request_decoder = msgspec.json.Decoder(CompleteRequest)
 encoder = msgspec.json.Encoder()
 
 
 def json_response(value: object, status_code: int = 200) -> Response:
     return Response(encoder.encode(value), status_code=status_code, media_type="application/json")
+
 
 _ERROR_PATH = re.compile(r" - at `(\$[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")

@@ -8,6 +8,8 @@ show in a repr, a traceback or a log line.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +77,9 @@ class Settings:
     max_upload_bytes: int = 500 * MiB
     presign_ttl: int = 600
     trusted_origins: tuple[str, ...] = field(default=())
+    webhook_url: str | None = None
+    webhook_secret: Secret | None = None
+    webhook_timeout: int = 10
 
     @property
     def secure_cookies(self) -> bool:
@@ -228,6 +233,24 @@ def _key_prefix(read: _Reader) -> str:
     return f"{prefix}/" if prefix else ""
 
 
+def _webhook_secret(read: _Reader, url: str | None) -> Secret | None:
+    """A Standard Webhooks secret: ``whsec_`` then base64 of at least 24 random bytes."""
+    value = read.raw("WEBHOOK_SECRET")
+    if value is None:
+        if url:
+            read.problems.append(f"{ENV_PREFIX}WEBHOOK_SECRET is required when {ENV_PREFIX}WEBHOOK_URL is set")
+        return None
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not value.startswith("whsec_") or len(key) < 24:
+        read.problems.append(
+            f"{ENV_PREFIX}WEBHOOK_SECRET must be whsec_ followed by base64 of at least 24 bytes"
+        )
+    return Secret(value)
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build the settings from a mapping of environment variables, or fail naming each problem."""
     read = _Reader(env)
@@ -260,6 +283,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "(the default credential chain brings its own token)"
         )
     cookie = read.raw("SESSION_COOKIE") or "soundpost_session"
+    webhook_url = read.url("WEBHOOK_URL")
     if cookie == "session" or not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", cookie):
         read.problems.append(
             f"{ENV_PREFIX}SESSION_COOKIE must be a plain token other than 'session', got {cookie!r}"
@@ -283,6 +307,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", 500 * MiB, 1, S3_MAX_POST_BYTES),
         presign_ttl=read.integer("PRESIGN_TTL", 600, 30, MAX_PRESIGN_TTL),
         trusted_origins=tuple(o.rstrip("/") for o in read.csv("TRUSTED_ORIGINS") or ()),
+        webhook_url=webhook_url,
+        webhook_secret=_webhook_secret(read, webhook_url),
+        webhook_timeout=read.integer("WEBHOOK_TIMEOUT", 10, 1, 60),
     )
     if read.problems:
         raise SettingsError(read.problems)

@@ -10,13 +10,14 @@ opens a connection.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aioboto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from service.settings import Settings
 
@@ -29,6 +30,48 @@ class PresignedPost:
     url: str
     fields: dict[str, str]
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    content_type: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class Part:
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    keys: list[str]
+    next_start_after: str | None
+
+
+class PartsRejected(Exception):
+    """S3 refused to assemble the parts (a part missing, too small, out of order)."""
+
+
+class NotFound(Exception):
+    """The object or multipart upload does not exist (S3 answered 404 / NoSuchKey / NoSuchUpload)."""
+
+
+_MISSING = frozenset({"404", "NoSuchKey", "NoSuchUpload", "NotFound"})
+
+
+@contextlib.contextmanager
+def _missing_is_not_found() -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _MISSING:
+            raise NotFound() from None
+        raise
 
 
 def policy_conditions(content_type: str, max_bytes: int) -> list[Any]:
@@ -48,7 +91,7 @@ class Storage:
 
     async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
         ttl = self.settings.presign_ttl
-        expires_at = (datetime.now(UTC) + timedelta(seconds=ttl)).replace(microsecond=0)
+        expires_at = self._expiry(ttl)
         post = await self.signer.generate_presigned_post(
             Bucket=self.settings.s3_bucket,
             Key=key,
@@ -57,6 +100,118 @@ class Storage:
             ExpiresIn=ttl,
         )
         return PresignedPost(url=post["url"], fields=post["fields"], expires_at=expires_at)
+
+    def _expiry(self, ttl: int) -> datetime:
+        return (datetime.now(UTC) + timedelta(seconds=ttl)).replace(microsecond=0)
+
+    # --- objects ----------------------------------------------------------
+
+    async def head(self, key: str) -> StoredObject:
+        with _missing_is_not_found():
+            head = await self.s3.head_object(Bucket=self.settings.s3_bucket, Key=key)
+        return StoredObject(key, int(head["ContentLength"]), head.get("ContentType", ""), head["LastModified"])
+
+    async def read_head(self, key: str, length: int) -> bytes:
+        """The first ``length`` bytes of an object (a ranged GET)."""
+        with _missing_is_not_found():
+            got = await self.s3.get_object(
+                Bucket=self.settings.s3_bucket, Key=key, Range=f"bytes=0-{length - 1}"
+            )
+            async with got["Body"] as body:
+                data: bytes = await body.read()
+        return data
+
+    async def delete(self, key: str) -> None:
+        await self.s3.delete_object(Bucket=self.settings.s3_bucket, Key=key)
+
+    async def list_keys(self, prefix: str, limit: int, start_after: str | None = None) -> Listing:
+        """One page of keys under ``prefix`` in S3's (ascending) order."""
+        extra = {"StartAfter": start_after} if start_after else {}
+        page = await self.s3.list_objects_v2(
+            Bucket=self.settings.s3_bucket, Prefix=prefix, MaxKeys=limit, **extra
+        )
+        found = [item["Key"] for item in page.get("Contents", [])]
+        more = bool(page.get("IsTruncated")) and bool(found)
+        return Listing(found, found[-1] if more else None)
+
+    async def _presign(self, operation: str, key: str, **params: object) -> str:
+        """A URL for one operation on one key, on the browser-visible endpoint, valid for the presign TTL."""
+        url: str = await self.signer.generate_presigned_url(
+            operation,
+            Params={"Bucket": self.settings.s3_bucket, "Key": key, **params},
+            ExpiresIn=self.settings.presign_ttl,
+        )
+        return url
+
+    async def presign_get(self, key: str, content_type: str, disposition: str) -> tuple[str, datetime]:
+        expires_at = self._expiry(self.settings.presign_ttl)
+        url = await self._presign(
+            "get_object", key, ResponseContentType=content_type, ResponseContentDisposition=disposition
+        )
+        return url, expires_at
+
+    # --- multipart uploads --------------------------------------------------
+
+    async def create_multipart(self, key: str, content_type: str) -> str:
+        created = await self.s3.create_multipart_upload(
+            Bucket=self.settings.s3_bucket, Key=key, ContentType=content_type
+        )
+        return str(created["UploadId"])
+
+    async def upload_belongs_to_key(self, key: str, upload_id: str) -> bool:
+        """Whether ``upload_id`` is an upload in progress for exactly ``key``.
+
+        ListMultipartUploads on the key itself, because some servers (moto) answer
+        ListParts for any key as long as the upload id exists somewhere in the bucket.
+        """
+        markers: dict[str, str] = {}
+        while True:
+            page = await self.s3.list_multipart_uploads(
+                Bucket=self.settings.s3_bucket, Prefix=key, **markers
+            )
+            if any(u["Key"] == key and u["UploadId"] == upload_id for u in page.get("Uploads", [])):
+                return True
+            if not page.get("IsTruncated"):
+                return False
+            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
+    async def presign_part(self, key: str, upload_id: str, part_number: int) -> str:
+        return await self._presign("upload_part", key, UploadId=upload_id, PartNumber=part_number)
+
+    async def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        """Every part uploaded so far, across all the pages S3 answers with."""
+        parts: list[Part] = []
+        marker = 0
+        while True:
+            with _missing_is_not_found():
+                page = await self.s3.list_parts(
+                    Bucket=self.settings.s3_bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                )
+            parts += [Part(p["PartNumber"], p["ETag"], p["Size"]) for p in page.get("Parts", [])]
+            if not page.get("IsTruncated"):
+                return parts
+            marker = int(page["NextPartNumberMarker"])
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str:
+        """Assemble the parts; returns the object's location."""
+        try:
+            with _missing_is_not_found():
+                done = await self.s3.complete_multipart_upload(
+                    Bucket=self.settings.s3_bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
+                )
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 400:
+                error = exc.response.get("Error", {})
+                raise PartsRejected(f"{error.get('Code')}: {error.get('Message')}") from None
+            raise
+        return str(done.get("Location") or f"{self.settings.browser_s3_endpoint or ''}/{self.settings.s3_bucket}/{key}")
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        with _missing_is_not_found():
+            await self.s3.abort_multipart_upload(Bucket=self.settings.s3_bucket, Key=key, UploadId=upload_id)
 
 
 def _session(settings: Settings) -> aioboto3.Session:

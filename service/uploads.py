@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TypeVar
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,8 +13,8 @@ from service import audio, keys
 from service.auth import require_user
 from service.errors import ApiError
 from service.schemas import (
-    PresignRequest,
     PresignResponse,
+    User,
     json_response,
     presign_request_decoder,
     split_validation_message,
@@ -20,6 +23,23 @@ from service.settings import Settings
 from service.storage import Storage
 
 MAX_JSON_BODY = 4 * 1024
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FieldPaths:
+    """Where each fact sits in a request, for error paths (JSON body or query string)."""
+
+    filename: str = "$.filename"
+    content_type: str = "$.contentType"
+    size: str = "$.size"
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    key: str
+    content_type: str
+    max_bytes: int
 
 
 async def read_json_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
@@ -38,9 +58,9 @@ async def read_json_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
     return bytes(body)
 
 
-def decode_presign_request(body: bytes) -> PresignRequest:
+def decode_json(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     try:
-        return presign_request_decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         detail, path = split_validation_message(str(exc))
         raise ApiError(422, "validation_error", detail, path) from None
@@ -48,53 +68,63 @@ def decode_presign_request(body: bytes) -> PresignRequest:
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
 
 
-def checked_content_type(settings: Settings, content_type: str) -> str:
+def checked_content_type(settings: Settings, content_type: str, path: str = "$.contentType") -> str:
     canonical = audio.canonical_type(content_type)
     if canonical is None or canonical not in settings.allowed_types:
         allowed = ", ".join(settings.allowed_types)
         raise ApiError(
             422, "unsupported_type",
             f"{content_type!r} is not an accepted audio type (accepted: {allowed}).",
-            "$.contentType",
+            path,
         )
     return canonical
 
 
-def checked_filename(filename: str, canonical: str) -> str:
+def checked_filename(filename: str, canonical: str, path: str = "$.filename") -> str:
     name = keys.safe_filename(filename, audio.extensions_for(canonical)[0])
     extension = keys.split_extension(name)[1]
     if not audio.extension_agrees(extension, canonical):
         raise ApiError(
             422, "extension_mismatch",
             f"A {extension} file cannot be uploaded as {canonical}.",
-            "$.filename",
+            path,
         )
     return name
 
 
-def upload_limit(settings: Settings, declared: int | None) -> int:
+def upload_limit(settings: Settings, declared: int | None, path: str = "$.size") -> int:
     """The most bytes the policy allows: the declared size, capped by the configured maximum."""
     if declared is not None and declared > settings.max_upload_bytes:
         raise ApiError(
             413, "file_too_large",
             f"Files may be at most {settings.max_upload_bytes} bytes.",
-            "$.size",
+            path,
         )
     return declared or settings.max_upload_bytes
+
+
+def new_upload(
+    settings: Settings, user: User, filename: str, content_type: str, size: int | None,
+    paths: FieldPaths = FieldPaths(),
+) -> NewUpload:
+    """Check what the client asks to upload and pick its key under the user's own prefix."""
+    canonical = checked_content_type(settings, content_type, paths.content_type)
+    name = checked_filename(filename, canonical, paths.filename)
+    max_bytes = upload_limit(settings, size, paths.size)
+    key = keys.build_key(settings.s3_key_prefix, user.user_id, keys.new_upload_id(), name)
+    return NewUpload(key, canonical, max_bytes)
 
 
 async def presigned_url(request: Request) -> Response:
     user = require_user(request)
     settings: Settings = request.app.state.settings
     storage: Storage = request.app.state.storage
-    ask = decode_presign_request(await read_json_body(request))
-    content_type = checked_content_type(settings, ask.content_type)
-    filename = checked_filename(ask.filename, content_type)
-    max_bytes = upload_limit(settings, ask.size)
-    key = keys.build_key(settings.s3_key_prefix, user.user_id, keys.new_upload_id(), filename)
-    post = await storage.presign_post(key, content_type, max_bytes)
+    ask = decode_json(presign_request_decoder, await read_json_body(request))
+    upload = new_upload(settings, user, ask.filename, ask.content_type, ask.size)
+    post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
     return json_response(
         PresignResponse(
-            url=post.url, fields=post.fields, key=key, expires_at=post.expires_at, max_bytes=max_bytes
+            url=post.url, fields=post.fields, key=upload.key, expires_at=post.expires_at,
+            max_bytes=upload.max_bytes,
         )
     )

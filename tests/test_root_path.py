@@ -55,3 +55,16 @@ def test_api_errors_stay_json_for_browsers_under_the_prefix(prefixed: httpx.Clie
 def test_the_cookie_is_scoped_to_the_prefix(prefixed: httpx.Client) -> None:
     final = sign_in(prefixed, "fake", "alice")
     assert f"path={PREFIX}" in final.headers["set-cookie"].lower()
+
+
+def test_uppy_reaches_its_routes_under_the_prefix(prefixed: httpx.Client) -> None:
+    """Uppy pointed at /soundpost signs uploads with the cookie scoped to that path."""
+    sign_in(prefixed, "fake", "alice")
+    signed = prefixed.get(f"{PREFIX}/s3/params", params={"filename": "a.wav", "type": "audio/wav"})
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["method"] == "POST"
+    origin = str(prefixed.base_url).rstrip("/")
+    created = prefixed.post(f"{PREFIX}/s3/multipart", json={"filename": "a.wav", "type": "audio/wav", "metadata": {}},
+                            headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"})
+    assert created.status_code == 200, created.text
+    assert prefixed.get(f"{PREFIX}/api/uploads").json() == {"uploads": [], "nextCursor": None}

@@ -1,0 +1,73 @@
+"""What the first bytes of an object say it is: pure functions on bytes and a declared type.
+
+The POST policy pins the Content-Type a browser may claim, but not what the bytes
+are. Confirming an upload reads its first bytes and checks them against the
+signature of the declared container, so a renamed PDF never passes as audio.
+Duration comes from the container's header through mutagen, a well-kept tagging
+library, rather than from parsers of our own.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import mutagen
+
+logger = logging.getLogger("soundpost.sniff")
+
+# Enough for every signature below; duration wants more (see HEAD_BYTES).
+SIGNATURE_BYTES = 12
+# How much of an object confirm reads: headers carrying the duration sit near the start.
+HEAD_BYTES = 256 * 1024
+
+
+def _mpeg_frame(head: bytes) -> bool:
+    """An MPEG audio frame header: 11 sync bits, and a layer (bits 1-2) other than ADTS's 00."""
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0
+
+
+def _adts_frame(head: bytes) -> bool:
+    """An AAC ADTS frame header: 12 sync bits and layer 00."""
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0
+
+
+def _signature_matches(head: bytes, canonical: str) -> bool:
+    if canonical == "audio/wav":
+        return head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE"
+    if canonical == "audio/mpeg":
+        return head.startswith(b"ID3") or _mpeg_frame(head)
+    if canonical == "audio/aac":
+        return head.startswith((b"ID3", b"ADIF")) or _adts_frame(head)
+    if canonical == "audio/flac":
+        return head.startswith(b"fLaC")
+    if canonical in ("audio/ogg", "audio/opus"):
+        return head.startswith(b"OggS")
+    if canonical == "audio/webm":
+        return head.startswith(b"\x1a\x45\xdf\xa3")
+    if canonical == "audio/mp4":
+        return head[4:8] == b"ftyp"
+    return False
+
+
+def matches_type(head: bytes, canonical: str) -> bool:
+    """Whether the first bytes of a file carry the signature of the container ``canonical`` names."""
+    return _signature_matches(head[:SIGNATURE_BYTES], canonical)
+
+
+def duration_seconds(data: bytes) -> float | None:
+    """The playing time the file's header gives, or None when the header does not say.
+
+    ``data`` may be the whole file or only its start: formats that record their
+    length up front (WAV, FLAC, MP3 with a Xing/VBRI header, Ogg's first pages)
+    answer from the start alone; the rest give None rather than a guess.
+    """
+    try:
+        parsed = mutagen.File(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - mutagen raises many types on truncated or odd files
+        logger.debug("no duration: %r", exc)
+        return None
+    length = getattr(getattr(parsed, "info", None), "length", None)
+    if not isinstance(length, (int, float)) or length <= 0:
+        return None
+    return round(float(length), 3)

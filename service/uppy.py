@@ -1,0 +1,173 @@
+"""The signing endpoints the stock ``@uppy/aws-s3`` client calls, under ``/s3``.
+
+Same paths and shapes as Uppy Companion's S3 routes, so an unmodified Uppy
+(``companionEndpoint`` in v6, ``endpoint`` in v5) works against Soundpost when both
+are served from one origin (the session cookie is all Uppy sends). Unlike
+Companion, every route needs a signed-in user, new keys follow the same rules as
+``POST /api/upload/presigned-url``, and every operation on an existing upload first
+checks that the key is the caller's and the upload id belongs to that key.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import keys
+from service.auth import require_user
+from service.errors import ApiError
+from service.schemas import (
+    Completed,
+    MultipartCreated,
+    SignedPart,
+    SignedParts,
+    SignedPost,
+    UploadedPart,
+    complete_request_decoder,
+    json_response,
+    multipart_request_decoder,
+)
+from service.settings import Settings
+from service.storage import NotFound, PartsRejected, Storage
+from service.uploads import FieldPaths, decode_json, new_upload, read_json_body
+
+# 10,000 parts of {"PartNumber": n, "ETag": "\"<32 hex>\""} fit well inside this.
+MAX_COMPLETE_BODY = 1024 * 1024
+MAX_PART_NUMBER = 10_000
+QUERY_PATHS = FieldPaths(filename="filename", content_type="type", size="metadata[size]")
+NOT_YOURS = "This upload does not exist or is not yours."
+
+
+def _context(request: Request) -> tuple[Settings, Storage]:
+    return request.app.state.settings, request.app.state.storage
+
+
+def _declared_size(value: object, path: str) -> int | None:
+    """Uppy sends whatever metadata the page set; a size, if present, must be a positive whole number."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+        raise ApiError(422, "validation_error", "The size must be a whole number of bytes.", path)
+    size = int(value)
+    if size < 1:
+        raise ApiError(422, "validation_error", "The size must be at least 1 byte.", path)
+    return size
+
+
+async def params(request: Request) -> Response:
+    """``GET /s3/params``: a presigned POST, exactly as ``POST /api/upload/presigned-url`` makes it."""
+    user = require_user(request)
+    settings, storage = _context(request)
+    query = request.query_params
+    size = _declared_size(query.get("metadata[size]"), QUERY_PATHS.size)
+    upload = new_upload(settings, user, query.get("filename", ""), query.get("type", ""), size, QUERY_PATHS)
+    post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
+    return json_response(SignedPost("POST", post.url, post.fields, settings.presign_ttl))
+
+
+async def create_multipart(request: Request) -> Response:
+    """``POST /s3/multipart``: start a multipart upload under a key of the caller's."""
+    user = require_user(request)
+    settings, storage = _context(request)
+    ask = decode_json(multipart_request_decoder, await read_json_body(request))
+    size = _declared_size(ask.metadata.get("size"), "$.metadata.size")
+    upload = new_upload(
+        settings, user, ask.filename, ask.type, size,
+        FieldPaths(content_type="$.type", size="$.metadata.size"),
+    )
+    upload_id = await storage.create_multipart(upload.key, upload.content_type)
+    return json_response(MultipartCreated(upload.key, upload_id, settings.s3_bucket))
+
+
+async def _owned_upload(request: Request) -> tuple[Settings, Storage, str, str]:
+    """(settings, storage, key, upload id) once the key is the caller's and the upload id is that key's.
+
+    Anything else is 403 before any S3 call that could change something.
+    """
+    user = require_user(request)
+    settings, storage = _context(request)
+    key = request.query_params.get("key", "")
+    upload_id = request.path_params["uploadId"]
+    parsed = keys.parse_key(settings.s3_key_prefix, key)
+    if parsed is None or parsed[0] != user.user_id:
+        raise ApiError(403, "forbidden", NOT_YOURS, "key")
+    if not await storage.upload_belongs_to_key(key, upload_id):
+        raise ApiError(403, "forbidden", NOT_YOURS, "uploadId")
+    return settings, storage, key, upload_id
+
+
+def _part_number(value: str, path: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
+        raise ApiError(422, "validation_error", f"Part numbers run from 1 to {MAX_PART_NUMBER}.", path)
+    return int(value)
+
+
+async def sign_part(request: Request) -> Response:
+    """``GET /s3/multipart/{uploadId}/{partNumber}``: a presigned UploadPart URL."""
+    number = _part_number(str(request.path_params["partNumber"]), "partNumber")
+    settings, storage, key, upload_id = await _owned_upload(request)
+    url = await storage.presign_part(key, upload_id, number)
+    return json_response(SignedPart(url, settings.presign_ttl))
+
+
+async def sign_parts(request: Request) -> Response:
+    """``GET /s3/multipart/{uploadId}/batch?partNumbers=1,2``: what older Uppy clients ask for."""
+    listed = request.query_params.get("partNumbers", "").split(",")
+    numbers = sorted({_part_number(item.strip(), "partNumbers") for item in listed})
+    _, storage, key, upload_id = await _owned_upload(request)
+    urls = {str(n): await storage.presign_part(key, upload_id, n) for n in numbers}
+    return json_response(SignedParts(urls))
+
+
+async def list_parts(request: Request) -> Response:
+    """``GET /s3/multipart/{uploadId}``: the parts uploaded so far, so Uppy can resume."""
+    _, storage, key, upload_id = await _owned_upload(request)
+    try:
+        parts = await storage.list_parts(key, upload_id)
+    except NotFound:
+        raise ApiError(403, "forbidden", NOT_YOURS) from None
+    return json_response([UploadedPart(p.number, p.etag, p.size) for p in parts])
+
+
+async def complete(request: Request) -> Response:
+    """``POST /s3/multipart/{uploadId}/complete``: assemble the parts, if their total is allowed.
+
+    S3 cannot limit the size of a multipart upload, so the parts' sizes are added
+    up here first; an oversized upload is aborted and nothing is stored. Each part
+    is pinned by its ETag, so a part replaced after this check fails to assemble.
+    """
+    settings, storage, key, upload_id = await _owned_upload(request)
+    ask = decode_json(complete_request_decoder, await read_json_body(request, MAX_COMPLETE_BODY))
+    try:
+        uploaded = {p.number: p for p in await storage.list_parts(key, upload_id)}
+    except NotFound:
+        raise ApiError(403, "forbidden", NOT_YOURS) from None
+    total = 0
+    for part in ask.parts:
+        have = uploaded.get(part.number)
+        if have is None or have.etag.strip('"') != part.etag.strip('"'):
+            raise ApiError(400, "invalid_part", f"Part {part.number} was not uploaded with that ETag.", "$.parts")
+        total += have.size
+    if total > settings.max_upload_bytes:
+        await storage.abort_multipart(key, upload_id)
+        raise ApiError(
+            413, "file_too_large",
+            f"Files may be at most {settings.max_upload_bytes} bytes; the upload was discarded.",
+        )
+    try:
+        location = await storage.complete_multipart(key, upload_id, [(p.number, p.etag) for p in ask.parts])
+    except PartsRejected as exc:
+        raise ApiError(400, "invalid_part", f"Storage refused the parts ({exc}).", "$.parts") from None
+    except NotFound:
+        raise ApiError(403, "forbidden", NOT_YOURS) from None
+    return json_response(Completed(location, key, settings.s3_bucket))
+
+
+async def abort(request: Request) -> Response:
+    """``DELETE /s3/multipart/{uploadId}``: drop the upload and its parts."""
+    _, storage, key, upload_id = await _owned_upload(request)
+    try:
+        await storage.abort_multipart(key, upload_id)
+    except NotFound:
+        raise ApiError(403, "forbidden", NOT_YOURS) from None
+    return json_response({})

@@ -1,0 +1,37 @@
+"""Audio bytes made here, not downloaded: a real WAV from the stdlib, minimal valid FLAC and Ogg headers."""
+
+from __future__ import annotations
+
+import io
+import struct
+import wave
+
+
+def wav(seconds: float = 1.0, rate: int = 8000) -> bytes:
+    """A mono 16-bit PCM WAV of silence lasting ``seconds``."""
+    return wav_of(b"\x00\x00" * int(seconds * rate), rate)
+
+
+def wav_of(samples: bytes, rate: int = 8000) -> bytes:
+    """A mono 16-bit PCM WAV holding ``samples`` (random bytes make incompressible test audio)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples[: len(samples) // 2 * 2])
+    return buffer.getvalue()
+
+
+def flac(seconds: int = 3, rate: int = 44100) -> bytes:
+    """``fLaC`` and a STREAMINFO block saying ``seconds`` of stereo 16-bit audio (no frames follow)."""
+    samples = seconds * rate
+    # 20 bits rate, 3 bits channels-1, 5 bits bps-1, 36 bits total samples
+    packed = (rate << 44) | (1 << 41) | (15 << 36) | samples
+    info = struct.pack(">HH", 4096, 4096) + b"\x00\x00\x00" * 2 + packed.to_bytes(8, "big") + bytes(16)
+    return b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
+
+
+def not_audio() -> bytes:
+    """The start of a PDF: what a renamed document looks like."""
+    return b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n" * 4

@@ -1,0 +1,261 @@
+"""/s3/*: the @uppy/aws-s3 protocol, driven over HTTP as Uppy sends it, against real S3 servers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+
+import httpx
+import pytest
+
+from service import devstack, keys
+from tests.support import audio_samples, uppy
+from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
+from tests.support.uppy import Multipart
+
+MiB = 1024 * 1024
+PART = 5 * MiB
+
+
+@pytest.fixture(scope="session")
+def recording() -> bytes:
+    """An 11 MiB WAV of noise, made once: two 5 MiB parts and a 1 MiB tail."""
+    return audio_samples.wav_of(os.urandom(11 * MiB - 44))
+
+
+@pytest.fixture
+def target(request: pytest.FixtureRequest, s3: devstack.S3Endpoint, bucket: str) -> tuple[devstack.S3Endpoint, str]:
+    """The S3 server the protocol runs against (moto unless a test asks for more), and a fresh bucket on it."""
+    if getattr(request, "param", "moto") == "moto":
+        return s3, bucket
+    endpoint: devstack.S3Endpoint = request.getfixturevalue("rgw_endpoint")
+    name = f"uppy-{secrets.token_hex(6)}"
+    devstack.create_bucket(endpoint, name, ["http://127.0.0.1"])
+    return endpoint, name
+
+
+# The whole protocol runs on every S3 server the suite has; the finer points on moto alone.
+EVERY_S3 = pytest.mark.parametrize("target", ["moto", "rgw"], indirect=True)
+
+
+@pytest.fixture
+def max_upload_mib() -> int:
+    return 16
+
+
+@pytest.fixture
+def app_env(app_env: dict[str, str], target: tuple[devstack.S3Endpoint, str], max_upload_mib: int) -> dict[str, str]:
+    endpoint, bucket = target
+    return {
+        **app_env,
+        "SOUNDPOST_S3_ENDPOINT": endpoint.url,
+        "SOUNDPOST_S3_REGION": endpoint.region,
+        "SOUNDPOST_S3_BUCKET": bucket,
+        "SOUNDPOST_S3_ACCESS_KEY_ID": endpoint.access_key,
+        "SOUNDPOST_S3_SECRET_ACCESS_KEY": endpoint.secret_key,
+        "SOUNDPOST_MAX_UPLOAD_BYTES": str(max_upload_mib * MiB),
+    }
+
+
+@pytest.fixture
+def admin(target: tuple[devstack.S3Endpoint, str]):  # type: ignore[no-untyped-def]
+    return devstack.s3_admin(target[0])
+
+
+def stored_keys(admin, bucket: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [item["Key"] for item in admin.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def open_uploads(admin, bucket: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(u["Key"], u["UploadId"]) for u in admin.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+def upload_id_of(key: str) -> str:
+    parsed = keys.parse_key("uploads/", key)
+    assert parsed is not None
+    return parsed[1]
+
+
+def play_and_compare(client: httpx.Client, upload_id: str, data: bytes, content_type: str) -> None:
+    link = client.get(f"/api/uploads/{upload_id}/url")
+    assert link.status_code == 200, link.text
+    got = httpx.get(link.json()["url"])
+    assert got.status_code == 200
+    assert got.content == data
+    assert got.headers["content-type"] == content_type
+
+
+@EVERY_S3
+def test_simple_upload_then_list_play_confirm_delete(
+    alice: httpx.Client, admin, target: tuple[devstack.S3Endpoint, str]  # type: ignore[no-untyped-def]
+) -> None:
+    """A small file goes up as one signed POST, then the whole library lifecycle works on it."""
+    data = audio_samples.wav(1.5)
+    key = uppy.simple_upload(alice, "Lecture 1.wav", data, "audio/x-wav")
+    assert key.startswith(keys.user_prefix("uploads/", keys.user_id("fake", "alice")))
+    upload_id = upload_id_of(key)
+    listed = alice.get("/api/uploads").json()["uploads"]
+    assert [(u["id"], u["filename"], u["size"], u["contentType"]) for u in listed] == [
+        (upload_id, "Lecture-1.wav", len(data), "audio/wav")
+    ]
+    play_and_compare(alice, upload_id, data, "audio/wav")
+    confirmed = alice.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(alice))
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["durationSeconds"] == 1.5
+    assert alice.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(alice)).status_code == 204
+    assert stored_keys(admin, target[1]) == []
+
+
+@EVERY_S3
+def test_multipart_upload_then_list_play_confirm_delete(
+    alice: httpx.Client, admin, target: tuple[devstack.S3Endpoint, str], recording: bytes  # type: ignore[no-untyped-def]
+) -> None:
+    """Three parts (5 MiB, 5 MiB, 1 MiB) assemble into the original bytes, which then play, confirm and delete."""
+    completed = uppy.multipart_upload(alice, "meeting.wav", recording, "audio/wav", PART)
+    assert completed.status_code == 200, completed.text
+    body = completed.json()
+    assert set(body) == {"location", "key", "bucket"} and body["bucket"] == target[1]
+    assert admin.head_object(Bucket=target[1], Key=body["key"])["ContentLength"] == len(recording)
+    upload_id = upload_id_of(body["key"])
+    assert [u["id"] for u in alice.get("/api/uploads").json()["uploads"]] == [upload_id]
+    play_and_compare(alice, upload_id, recording, "audio/wav")
+    confirmed = alice.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(alice))
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["size"] == len(recording)
+    assert confirmed.json()["durationSeconds"] == pytest.approx((len(recording) - 44) / 16000, abs=0.01)
+    assert alice.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(alice)).status_code == 204
+    assert stored_keys(admin, target[1]) == [] and open_uploads(admin, target[1]) == []
+
+
+def test_listing_parts_shows_what_was_uploaded_so_uppy_can_resume(alice: httpx.Client, recording: bytes) -> None:
+    """After two parts, ListParts answers their numbers, ETags and sizes in Uppy's shape."""
+    upload = Multipart.create(alice, "resume.wav", "audio/wav")
+    first = upload.put_part(1, recording[:PART])
+    second = upload.put_part(2, recording[PART:PART + 100])
+    answer = upload.list_parts()
+    assert answer.status_code == 200
+    assert answer.json() == [
+        {"PartNumber": 1, "ETag": first["ETag"], "Size": PART},
+        {"PartNumber": 2, "ETag": second["ETag"], "Size": 100},
+    ]
+    assert upload.abort().json() == {}
+
+
+def test_batch_signing_gives_a_working_url_per_part(alice: httpx.Client, recording: bytes) -> None:
+    """Older Uppy clients sign several parts at once; each URL accepts its part."""
+    upload = Multipart.create(alice, "batch.wav", "audio/wav")
+    answer = upload.sign_batch([2, 1])
+    assert answer.status_code == 200
+    urls = answer.json()["presignedUrls"]
+    assert sorted(urls) == ["1", "2"]
+    etags = [httpx.put(urls[str(n)], content=chunk).headers["ETag"]
+             for n, chunk in ((1, recording[:PART]), (2, recording[PART:PART + 10]))]
+    done = upload.complete([{"PartNumber": 1, "ETag": etags[0]}, {"PartNumber": 2, "ETag": etags[1]}])
+    assert done.status_code == 200, done.text
+
+
+def test_abort_drops_the_upload_and_its_parts(alice: httpx.Client, admin, target, recording: bytes) -> None:  # type: ignore[no-untyped-def]
+    """DELETE answers {} and the upload is gone from the bucket."""
+    upload = Multipart.create(alice, "drop.wav", "audio/wav")
+    upload.put_part(1, recording[:1000])
+    answer = upload.abort()
+    assert (answer.status_code, answer.json()) == (200, {})
+    assert open_uploads(admin, target[1]) == []
+
+
+def test_params_follow_the_presign_rules(alice: httpx.Client) -> None:
+    """/s3/params pins the canonical type, the size limit and a key under the caller's prefix."""
+    answer = uppy.params(alice, "take.m4a", "audio/x-m4a", 1234)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"method", "url", "fields", "expires"}
+    assert body["method"] == "POST" and body["expires"] == 600
+    assert body["fields"]["Content-Type"] == "audio/mp4"
+    assert body["fields"]["key"].startswith(keys.user_prefix("uploads/", keys.user_id("fake", "alice")))
+
+
+@pytest.mark.parametrize(("filename", "content_type", "size", "status", "code"), [
+    ("a.pdf", "application/pdf", None, 422, "unsupported_type"),
+    ("a.txt", "audio/wav", None, 422, "extension_mismatch"),
+    ("a.wav", "audio/wav", 16 * MiB + 1, 413, "file_too_large"),
+])
+def test_params_refuse_what_presign_refuses(
+    alice: httpx.Client, filename: str, content_type: str, size: int | None, status: int, code: str
+) -> None:
+    """Non-audio types, contradicting extensions and oversized files get no signature."""
+    answer = uppy.params(alice, filename, content_type, size)
+    assert answer.status_code == status
+    assert answer.json()["error"]["code"] == code
+
+
+def test_params_pin_the_declared_size_in_the_policy(alice: httpx.Client) -> None:
+    """The signed policy allows exactly up to the declared size, like POST /api/upload/presigned-url."""
+    fields = uppy.params(alice, "a.wav", "audio/wav", 100).json()["fields"]
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    assert ["content-length-range", 1, 100] in policy["conditions"]
+    assert {"Content-Type": "audio/wav"} in policy["conditions"]
+
+
+def test_multipart_refuses_non_audio_types(alice: httpx.Client) -> None:
+    """Starting a multipart upload follows the same type rules."""
+    answer = uppy.create(alice, "a.exe", "application/x-msdownload", {})
+    assert answer.status_code == 422
+    assert answer.json()["error"] | {"detail": ""} == {"code": "unsupported_type", "path": "$.type", "detail": ""}
+
+
+@pytest.mark.parametrize("max_upload_mib", [10])
+def test_an_oversized_multipart_upload_is_refused_and_aborted(
+    alice: httpx.Client, admin, target, recording: bytes  # type: ignore[no-untyped-def]
+) -> None:
+    """S3 cannot cap a multipart upload, so completion adds up the parts: 11 MiB over a 10 MiB limit is discarded.
+
+    The client does not declare the size, as a hostile one would not.
+    """
+    answer = uppy.multipart_upload(alice, "huge.wav", recording, "audio/wav", PART, declare_size=False)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "file_too_large"
+    assert stored_keys(admin, target[1]) == []
+    assert open_uploads(admin, target[1]) == []
+
+
+@pytest.mark.parametrize("max_upload_mib", [10])
+def test_a_declared_size_over_the_limit_starts_no_multipart_upload(alice: httpx.Client, admin, target) -> None:  # type: ignore[no-untyped-def]
+    """Uppy sends the file's size in the metadata; an oversized one is refused up front."""
+    answer = uppy.create(alice, "big.wav", "audio/wav", {"size": 10 * MiB + 1})
+    assert answer.status_code == 413
+    assert answer.json()["error"] | {"detail": ""} == {"code": "file_too_large", "path": "$.metadata.size", "detail": ""}
+    assert open_uploads(admin, target[1]) == []
+
+
+@pytest.mark.parametrize("number", ["0", "10001", "x"])
+def test_part_numbers_run_from_1_to_10000(alice: httpx.Client, number: str) -> None:
+    """S3 refuses other part numbers; Soundpost says so first."""
+    upload = Multipart.create(alice, "n.wav", "audio/wav")
+    answer = alice.get(uppy.upload_path(upload.upload_id, f"/{number}"), params={"key": upload.key})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "validation_error"
+
+
+def test_completing_with_an_etag_that_was_not_uploaded_is_400(alice: httpx.Client, recording: bytes) -> None:
+    """A part is pinned by its ETag; a made-up one assembles nothing."""
+    upload = Multipart.create(alice, "e.wav", "audio/wav")
+    upload.put_part(1, recording[:100])
+    answer = upload.complete([{"PartNumber": 1, "ETag": '"0123456789abcdef0123456789abcdef"'}])
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_part"
+
+
+def test_every_route_needs_a_signed_in_user(client: httpx.Client) -> None:
+    """Unlike Uppy Companion, nothing under /s3 signs for strangers."""
+    key = "uploads/" + keys.user_id("fake", "alice") + "/" + keys.new_upload_id() + "/a.wav"
+    answers = [
+        uppy.params(client, "a.wav", "audio/wav"),
+        uppy.create(client, "a.wav", "audio/wav", {}),
+        *[getattr(Multipart(client, key, "some-upload", "b"), name)(*args) for name, args in (
+            ("sign_part", (1,)), ("sign_batch", ([1],)), ("list_parts", ()), ("complete", ([{"PartNumber": 1, "ETag": "x"}],)),
+            ("abort", ()),
+        )],
+    ]
+    assert [a.status_code for a in answers] == [401] * 7
