@@ -13,6 +13,8 @@ import io
 import logging
 
 import mutagen
+import mutagen.flac
+import mutagen.wave
 
 logger = logging.getLogger("soundpost.sniff")
 
@@ -55,17 +57,24 @@ def matches_type(head: bytes, canonical: str) -> bool:
     return _signature_matches(head[:SIGNATURE_BYTES], canonical)
 
 
-def duration_seconds(data: bytes) -> float | None:
-    """The playing time the file's header gives, or None when the header does not say.
+# Containers whose header states the length (WAV's data chunk size, FLAC's STREAMINFO),
+# so the start of the file alone gives the right answer.
+_LENGTH_IN_HEADER = (mutagen.wave.WAVE, mutagen.flac.FLAC)
 
-    ``data`` may be the whole file or only its start: formats that record their
-    length up front (WAV, FLAC, MP3 with a Xing/VBRI header, Ogg's first pages)
-    answer from the start alone; the rest give None rather than a guess.
+
+def duration_seconds(data: bytes, whole: bool = True) -> float | None:
+    """The playing time the file's header gives, or None when it cannot be known from ``data``.
+
+    With ``whole=False`` (``data`` is only the start of the file) only containers
+    that state their length up front answer: for the others mutagen would count
+    pages or frames, or divide the bytes by the bitrate, and under-report.
     """
     try:
         parsed = mutagen.File(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - mutagen raises many types on truncated or odd files
         logger.debug("no duration: %r", exc)
+        return None
+    if not whole and not isinstance(parsed, _LENGTH_IN_HEADER):
         return None
     length = getattr(getattr(parsed, "info", None), "length", None)
     if not isinstance(length, (int, float)) or length <= 0:

@@ -65,6 +65,26 @@ def test_duration_is_read_from_the_start_of_a_wav_alone() -> None:
     assert sniff.duration_seconds(audio_samples.wav(30.0)[:4096]) == 30.0
 
 
+def test_flac_duration_comes_from_streaminfo_even_in_a_partial_read() -> None:
+    """FLAC's STREAMINFO total samples over sample rate, known from the first bytes."""
+    assert sniff.duration_seconds(audio_samples.flac(seconds=3), whole=False) == 3.0
+
+
+def test_a_whole_cbr_mp3_reports_its_duration() -> None:
+    """Without a VBR header, the length follows from the bitrate and the whole file's size."""
+    assert sniff.duration_seconds(audio_samples.mp3_cbr(100)) == pytest.approx(100 * 1152 / 44100, abs=0.05)
+
+
+def test_the_start_of_an_mp3_gives_no_duration_rather_than_a_wrong_one() -> None:
+    """Bitrate times a partial size would under-report; None says it is unknown."""
+    assert sniff.duration_seconds(audio_samples.mp3_cbr(100)[:4096], whole=False) is None
+
+
+def test_the_start_of_a_wav_gives_its_duration_when_told_it_is_partial() -> None:
+    """WAV states its data size in the header, so a partial read is enough."""
+    assert sniff.duration_seconds(audio_samples.wav(30.0)[:4096], whole=False) == 30.0
+
+
 def test_flac_duration_comes_from_streaminfo() -> None:
     """FLAC's STREAMINFO total samples over sample rate."""
     assert sniff.duration_seconds(audio_samples.flac(seconds=3)) == 3.0

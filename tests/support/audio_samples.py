@@ -47,6 +47,12 @@ def flac(seconds: int = 3, rate: int = 44100) -> bytes:
     return b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
 
 
+def mp3_cbr(frames: int = 100) -> bytes:
+    """MPEG-1 Layer III frames at 128 kbit/s, 44.1 kHz (silent payload); 26 ms each."""
+    header = b"\xff\xfb\x90\x64"
+    return (header + bytes(417 - len(header))) * frames
+
+
 def not_audio() -> bytes:
     """The start of a PDF: what a renamed document looks like."""
     return b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n" * 4

@@ -80,7 +80,7 @@ class Multipart:
         assert signed.status_code == 200, signed.text
         put = httpx.put(signed.json()["url"], content=data)
         assert put.status_code == 200, put.text
-        return {"PartNumber": number, "ETag": put.headers["ETag"]}
+        return {"PartNumber": number, "ETag": put.headers["ETag"].strip('"')}  # Uppy v6's sanitizeETag
 
     def list_parts(self, key: str | None = None) -> httpx.Response:
         return self.client.get(upload_path(self.upload_id), params={"key": key or self.key}, headers=JSON)
