@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""CPU per request through the whole ASGI stack, in-process: no sockets, no load generator.
+
+    python bench/inproc.py                 # µs of CPU per request for each target
+    python bench/inproc.py --profile presign   # the same loop under cProfile
+
+On a shared machine wall-clock load tests are noisy; process CPU time over a loop
+of calls is a steadier way to compare two versions of the code. Each request is a
+raw ASGI call (scope, receive, send) on one event loop, signed in with a session
+cookie made the way SessionMiddleware makes it. S3 is never contacted: presigning
+is local and the clients only connect when a request needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import cProfile
+import json
+import pstats
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import itsdangerous
+from starlette.types import ASGIApp, Message
+
+from bench.apps import ceiling
+from bench.run import BENCH_RATE_LIMIT, PARAMS_QUERY, PRESIGN_BODY
+from service.app import create_app
+
+SECRET = "inproc-benchmark-session-secret-0123456789abcdef"
+SETTINGS = {
+    "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000",
+    "SOUNDPOST_SESSION_SECRET": SECRET,
+    "SOUNDPOST_PROVIDERS": "dev",
+    "SOUNDPOST_PROVIDER_DEV_DISCOVERY_URL": "http://127.0.0.1:9/.well-known/openid-configuration",
+    "SOUNDPOST_PROVIDER_DEV_CLIENT_ID": "soundpost",
+    "SOUNDPOST_PROVIDER_DEV_CLIENT_SECRET": "secret",
+    "SOUNDPOST_S3_ENDPOINT": "http://127.0.0.1:9",
+    "SOUNDPOST_S3_BUCKET": "bench",
+    "SOUNDPOST_S3_ACCESS_KEY_ID": "testing",
+    "SOUNDPOST_S3_SECRET_ACCESS_KEY": "testing",
+    "SOUNDPOST_RATE_LIMIT": BENCH_RATE_LIMIT,
+}
+
+
+def session_cookie() -> bytes:
+    """A signed-in session cookie, signed exactly as Starlette's SessionMiddleware signs it."""
+    data = base64.b64encode(json.dumps({"user": {"p": "dev", "s": "alice", "e": "alice@example.com"}}).encode())
+    return b"soundpost_session=" + itsdangerous.TimestampSigner(SECRET).sign(data)
+
+
+def scope(method: str, path: str, query: bytes = b"", body: bytes = b"", cookie: bool = True) -> dict[str, Any]:
+    headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"inproc"), (b"accept", b"*/*")]
+    if cookie:
+        headers.append((b"cookie", session_cookie()))
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
+        "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+def caller(app: ASGIApp, template: dict[str, Any], body: bytes) -> Callable[[], Awaitable[int]]:
+    """One request per call; returns the status so a broken target is noticed."""
+
+    async def call() -> int:
+        sent = False
+        status = 0
+
+        async def receive() -> Message:
+            nonlocal sent
+            if sent:
+                await asyncio.sleep(3600)
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await app(dict(template, headers=list(template["headers"]), state={}), receive, send)
+        return status
+
+    return call
+
+
+def targets(app: ASGIApp, bare: ASGIApp) -> dict[str, Callable[[], Awaitable[int]]]:
+    """The benchmark's targets, with the same requests bench/run.py sends."""
+    body = PRESIGN_BODY.encode()
+    path, _, query = PARAMS_QUERY.partition("?")
+    return {
+        "ceiling": caller(bare, scope("GET", "/", cookie=False), b""),
+        "healthz": caller(app, scope("GET", "/healthz", cookie=False), b""),
+        "me": caller(app, scope("GET", "/api/me"), b""),
+        "presign": caller(app, scope("POST", "/api/upload/presigned-url", body=body), body),
+        "params": caller(app, scope("GET", path, query.encode()), b""),
+    }
+
+
+async def measure(call: Callable[[], Awaitable[int]], n: int) -> float:
+    """CPU µs per call over ``n`` calls, after a warm-up."""
+    for _ in range(200):
+        status = await call()
+    if status != 200:
+        raise SystemExit(f"target answered {status}")
+    started = time.process_time()
+    for _ in range(n):
+        await call()
+    return (time.process_time() - started) / n * 1e6
+
+
+async def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=5000, help="requests per target per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", metavar="TARGET", help="profile one target instead")
+    parser.add_argument("--only", nargs="+", metavar="TARGET", help="measure these targets only (and the ceiling)")
+    parser.add_argument("--sort", default="tottime", help="cProfile sort key for --profile")
+    args = parser.parse_args(argv)
+    app = create_app(SETTINGS)
+    async with app.router.lifespan_context(app):
+        calls = targets(app, ceiling())
+        if args.profile:
+            call = calls[args.profile]
+            await measure(call, 100)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(args.n):
+                await call()
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(45)
+            return
+        if args.only:
+            calls = {name: call for name, call in calls.items() if name == "ceiling" or name in args.only}
+        results: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(args.rounds):
+            for name, call in calls.items():
+                results[name].append(await measure(call, args.n))
+        base = min(results["ceiling"])
+        print(f"{'target':<10} {'min µs':>8} {'median µs':>10} {'× ceiling CPU':>14}")
+        for name, values in results.items():
+            values.sort()
+            print(f"{name:<10} {values[0]:>8.1f} {values[len(values) // 2]:>10.1f} {values[0] / base:>14.2f}")
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main(sys.argv[1:]))
