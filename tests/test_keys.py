@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+
 import pytest
 
 from service import keys
@@ -58,6 +61,13 @@ def test_upload_ids_sort_newest_first_and_never_repeat() -> None:
 )
 def test_safe_filename(given: str, expected: str) -> None:
     assert keys.safe_filename(given, ".wav") == expected
+
+
+def test_every_control_or_format_character_is_unprintable() -> None:
+    """safe_filename skips its per-character filter for printable names; that is exact only if this holds."""
+    others = (chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c))[0] == "C")
+    assert not [ch for ch in others if ch.isprintable()]
+    assert keys.safe_filename("zero\u200bwidth\u202espace.wav", ".wav") == "zerowidthspace.wav"
 
 
 def test_safe_filename_bounds_length_in_bytes_and_keeps_the_extension() -> None:
