@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers, MutableHeaders
+from collections.abc import Iterable
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,16 +27,19 @@ class CrossSiteGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
-            headers = Headers(scope=scope)
-            if not self.allowed(headers):
+            site = origin = None
+            for name, value in scope["headers"]:
+                if name == b"origin" and origin is None:  # the first one counts, as with Headers.get
+                    origin = value.decode("latin-1")
+                elif name == b"sec-fetch-site" and site is None:
+                    site = value.decode("latin-1")
+            if not self.allowed(site, origin):
                 error = ApiError(403, "cross_site_request", "Cross-site requests are refused.")
                 await error_response(Request(scope), error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def allowed(self, headers: Headers) -> bool:
-        site = headers.get("sec-fetch-site")
-        origin = headers.get("origin")
+    def allowed(self, site: str | None, origin: str | None) -> bool:
         if origin is not None:
             return origin in self.allowed_origins
         return site in (None, "same-origin", "none")
@@ -46,14 +50,16 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp, *, https: bool) -> None:
         self.app = app
-        self.headers = {
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "same-origin",
-            "X-Frame-Options": "DENY",
-            "Cross-Origin-Opener-Policy": "same-origin",
+        headers = {
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "same-origin",
+            "x-frame-options": "DENY",
+            "cross-origin-opener-policy": "same-origin",
+            "content-security-policy": "frame-ancestors 'none'",
         }
         if https:
-            self.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+            headers["strict-transport-security"] = "max-age=31536000; includeSubDomains"
+        self.headers = [(name.encode(), value.encode()) for name, value in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,10 +68,15 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+                message["headers"] = with_defaults(message.get("headers", ()), self.headers)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def with_defaults(headers: Iterable[tuple[bytes, bytes]], defaults: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The response's raw headers plus each default header it does not set itself."""
+    headers = list(headers)
+    present = {name.lower() for name, _ in headers}
+    headers += [header for header in defaults if header[0] not in present]
+    return headers

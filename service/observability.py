@@ -16,14 +16,12 @@ import logging
 import os
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,11 +41,13 @@ UPLOADS_CONFIRMED = Counter("soundpost_uploads_confirmed", "Uploads confirmed as
 ERRORS = Counter("soundpost_errors", "Error responses by code", ["code"])
 
 
-def request_id_from(header: str | None) -> str:
-    """The caller's X-Request-ID when it is a sane token, else a fresh one."""
-    if header and _GOOD_REQUEST_ID.match(header):
-        return header
-    return uuid.uuid4().hex
+def request_id_from(header: bytes | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a fresh one (128 random bits, hex)."""
+    if header:
+        value = header.decode("latin-1")
+        if _GOOD_REQUEST_ID.match(value):
+            return value
+    return os.urandom(16).hex()
 
 
 def route_template(scope: Scope) -> str:
@@ -58,18 +58,35 @@ def route_template(scope: Scope) -> str:
 
 
 class Observe:
-    """Request id in and out, metrics by route template, and an optional access log."""
+    """Request id in and out, metrics by route template, and an optional access log.
+
+    The metric children for each (method, route, status) are looked up once and
+    kept: ``labels()`` takes a lock and builds a tuple key on every call.
+    """
 
     def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
         self.app = app
         self.access_log = access_log
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def _metrics_for(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route)
+            self._children[method, route, status] = children
+        return children
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        request_id = request_id_from(header.decode("latin-1") if header else None)
+        header = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                header = value
+                break
+        request_id = request_id_from(header)
+        echoed = (b"x-request-id", request_id.encode("latin-1"))
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -78,7 +95,7 @@ class Observe:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+                message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         try:
@@ -87,8 +104,9 @@ class Observe:
             elapsed = time.perf_counter() - started
             route = route_template(scope)
             method = scope["method"]
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(method, route).observe(elapsed)
+            count, latency = self._metrics_for(method, route, status)
+            count.inc()
+            latency.observe(elapsed)
             if self.access_log:
                 logger.info(
                     "%s %s %s", method, scope["path"], status,
