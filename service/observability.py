@@ -1,7 +1,9 @@
 """What operators see: request ids, Prometheus metrics and structured JSON logs.
 
 The middleware is on the presign hot path, so it does little per request: read or
-make a request id, time the request, bump two metrics by route template. An
+make a request id, time the request, bump two metrics by route template. A client
+that leaves mid-request (``ClientDisconnect`` while its body is read) is counted
+as status 499, not logged as a server error. An
 access-log line is formatted only when ``SOUNDPOST_ACCESS_LOG`` is on. Paths are
 logged without their query string, which can carry OAuth codes and state.
 
@@ -22,11 +24,14 @@ from typing import Any
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("soundpost.access")
+
+# nginx's status for "client closed the request": counted and logged, never sent.
+CLIENT_CLOSED = 499
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _GOOD_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -100,6 +105,8 @@ class Observe:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            status = CLIENT_CLOSED  # the client left mid-request: nobody to answer, nothing went wrong
         finally:
             elapsed = time.perf_counter() - started
             route = route_template(scope)

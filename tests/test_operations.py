@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.observability import JsonFormatter
 from tests.conftest import serve_app
+from tests.support.flows import sign_in
 from tests.support.servers import bound_socket
 
 
@@ -98,6 +100,30 @@ def test_the_access_log_is_off_by_default(client: httpx.Client, caplog: pytest.L
     caplog.set_level(logging.INFO, logger="soundpost.access")
     client.get("/healthz")
     assert not [r for r in caplog.records if r.name == "soundpost.access"]
+
+
+def test_a_client_that_leaves_mid_body_is_counted_not_logged_as_an_error(
+    app_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A presign whose body never finishes arriving is a 499 in metrics and the access log, not a 500."""
+    caplog.set_level(logging.INFO)
+    route = {"method": "POST", "route": "/api/upload/presigned-url", "status": "499"}
+    with serve_app({**app_env, "SOUNDPOST_ACCESS_LOG": "true"}) as url, httpx.Client(base_url=url) as c:
+        assert sign_in(c, "fake", "alice").status_code == 303
+        cookie = "; ".join(f"{name}={value}" for name, value in c.cookies.items())
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as raw:
+            raw.sendall(
+                f"POST /api/upload/presigned-url HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"filename\": ".encode()
+            )
+        for _ in range(500):  # the server notices the closed connection on its own schedule
+            if sample(c, "soundpost_requests_total", **route) == 1:
+                break
+            time.sleep(0.02)
+        assert sample(c, "soundpost_requests_total", **route) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.status for r in caplog.records if r.name == "soundpost.access" and r.route == route["route"]] == [499]
 
 
 @pytest.fixture
