@@ -6,9 +6,11 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 
 import uvicorn
 
+from service.observability import configure_logging
 from service.settings import SettingsError, load_settings
 
 
@@ -35,6 +37,9 @@ def serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Each worker writes its metrics here and /metrics sums them (prometheus-client multiprocess mode).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="soundpost-metrics-")
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -45,6 +50,9 @@ def serve(args: argparse.Namespace) -> int:
         forwarded_allow_ips=args.forwarded_allow_ips,
         root_path=settings.root_path,
         log_level=args.log_level,
+        log_config=None,  # keep the JSON logging configured in main()
+        access_log=False,  # uvicorn's access log prints query strings (OAuth codes); ours does not
+        timeout_graceful_shutdown=30,  # on SIGTERM, in-flight requests get this long to finish
     )
     return 0
 
@@ -64,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--log-level", default="info")
     serve_cmd.set_defaults(run=serve)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "serve":
+        configure_logging(args.log_level)
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return int(args.run(args))
 
 

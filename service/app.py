@@ -6,22 +6,25 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service import auth, library, uploads, uppy
+from service import __version__, api, auth, health, library, observability, uploads, uppy
+from service.api import ApiRoute, Spec
 from service.errors import EXCEPTION_HANDLERS
 from service.guards import CrossSiteGuard, SecurityHeaders
-from service.schemas import json_response
+from service.observability import Observe
+from service.ratelimit import open_limiter
+from service.schemas import Health, Readiness, encoder
 from service.settings import Settings, load_settings
-from service.storage import Storage, open_storage
+from service.storage import STORAGE_DOWN, Storage, handle_storage_down, open_storage
 from service.webhooks import WebhookSender, open_webhooks
 
 STATIC = Path(__file__).parent / "static"
@@ -38,8 +41,8 @@ def page_csp(settings: Settings) -> str:
     return (
         "default-src 'self'; "
         f"connect-src 'self' {s3}; "
-        f"media-src 'self' blob: {s3}; "
-        "img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        f"media-src 'self' {s3}; "
+        "img-src 'self'; style-src 'self'; script-src 'self'; "
         "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 
@@ -51,32 +54,47 @@ async def index(request: Request) -> Response:
     )
 
 
-async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
+HEALTHZ = Spec("Liveness: the process answers. No I/O.", response=Health, tag="operations")
+READYZ = Spec(
+    "Readiness: the bucket is reachable and identity-provider metadata loads (503 and the failed checks if not).",
+    response=Readiness, also={503: Readiness}, tag="operations",
+)
+METRICS = Spec("Prometheus metrics.", response=str, media_type="text/plain", tag="operations")
+OPENAPI = Spec("This document.", response=dict[str, Any], tag="operations")
 
 
-def routes() -> list[Route | Mount]:
+def routes() -> list[BaseRoute]:
+    """Every route. JSON endpoints are ``ApiRoute``s, so /openapi.json describes each of them."""
     return [
         Route("/", index, name="index"),
-        Route("/healthz", healthz, name="healthz"),
         Route("/auth/login", auth.login, name="login"),
         Route("/auth/callback/{provider}", auth.callback, name="callback"),
-        Route("/auth/logout", auth.logout, methods=["POST"], name="logout"),
-        Route("/api/me", auth.me, name="me"),
-        Route("/api/providers", auth.providers, name="providers"),
-        Route("/api/upload/presigned-url", uploads.presigned_url, methods=["POST"], name="presign"),
-        Route("/api/uploads", library.list_uploads, name="uploads"),
-        Route("/api/uploads/{id}", library.delete, methods=["DELETE"], name="upload"),
-        Route("/api/uploads/{id}/url", library.playback_url, name="upload_url"),
-        Route("/api/uploads/{id}/confirm", library.confirm, methods=["POST"], name="upload_confirm"),
+        ApiRoute("/auth/logout", auth.logout, method="POST", name="logout", spec=auth.LOGOUT),
+        ApiRoute("/api/me", auth.me, method="GET", name="me", spec=auth.ME),
+        ApiRoute("/api/providers", auth.providers, method="GET", name="providers", spec=auth.PROVIDERS),
+        ApiRoute("/api/upload/presigned-url", uploads.presigned_url, method="POST", name="presign",
+                 spec=uploads.PRESIGN),
+        ApiRoute("/api/uploads", library.list_uploads, method="GET", name="uploads", spec=library.LIST),
+        ApiRoute("/api/uploads/{id}", library.delete, method="DELETE", name="upload", spec=library.DELETE),
+        ApiRoute("/api/uploads/{id}/url", library.playback_url, method="GET", name="upload_url",
+                 spec=library.PLAYBACK_URL),
+        ApiRoute("/api/uploads/{id}/confirm", library.confirm, method="POST", name="upload_confirm",
+                 spec=library.CONFIRM),
         # Uppy's @uppy/aws-s3 protocol; "batch" precedes the {partNumber} route it would otherwise match.
-        Route("/s3/params", uppy.params, name="uppy_params"),
-        Route("/s3/multipart", uppy.create_multipart, methods=["POST"], name="uppy_create"),
-        Route("/s3/multipart/{uploadId}/batch", uppy.sign_parts, name="uppy_sign_parts"),
-        Route("/s3/multipart/{uploadId}/complete", uppy.complete, methods=["POST"], name="uppy_complete"),
-        Route("/s3/multipart/{uploadId}/{partNumber}", uppy.sign_part, name="uppy_sign_part"),
-        Route("/s3/multipart/{uploadId}", uppy.list_parts, name="uppy_parts"),
-        Route("/s3/multipart/{uploadId}", uppy.abort, methods=["DELETE"], name="uppy_abort"),
+        ApiRoute("/s3/params", uppy.params, method="GET", name="uppy_params", spec=uppy.PARAMS),
+        ApiRoute("/s3/multipart", uppy.create_multipart, method="POST", name="uppy_create", spec=uppy.CREATE),
+        ApiRoute("/s3/multipart/{uploadId}/batch", uppy.sign_parts, method="GET", name="uppy_sign_parts",
+                 spec=uppy.SIGN_PARTS),
+        ApiRoute("/s3/multipart/{uploadId}/complete", uppy.complete, method="POST", name="uppy_complete",
+                 spec=uppy.COMPLETE),
+        ApiRoute("/s3/multipart/{uploadId}/{partNumber}", uppy.sign_part, method="GET", name="uppy_sign_part",
+                 spec=uppy.SIGN_PART),
+        ApiRoute("/s3/multipart/{uploadId}", uppy.list_parts, method="GET", name="uppy_parts", spec=uppy.PARTS),
+        ApiRoute("/s3/multipart/{uploadId}", uppy.abort, method="DELETE", name="uppy_abort", spec=uppy.ABORT),
+        ApiRoute("/healthz", health.healthz, method="GET", name="healthz", spec=HEALTHZ),
+        ApiRoute("/readyz", health.readyz, method="GET", name="readyz", spec=READYZ),
+        ApiRoute("/metrics", observability.metrics, method="GET", name="metrics", spec=METRICS),
+        ApiRoute("/openapi.json", api.openapi, method="GET", name="openapi", spec=OPENAPI),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
@@ -94,9 +112,14 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
         async with open_storage(config) as storage, open_webhooks(config) as webhooks:
             app.state.storage = storage
             app.state.webhooks = webhooks
-            yield {"storage": storage, "webhooks": webhooks}
+            app.state.limiter = open_limiter(config)
+            try:
+                yield {"storage": storage, "webhooks": webhooks}
+            finally:
+                app.state.limiter.close()
 
     middleware = [
+        Middleware(Observe, access_log=config.access_log),
         Middleware(SecurityHeaders, https=config.secure_cookies),
         Middleware(CrossSiteGuard, allowed_origins=(config.public_origin, *config.trusted_origins)),
         Middleware(
@@ -112,11 +135,18 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
     app = Starlette(
         routes=routes(),
         middleware=middleware,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers={
+            **EXCEPTION_HANDLERS,
+            **dict.fromkeys(STORAGE_DOWN, handle_storage_down),
+        },
         lifespan=lifespan,
     )
     app.state.settings = config
     app.state.oauth = auth.build_oauth(config)
     app.state.csp = page_csp(config)
+    app.state.openapi = encoder.encode(
+        api.document(app.routes, title="Soundpost", version=__version__, server=config.public_url,
+                     cookie=config.session_cookie)
+    )
     return app
 

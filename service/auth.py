@@ -9,6 +9,7 @@ session holds identity only (provider, subject, email, name): never tokens.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from service import keys
+from service.api import Spec
 from service.errors import ApiError, wants_html
 from service.schemas import Provider as ProviderOut
 from service.schemas import ProviderList, User, json_response
@@ -130,11 +132,33 @@ def _idp_unreachable(provider: Provider, exc: Exception) -> ApiError:
     )
 
 
+async def load_metadata(client: StarletteOAuth2App, ttl: int) -> None:
+    """Make sure discovery metadata is at most ``ttl`` seconds old, fetching it again if not.
+
+    Authlib caches the document forever; this bounds its age so a provider's key
+    or endpoint change is picked up. A failed fetch raises and keeps the old copy,
+    which is fetched again on the next call.
+    """
+    metadata = client.server_metadata
+    loaded = metadata.get("_loaded_at")
+    if not client._server_metadata_url or (loaded is not None and time.time() - loaded < ttl):
+        return
+    stale = dict(metadata)
+    metadata.pop("_loaded_at", None)
+    try:
+        await client.load_server_metadata()
+    except Exception:
+        metadata.clear()
+        metadata.update(stale)
+        raise
+
+
 async def login(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     provider = _provider_for_login(settings, request.query_params.get("provider"))
     client = _client(request, provider)
     try:
+        await load_metadata(client, settings.idp_metadata_ttl)
         response: Response = await client.authorize_redirect(request, _callback_url(settings, provider))
     except httpx.HTTPError as exc:
         raise _idp_unreachable(provider, exc) from None
@@ -209,6 +233,11 @@ def _identity(provider: Provider, claims: dict[str, Any]) -> dict[str, str]:
     if isinstance(name, str) and name:
         identity["n"] = name[:255]
     return identity
+
+
+LOGOUT = Spec("End the session.", status=204, tag="auth")
+ME = Spec("The signed-in user.", response=User, signed_in=True, tag="auth")
+PROVIDERS = Spec("The identity providers one can sign in with.", response=ProviderList, tag="auth")
 
 
 async def logout(request: Request) -> Response:

@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from service.observability import ERRORS
+
 logger = logging.getLogger("soundpost")
 
 
@@ -72,6 +74,7 @@ def wants_html(request: Request) -> bool:
 
 
 def error_response(request: Request, error: ApiError) -> Response:
+    ERRORS.labels(error.code).inc()
     if wants_html(request):
         home = request.scope.get("root_path", "") + "/"
         return HTMLResponse(_page(error, home), status_code=error.status, headers=error.headers)

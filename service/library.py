@@ -19,9 +19,12 @@ from starlette.responses import Response
 from service import audio, keys, sniff
 from service.auth import require_user
 from service.errors import ApiError
+from service.api import Spec
 from service.schemas import (
     PlaybackUrl,
     Upload,
+    UploadPath,
+    UploadsQuery,
     UploadEvent,
     UploadList,
     User,
@@ -29,6 +32,7 @@ from service.schemas import (
     encoder,
     json_response,
 )
+from service.observability import UPLOADS_CONFIRMED
 from service.settings import Settings
 from service.storage import NotFound, Storage, StoredObject
 from service.webhooks import WebhookSender
@@ -138,6 +142,7 @@ async def confirm(request: Request) -> Response:
         if not await sender.deliver(f"msg_{upload.id}", body):
             raise ApiError(502, "webhook_delivery_failed",
                            "The upload is stored but could not be announced; confirm again to retry.")
+    UPLOADS_CONFIRMED.inc()
     return json_response(upload)
 
 
@@ -177,3 +182,21 @@ async def delete(request: Request) -> Response:
     _, storage, _, obj = await _find(request)
     await storage.delete(obj.key)
     return Response(status_code=204)
+
+
+# --- contracts (service/app.py routes these; /openapi.json is made from them) -----------------------
+
+_DOWN = {503: ("storage_unavailable",)}
+LIST = Spec("The caller's uploads, newest first, a page at a time.", response=UploadList, query=UploadsQuery,
+            signed_in=True, errors={400: ("invalid_cursor",), **_DOWN}, tag="library")
+DELETE = Spec("Delete one of the caller's uploads.", status=204, path=UploadPath, signed_in=True,
+              errors={404: ("not_found",), **_DOWN}, tag="library")
+PLAYBACK_URL = Spec("A presigned GET to play one of the caller's uploads.", response=PlaybackUrl, path=UploadPath,
+                    signed_in=True, errors={404: ("not_found",), **_DOWN}, tag="library")
+CONFIRM = Spec(
+    "Check an uploaded object is the audio it claims to be (deleting it if not) and describe it.",
+    response=Upload, path=UploadPath, signed_in=True,
+    errors={404: ("not_found",), 413: ("file_too_large",), 422: ("unsupported_type", "not_audio"),
+            502: ("webhook_delivery_failed",), **_DOWN},
+    tag="library",
+)

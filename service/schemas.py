@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
@@ -94,7 +94,7 @@ class MultipartRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     filename: Filename
     type: ContentType
-    metadata: dict[str, object] = {}
+    metadata: dict[str, Any] = {}  # Any, not object: msgspec can describe Any in the schema
 
 
 class MultipartCreated(msgspec.Struct, rename={"upload_id": "uploadId"}):
@@ -183,6 +183,19 @@ class WebhookMessage(msgspec.Struct):
     data: UploadEvent
 
 
+class Health(msgspec.Struct):
+    """The process is up; nothing outside it was asked."""
+
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    """Whether the service can do its work: each outside dependency's check result ("ok" or why not)."""
+
+    status: str
+    checks: dict[str, str]
+
+
 presign_request_decoder = msgspec.json.Decoder(PresignRequest)
 multipart_request_decoder = msgspec.json.Decoder(MultipartRequest)
 complete_request_decoder = msgspec.json.Decoder(CompleteRequest)
@@ -209,3 +222,39 @@ def split_validation_message(message: str) -> tuple[str, str]:
     if named:
         path = f"{path}.{named.group(1)}"
     return detail, path
+
+
+# --- query and path parameters (they describe what handlers read; /openapi.json lists them) ---------
+
+
+class UploadsQuery(msgspec.Struct):
+    limit: Annotated[int, Meta(ge=1, le=100, description="Page size.")] | None = None
+    cursor: Annotated[str, Meta(description="nextCursor from the previous page.")] | None = None
+
+
+class UploadPath(msgspec.Struct):
+    id: Annotated[str, Meta(description="The upload id: the middle segment of its key.")]
+
+
+class ParamsQuery(msgspec.Struct, rename={"size": "metadata[size]"}):
+    filename: Filename
+    type: ContentType
+    size: Annotated[int, Meta(ge=1, description="The file's size in bytes, if known.")] | None = None
+
+
+class MultipartPath(msgspec.Struct, rename={"upload_id": "uploadId"}):
+    upload_id: Annotated[str, Meta(min_length=1, description="S3's id of the multipart upload.")]
+
+
+class PartPath(msgspec.Struct, rename={"upload_id": "uploadId", "part_number": "partNumber"}):
+    upload_id: Annotated[str, Meta(min_length=1)]
+    part_number: PartNumber
+
+
+class KeyQuery(msgspec.Struct):
+    key: Annotated[str, Meta(description="The key /s3/multipart answered with.")]
+
+
+class BatchQuery(msgspec.Struct, rename={"part_numbers": "partNumbers"}):
+    key: str
+    part_numbers: Annotated[str, Meta(description="Comma-separated part numbers.", examples=["1,2,3"])]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
+import limits
 from starlette.datastructures import Secret
 
 from service.audio import CANONICAL_TYPES, canonical_type
@@ -80,6 +81,10 @@ class Settings:
     webhook_url: str | None = None
     webhook_secret: Secret | None = None
     webhook_timeout: int = 10
+    rate_limit: str = "60/minute"
+    redis_url: Secret | None = None
+    idp_metadata_ttl: int = 3600
+    access_log: bool = False
 
     @property
     def secure_cookies(self) -> bool:
@@ -251,6 +256,34 @@ def _webhook_secret(read: _Reader, url: str | None) -> Secret | None:
     return Secret(value)
 
 
+def _rate_limit(read: _Reader) -> str:
+    """A ``limits`` rate string such as ``60/minute`` or ``10/second;300/hour``."""
+    value = read.raw("RATE_LIMIT") or "60/minute"
+    try:
+        limits.parse_many(value)
+    except ValueError:
+        read.problems.append(
+            f"{ENV_PREFIX}RATE_LIMIT must look like 60/minute or 10/second;300/hour, got {value!r}"
+        )
+    return value
+
+
+def _redis_url(read: _Reader) -> Secret | None:
+    value = read.raw("REDIS_URL")
+    if value is None:
+        return None
+    if urlsplit(value).scheme not in ("redis", "rediss", "redis+unix"):
+        read.problems.append(f"{ENV_PREFIX}REDIS_URL must be a redis:// or rediss:// URL")
+    return Secret(value)  # may carry a password
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(value)
+    return lowered in ("true", "1", "yes")
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build the settings from a mapping of environment variables, or fail naming each problem."""
     read = _Reader(env)
@@ -310,6 +343,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         webhook_url=webhook_url,
         webhook_secret=_webhook_secret(read, webhook_url),
         webhook_timeout=read.integer("WEBHOOK_TIMEOUT", 10, 1, 60),
+        rate_limit=_rate_limit(read),
+        redis_url=_redis_url(read),
+        idp_metadata_ttl=read.integer("IDP_METADATA_TTL", 3600, 0, 7 * 86400),
+        access_log=read.parsed("ACCESS_LOG", False, _boolean, "true or false"),
     )
     if read.problems:
         raise SettingsError(read.problems)

@@ -10,19 +10,26 @@ opens a connection.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aioboto3
+import botocore.exceptions
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from starlette.requests import Request
+from starlette.responses import Response
 
+from service.errors import ApiError, error_response
 from service.settings import Settings
 
+logger = logging.getLogger("soundpost.storage")
+
 # Bounded waits and few retries: a slow S3 must not hold requests for minutes.
-CLIENT_CONFIG = dict(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
+CLIENT_CONFIG: dict[str, Any] = dict(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
 
 
 @dataclass(frozen=True)
@@ -232,7 +239,7 @@ def _client_config(settings: Settings) -> Config:
     return Config(
         signature_version="s3v4",
         s3={"addressing_style": addressing},
-        **CLIENT_CONFIG,  # type: ignore[arg-type]
+        **CLIENT_CONFIG,
     )
 
 
@@ -248,3 +255,22 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
             session.client("s3", endpoint_url=settings.browser_s3_endpoint, config=config)
         )
         yield Storage(settings, s3, signer)
+
+
+# What a stopped, unreachable or hung S3 raises once botocore's bounded retries are spent.
+STORAGE_DOWN: tuple[type[Exception], ...] = (
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+)
+
+
+def storage_unavailable() -> ApiError:
+    return ApiError(
+        503, "storage_unavailable", "Storage cannot be reached right now. Try again in a moment.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def handle_storage_down(request: Request, exc: Exception) -> Response:
+    logger.warning("S3 unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return error_response(request, storage_unavailable())

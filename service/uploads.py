@@ -10,9 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import audio, keys
+from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
+from service.observability import PRESIGNS
 from service.schemas import (
+    PresignRequest,
     PresignResponse,
     User,
     json_response,
@@ -103,6 +106,14 @@ def upload_limit(settings: Settings, declared: int | None, path: str = "$.size")
     return declared or settings.max_upload_bytes
 
 
+PRESIGN = Spec(
+    "Presign a POST of one audio file straight to the bucket, under a key the server chooses.",
+    response=PresignResponse, body=PresignRequest, signed_in=True, signing=True,
+    errors={413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")},
+    tag="uploads",
+)
+
+
 def new_upload(
     settings: Settings, user: User, filename: str, content_type: str, size: int | None,
     paths: FieldPaths = FieldPaths(),
@@ -122,6 +133,7 @@ async def presigned_url(request: Request) -> Response:
     ask = decode_json(presign_request_decoder, await read_json_body(request))
     upload = new_upload(settings, user, ask.filename, ask.content_type, ask.size)
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
+    PRESIGNS.labels("post").inc()
     return json_response(
         PresignResponse(
             url=post.url, fields=post.fields, key=upload.key, expires_at=post.expires_at,

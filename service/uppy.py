@@ -16,9 +16,17 @@ from starlette.responses import Response
 from service import keys
 from service.auth import require_user
 from service.errors import ApiError
+from service.api import Spec
 from service.schemas import (
+    BatchQuery,
+    CompleteRequest,
     Completed,
+    KeyQuery,
     MultipartCreated,
+    MultipartPath,
+    MultipartRequest,
+    ParamsQuery,
+    PartPath,
     SignedPart,
     SignedParts,
     SignedPost,
@@ -27,6 +35,7 @@ from service.schemas import (
     json_response,
     multipart_request_decoder,
 )
+from service.observability import PRESIGNS
 from service.settings import Settings
 from service.storage import NotFound, PartsRejected, Storage
 from service.uploads import FieldPaths, decode_json, new_upload, read_json_body
@@ -64,6 +73,7 @@ async def params(request: Request) -> Response:
     size = _declared_size(query.get("metadata[size]"), QUERY_PATHS.size)
     upload = new_upload(settings, user, query.get("filename", ""), query.get("type", ""), size, QUERY_PATHS)
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
+    PRESIGNS.labels("post").inc()
     return json_response(SignedPost("POST", post.url, post.fields, settings.presign_ttl))
 
 
@@ -78,6 +88,7 @@ async def create_multipart(request: Request) -> Response:
         FieldPaths(content_type="$.type", size="$.metadata.size"),
     )
     upload_id = await storage.create_multipart(upload.key, upload.content_type)
+    PRESIGNS.labels("multipart").inc()
     return json_response(MultipartCreated(upload.key, upload_id, settings.s3_bucket))
 
 
@@ -109,6 +120,7 @@ async def sign_part(request: Request) -> Response:
     number = _part_number(str(request.path_params["partNumber"]), "partNumber")
     settings, storage, key, upload_id = await _owned_upload(request)
     url = await storage.presign_part(key, upload_id, number)
+    PRESIGNS.labels("part").inc()
     return json_response(SignedPart(url, settings.presign_ttl))
 
 
@@ -120,6 +132,7 @@ async def sign_parts(request: Request) -> Response:
     numbers = sorted({_part_number(item.strip(), "partNumbers") for item in listed})
     _, storage, key, upload_id = await _owned_upload(request)
     urls = {str(n): await storage.presign_part(key, upload_id, n) for n in numbers}
+    PRESIGNS.labels("part").inc(len(urls))
     return json_response(SignedParts(urls))
 
 
@@ -176,3 +189,25 @@ async def abort(request: Request) -> Response:
     except NotFound:
         raise ApiError(403, "forbidden", NOT_YOURS) from None
     return json_response({})
+
+
+# --- contracts (service/app.py routes these; /openapi.json is made from them) -----------------------
+
+_NEW_UPLOAD = {413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")}
+_OWNED = {403: ("forbidden",), 503: ("storage_unavailable",)}
+PARAMS = Spec("A presigned POST for Uppy, made exactly as POST /api/upload/presigned-url makes it.",
+              response=SignedPost, query=ParamsQuery, signed_in=True, signing=True, errors=_NEW_UPLOAD, tag="uppy")
+CREATE = Spec("Start a multipart upload under a key of the caller's.", response=MultipartCreated,
+              body=MultipartRequest, signed_in=True, signing=True,
+              errors={**_NEW_UPLOAD, 503: ("storage_unavailable",)}, tag="uppy")
+SIGN_PARTS = Spec("Presigned UploadPart URLs for several parts.", response=SignedParts, path=MultipartPath,
+                  query=BatchQuery, signed_in=True, signing=True, errors=_OWNED, tag="uppy")
+SIGN_PART = Spec("A presigned UploadPart URL for one part.", response=SignedPart, path=PartPath, query=KeyQuery,
+                 signed_in=True, signing=True, errors=_OWNED, tag="uppy")
+PARTS = Spec("The parts uploaded so far.", response=list[UploadedPart], path=MultipartPath, query=KeyQuery,
+             signed_in=True, errors=_OWNED, tag="uppy")
+COMPLETE = Spec("Assemble the parts, if their total size is allowed.", response=Completed, path=MultipartPath,
+                query=KeyQuery, body=CompleteRequest, signed_in=True,
+                errors={**_OWNED, 400: ("invalid_part",), 413: ("file_too_large",)}, tag="uppy")
+ABORT = Spec("Abandon a multipart upload.", response=dict[str, str], path=MultipartPath, query=KeyQuery,
+             signed_in=True, errors=_OWNED, tag="uppy")

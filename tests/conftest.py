@@ -6,6 +6,7 @@ identity providers, and the app under uvicorn.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -28,6 +29,13 @@ def require_tool(found: bool, what: str, install: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI must run every test)")
     pytest.skip(message)
+
+
+@contextlib.contextmanager
+def serve_app(env: dict[str, str]) -> Iterator[str]:
+    """The app under uvicorn with these settings; its public URL is where it listens."""
+    with serve_asgi(lambda url: create_app({**env, "SOUNDPOST_PUBLIC_URL": url})) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

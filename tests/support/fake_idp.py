@@ -55,6 +55,7 @@ class FakeIdP:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    discovery_requests: int = 0
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "test-key"}))
 
     def reset(self) -> None:
@@ -81,6 +82,7 @@ class FakeIdP:
     async def discovery(self, request: Request) -> Response:
         if self.kind != "oidc":
             return Response(status_code=404)
+        self.discovery_requests += 1
         return JSONResponse(
             {
                 "issuer": self.base_url,

@@ -12,23 +12,24 @@ from typing import Any
 import uvicorn
 
 
-def bound_socket() -> socket.socket:
+def bound_socket(port: int = 0) -> socket.socket:
     """A listening socket on a free loopback port, so the URL is known before the app is built."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.listen(128)
     return sock
 
 
 @contextlib.contextmanager
-def serve_asgi(make_app: Callable[[str], Any], root_path: str = "") -> Iterator[str]:
+def serve_asgi(make_app: Callable[[str], Any], root_path: str = "", port: int = 0) -> Iterator[str]:
     """Serve ``make_app(base_url)`` with uvicorn; yields the base URL once the lifespan has started.
 
     With ``root_path`` the app is served the way ``soundpost serve`` serves it
-    under a path prefix, and the base URL includes the prefix.
+    under a path prefix, and the base URL includes the prefix. A fixed ``port``
+    lets a test stop a server and start it again where its clients expect it.
     """
-    sock = bound_socket()
+    sock = bound_socket(port)
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}{root_path}"
     config = uvicorn.Config(make_app(base_url), log_level="warning", lifespan="on", root_path=root_path)
     server = uvicorn.Server(config)

@@ -1,0 +1,201 @@
+"""The JSON API's one registry: routes that carry their own contract.
+
+Every JSON endpoint is an ``ApiRoute``: the routing table in ``service/app.py``
+lists it, and ``/openapi.json`` is generated from the same objects and the
+msgspec Structs they name. A route cannot be served without being described,
+and the description cannot drift from the types that validate requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from service.errors import ApiError, ErrorResponse
+from service.schemas import split_validation_message
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+S = TypeVar("S")
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one operation takes and gives, for validation and for the schema alike."""
+
+    summary: str
+    response: Any = None  # a msgspec-describable type; None for an empty body
+    status: int = 200
+    body: Any = None  # the JSON request body's type
+    query: Any = None  # a Struct whose fields are the query parameters
+    path: Any = None  # a Struct whose fields are the path parameters
+    signed_in: bool = False
+    signing: bool = False  # issues signatures: rate limited per user
+    errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    media_type: str = "application/json"
+    also: Mapping[int, Any] = field(default_factory=dict)  # other statuses with a non-error body
+    tag: str = "api"
+
+
+def _wrap_signing(endpoint: Endpoint) -> Endpoint:
+    async def limited(request: Request) -> Response:
+        from service.ratelimit import enforce  # the limiter needs auth, which needs this module's users
+
+        await enforce(request)
+        return await endpoint(request)
+
+    limited.__name__ = getattr(endpoint, "__name__", "limited")
+    return limited
+
+
+class ApiRoute(Route):
+    """A route with one method and a ``Spec``; signing routes get the per-user rate limit."""
+
+    def __init__(self, path: str, endpoint: Endpoint, *, method: str, name: str, spec: Spec) -> None:
+        self.spec = spec
+        self.method = method
+        super().__init__(path, _wrap_signing(endpoint) if spec.signing else endpoint, methods=[method], name=name)
+
+    def error_codes(self) -> dict[int, tuple[str, ...]]:
+        """Every error this operation can answer with, including the ones every route shares."""
+        codes: dict[int, list[str]] = {}
+
+        def add(status: int, *names: str) -> None:
+            for name in names:
+                if name not in codes.setdefault(status, []):
+                    codes[status].append(name)
+
+        if self.spec.body is not None:
+            add(400, "malformed_json")
+            add(413, "body_too_large")
+            add(415, "unsupported_media_type")
+            add(422, "validation_error")
+        if self.spec.query is not None or self.spec.path is not None:
+            add(422, "validation_error")
+        if self.spec.signed_in:
+            add(401, "not_signed_in")
+        if self.method in UNSAFE_METHODS:
+            add(403, "cross_site_request")
+        if self.spec.signing:
+            add(429, "rate_limited")
+        for status, names in self.spec.errors.items():
+            add(status, *names)
+        return {status: tuple(names) for status, names in sorted(codes.items())}
+
+
+def decode_params(values: Mapping[str, str], kind: type[S], where: str) -> S:
+    """Query or path parameters as a Struct; strings are converted to the declared types."""
+    try:
+        return msgspec.convert(dict(values), kind, strict=False)
+    except msgspec.ValidationError as exc:
+        detail, path = split_validation_message(str(exc))
+        raise ApiError(422, "validation_error", detail, where + path.removeprefix("$")) from None
+
+
+def _params(where: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(schema.get("required", ()))
+    return [
+        {
+            "name": name,
+            "in": where,
+            "required": where == "path" or name in required,
+            "schema": {k: v for k, v in prop.items() if k not in ("description", "examples")},
+            **({"description": prop["description"]} if "description" in prop else {}),
+        }
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _error_schema(codes: tuple[str, ...]) -> dict[str, Any]:
+    """The shared error shape, with ``code`` narrowed to the codes this status can carry."""
+    return {
+        "allOf": [{"$ref": "#/components/schemas/ErrorResponse"}],
+        "properties": {"error": {"properties": {"code": {"enum": list(codes)}}}},
+    }
+
+
+def document(
+    routes: Iterable[BaseRoute], *, title: str, version: str, server: str, cookie: str
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for every ``ApiRoute`` among ``routes``."""
+    api_routes = [r for r in routes if isinstance(r, ApiRoute)]
+    types: list[Any] = [ErrorResponse]
+    for route in api_routes:
+        spec = route.spec
+        types += [t for t in (spec.response, spec.body, spec.query, spec.path, *spec.also.values()) if t is not None]
+    unique = list(dict.fromkeys(types))
+    schemas, components = msgspec.json.schema_components(unique, ref_template="#/components/schemas/{name}")
+    schema_of = dict(zip(unique, schemas, strict=True))
+
+    def component(kind: Any) -> dict[str, Any]:
+        """A Struct's own properties (parameters are listed one by one, not by reference)."""
+        ref: str = schema_of[kind]["$ref"]
+        return dict(components[ref.rsplit("/", 1)[1]])
+
+    paths: dict[str, dict[str, Any]] = {}
+    for route in api_routes:
+        spec = route.spec
+        parameters = []
+        if spec.path is not None:
+            parameters += _params("path", component(spec.path))
+        if spec.query is not None:
+            parameters += _params("query", component(spec.query))
+        responses: dict[str, Any] = {}
+        if spec.response is None:
+            responses[str(spec.status)] = {"description": HTTPStatus(spec.status).phrase}
+        else:
+            body_schema = schema_of[spec.response] if spec.media_type == "application/json" else {"type": "string"}
+            responses[str(spec.status)] = {
+                "description": HTTPStatus(spec.status).phrase,
+                "content": {spec.media_type: {"schema": body_schema}},
+            }
+        for status, kind in spec.also.items():
+            responses[str(status)] = {
+                "description": HTTPStatus(status).phrase,
+                "content": {"application/json": {"schema": schema_of[kind]}},
+            }
+        for status, codes in route.error_codes().items():
+            responses[str(status)] = {
+                "description": f"{HTTPStatus(status).phrase}: " + ", ".join(f"`{c}`" for c in codes),
+                "content": {"application/json": {"schema": _error_schema(codes)}},
+            }
+        operation: dict[str, Any] = {
+            "operationId": route.name,
+            "summary": spec.summary,
+            "tags": [spec.tag],
+            "parameters": parameters,
+            "responses": responses,
+        }
+        if spec.signed_in:
+            operation["security"] = [{"session": []}]
+        if spec.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema_of[spec.body]}},
+            }
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "servers": [{"url": server}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": cookie,
+                            "description": "The signed session cookie set by sign-in."},
+            },
+        },
+    }
+
+
+async def openapi(request: Request) -> Response:
+    return Response(request.app.state.openapi, media_type="application/json")

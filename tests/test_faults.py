@@ -1,0 +1,101 @@
+"""Faults: S3 or the identity provider stopped and started again, as real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import httpx
+
+from service import devstack
+from tests.conftest import serve_app
+from tests.support import fake_idp
+from tests.support.flows import approve_at_idp, follow_callback, sign_in, start_login
+from tests.support.servers import serve_asgi
+
+BODY = {"filename": "a.wav", "contentType": "audio/wav"}
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_with_s3_stopped_readiness_fails_presigning_goes_on_and_both_recover(app_env: dict[str, str]) -> None:
+    """Presigning is local; readiness reports S3 unreachable until the server is back on its port."""
+    with contextlib.ExitStack() as first_s3:
+        s3 = first_s3.enter_context(devstack.moto_s3())
+        devstack.create_bucket(s3, "faults", ["http://127.0.0.1"])
+        env = {**app_env, "SOUNDPOST_S3_ENDPOINT": s3.url, "SOUNDPOST_S3_BUCKET": "faults"}
+        with serve_app(env) as url, httpx.Client(base_url=url, timeout=60) as c:
+            assert sign_in(c, "fake", "alice").status_code == 303
+            assert c.get("/readyz").status_code == 200
+            first_s3.close()  # S3 stops
+
+            down = c.get("/readyz")
+            assert down.status_code == 503
+            assert down.json()["checks"]["s3"].startswith("unreachable")
+            assert c.post("/api/upload/presigned-url", json=BODY).status_code == 200
+            assert c.get("/healthz").status_code == 200
+
+            with devstack.moto_s3(port_of(s3.url)):  # S3 is back where it was
+                assert c.get("/readyz").json() == {"status": "ready", "checks": {"s3": "ok", "idp:fake": "ok"}}
+
+
+@contextlib.contextmanager
+def provider_on(provider: fake_idp.FakeIdP, port: int = 0) -> Iterator[str]:
+    def make(base_url: str) -> object:
+        provider.base_url = base_url
+        return provider.app()
+
+    with serve_asgi(make, port=port) as url:
+        yield url
+
+
+def test_with_the_provider_stopped_sign_in_is_a_503_page_and_recovers(app_env: dict[str, str]) -> None:
+    """A sign-in caught mid-way, a fresh sign-in and readiness all say the provider is down, then recover."""
+    provider = fake_idp.FakeIdP(kind="oidc")
+    with contextlib.ExitStack() as first_run:
+        url = first_run.enter_context(provider_on(provider))
+        env = {**app_env, "SOUNDPOST_PROVIDER_FAKE_DISCOVERY_URL": provider.discovery_url,
+               "SOUNDPOST_IDP_METADATA_TTL": "0"}
+        with serve_app(env) as app, httpx.Client(base_url=app) as c:
+            login = start_login(c, "?provider=fake")
+            callback = approve_at_idp(login.headers["location"])
+            first_run.close()  # the provider stops before the code is exchanged
+
+            page = {"Accept": "text/html"}
+            caught = follow_callback_with(c, callback, page)
+            assert caught.status_code == 503 and caught.headers["retry-after"]
+            assert "identity_provider_unavailable" in caught.text and "<h1>" in caught.text
+            fresh = c.get("/auth/login?provider=fake", headers=page)
+            assert fresh.status_code == 503 and "identity_provider_unavailable" in fresh.text
+            ready = c.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["checks"]["idp:fake"].startswith("unreachable")
+
+            with provider_on(provider, port=port_of(url)):
+                assert sign_in(c, "fake", "alice").status_code == 303
+                assert c.get("/api/me").json()["subject"] == "alice"
+                assert c.get("/readyz").status_code == 200
+
+
+def follow_callback_with(client: httpx.Client, callback_url: str, headers: dict[str, str]) -> httpx.Response:
+    parts = httpx.URL(callback_url)
+    return client.get(f"{parts.path}?{parts.query.decode()}", headers=headers)
+
+
+def test_discovery_metadata_is_cached_for_its_lifetime(app_env: dict[str, str], oidc_idp: fake_idp.FakeIdP) -> None:
+    """With the default lifetime, many sign-ins fetch the discovery document once."""
+    with serve_app(app_env) as url, httpx.Client(base_url=url) as c:
+        before = oidc_idp.discovery_requests
+        for _ in range(3):
+            assert sign_in(c, "fake", "alice").status_code == 303
+    assert oidc_idp.discovery_requests - before == 1
+
+
+def test_discovery_metadata_is_fetched_again_once_stale(app_env: dict[str, str], oidc_idp: fake_idp.FakeIdP) -> None:
+    """With a lifetime of zero, every sign-in fetches the document again."""
+    with serve_app({**app_env, "SOUNDPOST_IDP_METADATA_TTL": "0"}) as url, httpx.Client(base_url=url) as c:
+        before = oidc_idp.discovery_requests
+        for _ in range(3):
+            assert sign_in(c, "fake", "alice").status_code == 303
+    assert oidc_idp.discovery_requests - before == 3

@@ -1,0 +1,144 @@
+"""What operators run it with: liveness, readiness, metrics, request ids and JSON logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.observability import JsonFormatter
+from tests.conftest import serve_app
+from tests.support.servers import bound_socket
+
+
+def sample(client: httpx.Client, name: str, **labels: str) -> float:
+    """The current value of one metric sample (0 when it has not been seen yet)."""
+    text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+def test_healthz_answers_ok(client: httpx.Client) -> None:
+    """Liveness needs nothing outside the process."""
+    answer = client.get("/healthz")
+    assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
+
+
+def test_readyz_checks_the_bucket_and_the_provider_metadata(client: httpx.Client) -> None:
+    """Ready when the bucket answers and the OpenID provider's discovery document loads."""
+    answer = client.get("/readyz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ready", "checks": {"s3": "ok", "idp:fake": "ok"}}
+
+
+def test_readyz_is_503_when_the_bucket_is_missing(app_env: dict[str, str]) -> None:
+    """A bucket that does not exist (or refuses us) means not ready, with the reason."""
+    with serve_app({**app_env, "SOUNDPOST_S3_BUCKET": "no-such-bucket"}) as url:
+        answer = httpx.get(f"{url}/readyz")
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["status"] == "not_ready" and body["checks"]["s3"].startswith("refused")
+    assert body["checks"]["idp:fake"] == "ok"
+
+
+def test_metrics_count_requests_by_route_template_presigns_and_error_codes(alice: httpx.Client) -> None:
+    """Counters move by exactly what was done, labelled by template, not raw path."""
+    route = {"method": "POST", "route": "/api/upload/presigned-url", "status": "200"}
+    before = (sample(alice, "soundpost_requests_total", **route),
+              sample(alice, "soundpost_presigns_issued_total", kind="post"),
+              sample(alice, "soundpost_errors_total", code="not_found"),
+              sample(alice, "soundpost_request_duration_seconds_count", method="POST",
+                     route="/api/upload/presigned-url"))
+    assert alice.post("/api/upload/presigned-url", json={"filename": "a.wav", "contentType": "audio/wav"}).status_code == 200
+    assert alice.get("/api/nothing/here").status_code == 404
+    after = (sample(alice, "soundpost_requests_total", **route),
+             sample(alice, "soundpost_presigns_issued_total", kind="post"),
+             sample(alice, "soundpost_errors_total", code="not_found"),
+             sample(alice, "soundpost_request_duration_seconds_count", method="POST",
+                    route="/api/upload/presigned-url"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
+    assert 'route="/api/nothing/here"' not in alice.get("/metrics").text
+
+
+def test_a_request_id_is_taken_from_the_caller_or_made_and_always_echoed(client: httpx.Client) -> None:
+    """X-Request-ID ties a client's report to the server's log lines."""
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    made = client.get("/healthz").headers["x-request-id"]
+    assert len(made) == 32 and made != client.get("/healthz").headers["x-request-id"]
+    hostile = client.get("/healthz", headers={"X-Request-ID": "x\" injected=1"}).headers["x-request-id"]
+    assert hostile != "x\" injected=1" and len(hostile) == 32
+
+
+def test_access_log_lines_are_json_with_the_request_id(app_env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """One JSON object per request: template, status, duration and the request id."""
+    caplog.set_level(logging.INFO, logger="soundpost.access")
+    with serve_app({**app_env, "SOUNDPOST_ACCESS_LOG": "true"}) as url:
+        httpx.get(f"{url}/api/me", headers={"X-Request-ID": "req-42"})
+    [record] = [r for r in caplog.records if r.name == "soundpost.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["requestId"] == "req-42"
+    assert (line["level"], line["route"], line["status"], line["message"]) == ("info", "/api/me", 401, "GET /api/me 401")
+    assert line["durationMs"] >= 0
+
+
+def test_the_access_log_is_off_by_default(client: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
+    """The hot path formats no log line unless an operator asks for it."""
+    caplog.set_level(logging.INFO, logger="soundpost.access")
+    client.get("/healthz")
+    assert not [r for r in caplog.records if r.name == "soundpost.access"]
+
+
+@pytest.fixture
+def two_workers(app_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """``soundpost serve --workers 2`` as a real process tree."""
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    url = f"http://127.0.0.1:{port}"
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**os.environ, **app_env, "SOUNDPOST_PUBLIC_URL": url, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"],
+            env=env, stdout=sink, stderr=sink,
+        )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(log.read_text())
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_metrics_are_summed_over_several_workers(two_workers: str, tmp_path: Path) -> None:
+    """With two worker processes, /metrics reports every request whichever worker answered it."""
+    with httpx.Client(base_url=two_workers) as c:
+        start = sample(c, "soundpost_requests_total", method="GET", route="/healthz", status="200")
+        for _ in range(40):
+            with httpx.Client(base_url=two_workers) as fresh:  # new connections spread over the workers
+                assert fresh.get("/healthz").status_code == 200
+        end = sample(c, "soundpost_requests_total", method="GET", route="/healthz", status="200")
+    assert end - start == 40
+    writers = {p.name.rsplit("_", 1)[1] for p in (tmp_path / "metrics").glob("counter_*.db")}
+    assert len(writers) >= 2  # more than one process counted

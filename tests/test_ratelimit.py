@@ -1,0 +1,114 @@
+"""Per-user rate limit on signing routes: in memory by default, shared through Redis by replicas."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import require_tool, serve_app
+from tests.support.flows import sign_in
+from tests.support.servers import bound_socket
+
+PRESIGN = "/api/upload/presigned-url"
+BODY = {"filename": "a.wav", "contentType": "audio/wav"}
+
+
+def presign(client: httpx.Client) -> httpx.Response:
+    return client.post(PRESIGN, json=BODY)
+
+
+@contextlib.contextmanager
+def signed_in(url: str, user: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url, follow_redirects=False) as client:
+        assert sign_in(client, "fake", user).status_code == 303
+        yield client
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server from Debian's packages, on a free loopback port, persisting nothing."""
+    require_tool(shutil.which("redis-server") is not None, "redis-server", "apt-get install redis-server")
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    process = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_over_the_budget_is_429_with_retry_after(app_env: dict[str, str]) -> None:
+    """The fourth presign within a minute, with a budget of three, is refused with a wait time."""
+    with serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "3/minute"}) as url, signed_in(url, "alice") as alice:
+        assert [presign(alice).status_code for _ in range(3)] == [200, 200, 200]
+        refused = presign(alice)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
+def test_each_user_has_their_own_budget(app_env: dict[str, str]) -> None:
+    """One user spending their budget does not slow another down."""
+    with serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "2/minute"}) as url, \
+            signed_in(url, "alice") as alice, signed_in(url, "bob") as bob:
+        assert [presign(alice).status_code for _ in range(3)] == [200, 200, 429]
+        assert presign(bob).status_code == 200
+
+
+def test_signed_out_requests_are_401_and_spend_nothing(app_env: dict[str, str]) -> None:
+    """The limit is per user; a request without a user is answered 401 by the route."""
+    with serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "1/minute"}) as url, httpx.Client(base_url=url) as anon:
+        assert [presign(anon).status_code for _ in range(3)] == [401, 401, 401]
+
+
+def test_in_memory_budgets_are_per_process(app_env: dict[str, str]) -> None:
+    """Without Redis, two replicas count separately (which is why Redis exists)."""
+    env = {**app_env, "SOUNDPOST_RATE_LIMIT": "2/minute"}
+    with serve_app(env) as one, serve_app(env) as two, signed_in(one, "alice") as a1, signed_in(two, "alice") as a2:
+        assert [presign(a1).status_code for _ in range(2)] == [200, 200]
+        assert presign(a2).status_code == 200
+
+
+def test_replicas_share_one_budget_through_redis(app_env: dict[str, str], redis_url: str) -> None:
+    """Two app processes with the same Redis URL draw from one budget per user."""
+    env = {**app_env, "SOUNDPOST_RATE_LIMIT": "3/minute", "SOUNDPOST_REDIS_URL": redis_url}
+    with serve_app(env) as one, serve_app(env) as two, signed_in(one, "alice") as a1, signed_in(two, "alice") as a2:
+        assert [presign(a1).status_code for _ in range(2)] == [200, 200]
+        assert presign(a2).status_code == 200
+        refused = presign(a2)
+        assert refused.status_code == 429 and refused.headers["retry-after"]
+        assert presign(a1).status_code == 429
+
+
+def test_redis_down_is_a_clear_503_not_a_500(app_env: dict[str, str]) -> None:
+    """If the shared budget cannot be read, signing stops with a code that says why."""
+    dead = bound_socket()
+    port = dead.getsockname()[1]
+    dead.close()
+    env = {**app_env, "SOUNDPOST_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    with serve_app(env) as url, signed_in(url, "alice") as alice:
+        answer = presign(alice)
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "rate_limiter_unavailable"
