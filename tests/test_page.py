@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_api
 import pytest
 
 from service import devstack
@@ -17,7 +18,6 @@ from tests.conftest import require_tool
 from tests.support.audio_samples import tone, tone_larger_than
 from tests.support.servers import serve_asgi
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 # Waits, not assertions about speed: the machine running CI may be busy, and 5 s (Playwright's default) is tight.
 expect.set_options(timeout=20_000)
