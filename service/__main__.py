@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
+from types import FrameType
 
 import uvicorn
 
@@ -31,7 +33,15 @@ def dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def serve(args: argparse.Namespace) -> int:
+    # Uvicorn drains in-flight requests on SIGTERM, then raises the signal again with the handler it found.
+    # With the default handler that kills the process (status -15), so a clean, asked-for stop would look
+    # like a crash to supervisors; this handler makes it exit 0. Before uvicorn runs it simply exits too.
+    signal.signal(signal.SIGTERM, _stopped)
     try:
         settings = load_settings(os.environ)
     except SettingsError as exc:
