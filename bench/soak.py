@@ -22,9 +22,13 @@ import contextlib
 import itertools
 import json
 import logging
+import multiprocessing
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,8 +182,14 @@ async def drive(url: str, pid: int, options: Options) -> Report:
         workers = [Worker(url, f"soak-user-{i % options.users}", s3, tally) for i in range(options.connections)]
         for worker in workers:
             await stack.enter_async_context(worker.client)
-        # Every connection signs in first (counted, but before the clock starts).
-        for result in await asyncio.gather(*(sign_in(w.client, w.user) for w in workers if tally.spend())):
+        # Every connection signs in first (counted, but before the clock starts), a few at a time.
+        gate = asyncio.Semaphore(8)
+
+        async def first_sign_in(worker: Worker) -> int | None:
+            async with gate:
+                return await sign_in(worker.client, worker.user)
+
+        for result in await asyncio.gather(*(first_sign_in(w) for w in workers if tally.spend())):
             tally.record("sign_in", result)
         return await soak(workers, tally, pid, options)
 
@@ -215,12 +225,39 @@ async def soak(workers: list[Worker], tally: Tally, pid: int, options: Options) 
     )
 
 
+def _serve_stand_ins(origin: str, ready: Connection, stop: EventType) -> None:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto and the provider log every request
+    with devstack.moto_s3() as s3, devstack.dev_identity_provider() as issuer:
+        devstack.create_bucket(s3, devstack.DEV_BUCKET, [origin])
+        ready.send((s3, issuer))
+        stop.wait()
+
+
+@contextlib.contextmanager
+def stand_ins(origin: str) -> Iterator[tuple[devstack.S3Endpoint, str]]:
+    """moto and the dev identity provider in a process of their own, so they do not share this one's GIL."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    stop = context.Event()
+    process = context.Process(target=_serve_stand_ins, args=(origin, send, stop), daemon=True)
+    process.start()
+    try:
+        if not receive.poll(120):
+            raise RuntimeError("the S3 stand-in and identity provider did not start")
+        endpoints: tuple[devstack.S3Endpoint, str] = receive.recv()
+        yield endpoints
+    finally:
+        stop.set()
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 def run(options: Options) -> Report:
     """Start moto, the dev identity provider and ``soundpost serve``; soak it; stop them all."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto and the provider log every request
     port = devstack.free_port()
-    with devstack.moto_s3() as s3, devstack.dev_identity_provider() as issuer:
-        devstack.create_bucket(s3, devstack.DEV_BUCKET, [f"http://127.0.0.1:{port}"])
+    with stand_ins(f"http://127.0.0.1:{port}") as (s3, issuer):
         env = {**devstack.dev_environment(f"http://127.0.0.1:{port}", s3, issuer),
                "SOUNDPOST_RATE_LIMIT": "1000000/minute"}  # the soak measures the service, not its limiter
         with devstack.soundpost_serve(env, port) as server:
