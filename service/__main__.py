@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import signal
 import sys
 import tempfile
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -33,6 +35,42 @@ def dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def loop_and_parser() -> tuple[str, str]:
+    """uvloop and httptools when importable (``uvicorn[standard]`` brings both), else the pure-Python pair."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return loop, http
+
+
+def uvicorn_options(args: argparse.Namespace, root_path: str) -> dict[str, Any]:
+    """How production serves: also what the benchmark serves every target with (bench/serve.py)."""
+    loop, http = loop_and_parser()
+    return {
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "loop": loop,
+        "http": http,
+        "proxy_headers": True,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
+        "root_path": root_path,
+        "log_level": args.log_level,
+        "log_config": None,  # keep the JSON logging configured in main()
+        "access_log": False,  # uvicorn's access log prints query strings (OAuth codes); ours does not
+        "timeout_graceful_shutdown": 30,  # on SIGTERM, in-flight requests get this long to finish
+    }
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")),
+                        help="worker processes (each holds its own S3 clients)")
+    parser.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+                        help="proxies whose X-Forwarded-* headers are trusted")
+    parser.add_argument("--log-level", default="info")
+
+
 def _stopped(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -50,20 +88,8 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Each worker writes its metrics here and /metrics sums them (prometheus-client multiprocess mode).
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="soundpost-metrics-")
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-        root_path=settings.root_path,
-        log_level=args.log_level,
-        log_config=None,  # keep the JSON logging configured in main()
-        access_log=False,  # uvicorn's access log prints query strings (OAuth codes); ours does not
-        timeout_graceful_shutdown=30,  # on SIGTERM, in-flight requests get this long to finish
-    )
+    # The root path comes from SOUNDPOST_PUBLIC_URL's path: the app can be hosted under a prefix.
+    uvicorn.run("service.app:create_app", factory=True, **uvicorn_options(args, settings.root_path))
     return 0
 
 
@@ -74,12 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_cmd.add_argument("--port", type=int, default=8000)
     dev_cmd.set_defaults(run=dev)
     serve_cmd = commands.add_parser("serve", help="run the app with settings from SOUNDPOST_* variables")
-    serve_cmd.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    serve_cmd.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
-    serve_cmd.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-                           help="proxies whose X-Forwarded-* headers are trusted")
-    serve_cmd.add_argument("--log-level", default="info")
+    add_serve_options(serve_cmd)
     serve_cmd.set_defaults(run=serve)
     args = parser.parse_args(argv)
     if args.command == "serve":

@@ -41,8 +41,8 @@ def page_csp(settings: Settings) -> str:
     return (
         "default-src 'self'; "
         f"connect-src 'self' {s3}; "
-        f"media-src 'self' blob: {s3}; "
-        "img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        f"media-src 'self' {s3}; "
+        "img-src 'self'; style-src 'self'; script-src 'self'; "
         "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 

@@ -18,12 +18,15 @@ from typing import Any
 
 import aioboto3
 import botocore.exceptions
+from botocore.compat import get_current_datetime
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import ClientError, NoCredentialsError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from service.errors import ApiError, error_response
+from service.post_policy import PostTarget, sign_post
 from service.settings import Settings
 
 logger = logging.getLogger("soundpost.storage")
@@ -96,18 +99,41 @@ class Storage:
         self.settings = settings
         self.s3 = s3
         self.signer = signer
+        self._post_target: PostTarget | None = None
 
     async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
+        """A POST policy for one object: botocore's signer, without botocore's per-call overhead.
+
+        The first call goes through ``generate_presigned_post`` and learns the URL
+        and credential scope from it; later calls sign with ``post_policy.sign_post``,
+        which produces the same fields for the same inputs (tests/test_fast_presign.py).
+        """
         ttl = self.settings.presign_ttl
-        expires_at = self._expiry(ttl)
-        post = await self.signer.generate_presigned_post(
-            Bucket=self.settings.s3_bucket,
-            Key=key,
-            Fields={"Content-Type": content_type, "success_action_status": "201"},
-            Conditions=policy_conditions(content_type, max_bytes),
-            ExpiresIn=ttl,
-        )
-        return PresignedPost(url=post["url"], fields=post["fields"], expires_at=expires_at)
+        fields = {"Content-Type": content_type, "success_action_status": "201"}
+        conditions = policy_conditions(content_type, max_bytes)
+        now = get_current_datetime()
+        expires_at = (now + timedelta(seconds=ttl)).replace(microsecond=0, tzinfo=UTC)
+        if self._post_target is None:
+            post = await self.signer.generate_presigned_post(
+                Bucket=self.settings.s3_bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=ttl,
+            )
+            self._post_target = PostTarget.from_botocore(post)
+            return PresignedPost(url=post["url"], fields=post["fields"], expires_at=expires_at)
+        credentials = await self._frozen_credentials()
+        signed = sign_post(credentials, self._post_target, self.settings.s3_bucket, key, fields, conditions, ttl, now)
+        return PresignedPost(url=self._post_target.url, fields=signed, expires_at=expires_at)
+
+    async def _frozen_credentials(self) -> ReadOnlyCredentials:
+        """The signer's credentials as of now, from the same provider botocore's presigning uses.
+
+        Refreshable credentials (the default chain's instance roles, SSO, assume-role)
+        refresh here when due; temporary credentials bring their session token.
+        """
+        provider = self.signer._get_credentials()  # botocore's accessor for the client's provider
+        if provider is None:
+            raise NoCredentialsError()
+        frozen: ReadOnlyCredentials = await provider.get_frozen_credentials()
+        return frozen
 
     def _expiry(self, ttl: int) -> datetime:
         return (datetime.now(UTC) + timedelta(seconds=ttl)).replace(microsecond=0)

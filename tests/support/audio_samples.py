@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
 import wave
 
@@ -21,6 +22,20 @@ def wav_of(samples: bytes, rate: int = 8000) -> bytes:
         out.setframerate(rate)
         out.writeframes(samples[: len(samples) // 2 * 2])
     return buffer.getvalue()
+
+
+def tone(seconds: float, rate: int = 8000, pitch: float = 440.0) -> bytes:
+    """A WAV holding a sine tone, so a player has something to play; one second is computed and repeated."""
+    second = b"".join(
+        struct.pack("<h", int(12000 * math.sin(2 * math.pi * pitch * i / rate))) for i in range(rate)
+    )
+    frames = int(seconds * rate)
+    return wav_of((second * (frames // rate + 1))[: frames * 2], rate)
+
+
+def tone_larger_than(size: int, rate: int = 44100) -> bytes:
+    """A tone WAV a little larger than ``size`` bytes (for multipart uploads)."""
+    return tone(size / (2 * rate) + 1, rate=rate)
 
 
 def flac(seconds: int = 3, rate: int = 44100) -> bytes:

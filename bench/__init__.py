@@ -1,0 +1,1 @@
+"""Soundpost's benchmark suite: `python3 run.py bench`."""

@@ -1,0 +1,77 @@
+"""The two comparison apps the benchmark serves next to Soundpost, with the same server settings.
+
+``ceiling``: a bare Starlette endpoint returning a small constant JSON, the most
+this HTTP stack can do per request. ``naive``: Soundpost itself (same middleware,
+session, checks) except that each presign opens its own aioboto3 client, as the
+usual hand-written endpoint does, so the README can show what one client per
+process buys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aioboto3
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from service.app import create_app
+from service.settings import Settings, load_settings
+from service.storage import PresignedPost, Storage, _client_config, policy_conditions
+
+
+async def constant(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def ceiling() -> Starlette:
+    return Starlette(routes=[Route("/", constant)])
+
+
+class ClientPerRequestStorage(Storage):
+    """Presigns through a fresh aioboto3 client every time, the way many examples do.
+
+    The aioboto3 session is shared (as a module-level ``session = aioboto3.Session()``
+    would be), so botocore's loaded service models are reused: the cost measured is
+    the client's, not the session's.
+    """
+
+    session = aioboto3.Session()
+
+    async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
+        settings = self.settings
+        now = datetime.now(UTC)
+        async with self.session.client(
+            "s3", endpoint_url=settings.browser_s3_endpoint, region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=str(settings.s3_secret_access_key) if settings.s3_secret_access_key else None,
+            config=_client_config(settings),
+        ) as client:
+            post = await client.generate_presigned_post(
+                Bucket=settings.s3_bucket, Key=key,
+                Fields={"Content-Type": content_type, "success_action_status": "201"},
+                Conditions=policy_conditions(content_type, max_bytes), ExpiresIn=settings.presign_ttl,
+            )
+        expires_at = (now + timedelta(seconds=settings.presign_ttl)).replace(microsecond=0)
+        return PresignedPost(url=post["url"], fields=post["fields"], expires_at=expires_at)
+
+
+def naive() -> Starlette:
+    settings: Settings = load_settings(os.environ)
+    app = create_app(settings)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[Any]:
+        async with inner(app) as state:
+            app.state.storage = ClientPerRequestStorage(settings, None, None)
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app

@@ -1,0 +1,17 @@
+-- wrk script: the request comes from the environment, the summary goes out as one JSON line.
+wrk.method = os.getenv("BENCH_METHOD") or "GET"
+wrk.body = os.getenv("BENCH_BODY")
+if wrk.body == "" then wrk.body = nil end
+local cookie = os.getenv("BENCH_COOKIE") or ""
+if cookie ~= "" then wrk.headers["Cookie"] = cookie end
+if wrk.body then wrk.headers["Content-Type"] = "application/json" end
+wrk.headers["Accept"] = "application/json"
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
+    '"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end

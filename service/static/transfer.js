@@ -1,0 +1,142 @@
+// Moving bytes to S3: a presigned POST for small files, a multipart upload (several parts in
+// flight, resumed after a network drop) for large ones. The app only signs; bytes go straight to S3.
+
+import { api } from "./api.js";
+
+const MiB = 1024 * 1024;
+export const MULTIPART_THRESHOLD = 10 * MiB;
+export const PART_SIZE = 5 * MiB; // S3's smallest part (except the last)
+export const PARTS_IN_FLIGHT = 3;
+const ATTEMPTS = 6;
+
+export class NetworkError extends Error {}
+
+// One XHR (fetch has no upload progress). Rejects with NetworkError or an AbortError DOMException.
+function send(method, url, body, { signal, onProgress }) {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const xhr = new XMLHttpRequest();
+    const abort = () => xhr.abort();
+    signal.addEventListener("abort", abort, { once: true });
+    const done = (fn, value) => { signal.removeEventListener("abort", abort); fn(value); };
+    xhr.open(method, url);
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    xhr.onload = () => done(resolve, xhr);
+    xhr.onerror = () => done(reject, new NetworkError("The connection to storage dropped."));
+    xhr.onabort = () => done(reject, signal.reason ?? new DOMException("Cancelled", "AbortError"));
+    xhr.send(body);
+  });
+}
+
+function storageRefused(xhr) {
+  const code = xhr.responseXML?.querySelector("Code")?.textContent;
+  return new Error(`Storage refused the upload (${xhr.status}${code ? ` ${code}` : ""}).`);
+}
+
+const sleep = (ms, signal) => new Promise((resolve, reject) => {
+  const timer = setTimeout(resolve, ms);
+  signal.addEventListener("abort", () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
+});
+
+// Wait until the browser says it is online again, then back off a little more each attempt.
+async function waitToRetry(attempt, signal) {
+  if (!navigator.onLine) {
+    await new Promise((resolve) => window.addEventListener("online", resolve, { once: true }));
+  }
+  await sleep(Math.min(250 * 2 ** attempt, 8000), signal);
+}
+
+async function withRetries(step, signal) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await step(attempt);
+    } catch (error) {
+      if (!(error instanceof NetworkError) || attempt + 1 >= ATTEMPTS) throw error;
+      await waitToRetry(attempt, signal);
+    }
+  }
+}
+
+async function uploadByPost(file, contentType, { signal, onProgress }) {
+  const presigned = await api("api/upload/presigned-url", {
+    method: "POST", signal, json: { filename: file.name, contentType, size: file.size },
+  });
+  const form = new FormData();
+  for (const [name, value] of Object.entries(presigned.fields)) form.append(name, value);
+  form.append("file", file); // S3 ignores every field after the file
+  const xhr = await withRetries(
+    () => send("POST", presigned.url, form, { signal, onProgress: (f) => onProgress(f * file.size) }),
+    signal,
+  );
+  if (xhr.status !== 201) throw storageRefused(xhr);
+  onProgress(file.size);
+  return presigned.key;
+}
+
+async function uploadByParts(file, contentType, { signal, onProgress }) {
+  const { key, uploadId } = await api("s3/multipart", {
+    method: "POST", signal, json: { filename: file.name, type: contentType, metadata: { size: String(file.size) } },
+  });
+  const base = `s3/multipart/${encodeURIComponent(uploadId)}`;
+  const query = `key=${encodeURIComponent(key)}`;
+  const count = Math.ceil(file.size / PART_SIZE);
+  const sizeOf = (n) => Math.min(PART_SIZE, file.size - (n - 1) * PART_SIZE);
+  const etags = new Map();   // part number -> ETag, for parts S3 has
+  const sent = new Map();    // part number -> bytes sent so far
+  const report = () => onProgress([...sent.values()].reduce((a, b) => a + b, 0));
+
+  // After a drop, ask S3 which parts it already has, so only the missing ones are sent again.
+  let resync = null;
+  const resume = () => (resync ??= (async () => {
+    for (const part of await api(`${base}?${query}`, { signal })) {
+      if (part.Size === sizeOf(part.PartNumber)) {
+        etags.set(part.PartNumber, part.ETag);
+        sent.set(part.PartNumber, part.Size);
+      }
+    }
+    report();
+  })().finally(() => { resync = null; }));
+
+  async function sendPart(n) {
+    await withRetries(async (attempt) => {
+      if (attempt > 0) await resume();
+      if (etags.has(n)) return;
+      const { url } = await api(`${base}/${n}?${query}`, { signal });
+      const blob = file.slice((n - 1) * PART_SIZE, (n - 1) * PART_SIZE + sizeOf(n));
+      const xhr = await send("PUT", url, blob, {
+        signal, onProgress: (f) => { sent.set(n, f * blob.size); report(); },
+      });
+      if (xhr.status !== 200) throw storageRefused(xhr);
+      const etag = xhr.getResponseHeader("ETag");
+      if (!etag) throw new Error("Storage hid the part's ETag: the bucket's CORS rule must expose ETag.");
+      etags.set(n, etag);
+      sent.set(n, blob.size);
+      report();
+    }, signal);
+  }
+
+  try {
+    const queue = Array.from({ length: count }, (_, i) => i + 1);
+    const worker = async () => { while (queue.length) await sendPart(queue.shift()); };
+    await Promise.all(Array.from({ length: Math.min(PARTS_IN_FLIGHT, count) }, worker));
+    const parts = [...etags].sort(([a], [b]) => a - b).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
+    await withRetries(() => api(`${base}/complete?${query}`, { method: "POST", signal, json: { parts } })
+      .catch((e) => { throw e instanceof TypeError ? new NetworkError(e.message) : e; }), signal);
+  } catch (error) {
+    // Abandoned parts cost storage until the upload is aborted.
+    api(`${base}?${query}`, { method: "DELETE" }).catch(() => {});
+    throw error;
+  }
+  return key;
+}
+
+// Upload a file; resolves to its object key. onProgress(bytesSent) is called as bytes leave.
+export function upload(file, contentType, options) {
+  const via = file.size > MULTIPART_THRESHOLD ? uploadByParts : uploadByPost;
+  return via(file, contentType, options);
+}
+
+// The upload id is the middle segment of the key the server built: {prefix}{user}/{upload id}/{filename}.
+export function uploadIdOf(key) {
+  return key.split("/").at(-2);
+}

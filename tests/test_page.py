@@ -1,0 +1,355 @@
+"""The web page, end to end in headless Chromium against the app under uvicorn, moto's S3 and a fake IdP."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import playwright.sync_api as playwright_api
+import pytest
+
+from service import devstack
+from service.app import create_app
+from tests.conftest import require_tool
+from tests.support.audio_samples import tone, tone_larger_than
+from tests.support.servers import serve_asgi
+
+expect = playwright_api.expect
+# Waits, not assertions about speed: the machine running CI may be busy, and 5 s (Playwright's default) is tight.
+expect.set_options(timeout=20_000)
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+MiB = 1024 * 1024
+UPLOAD_WAIT = 60_000  # ms: an upper bound on waiting, not an assertion about speed
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+]
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for this module; Playwright's sync API holds an event loop open while it runs,
+    so it must be gone before other modules call asyncio.run()."""
+    chromium = shutil.which("chromium")
+    require_tool(chromium is not None, "chromium", "apt-get install chromium")
+    with playwright_api.sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def site(app_env: dict[str, str], s3: devstack.S3Endpoint, bucket: str) -> Iterator[str]:
+    """The app on 127.0.0.1, its bucket's CORS rule naming the app's origin as a real deployment would."""
+
+    def make(base_url: str) -> object:
+        devstack.create_bucket(s3, bucket, [base_url])
+        return create_app({**app_env, "SOUNDPOST_PUBLIC_URL": base_url, "SOUNDPOST_MAX_UPLOAD_BYTES": str(64 * MiB)})
+
+    with serve_asgi(make) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser: Any, site: str) -> Iterator[Any]:
+    """A fresh browser context per test; any Content-Security-Policy violation fails the test."""
+    context = browser.new_context(base_url=site, permissions=["microphone"], viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    violations: list[str] = []
+    tab.on("console", lambda m: "Content Security Policy" in m.text and violations.append(m.text))
+    yield tab
+    context.close()
+    assert violations == []
+
+
+@pytest.fixture
+def alice(page: Any) -> Any:
+    """The page, signed in as alice through the identity provider's own login form."""
+    page.goto("/")
+    page.get_by_role("link", name="Sign in with Fake OIDC").click()
+    page.locator("input[name=user]").fill("alice")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#who")).to_have_text("Alice Example")
+    return page
+
+
+@pytest.fixture
+def stored(s3: devstack.S3Endpoint, bucket: str) -> Any:
+    """What the bucket holds: key suffix -> bytes."""
+
+    def read(suffix: str) -> bytes | None:
+        client = devstack.s3_admin(s3)
+        for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            if item["Key"].endswith("/" + suffix):
+                return bytes(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+        return None
+
+    return read
+
+
+def transfer(page: Any, name: str) -> Any:
+    return page.locator(".transfer", has=page.locator(".name", has_text=name))
+
+
+def listed(page: Any, name: str) -> Any:
+    return page.locator("#library .upload", has=page.locator(".name", has_text=name))
+
+
+def drop(page: Any, name: str, data: bytes, content_type: str) -> None:
+    """Drop a file on the drop zone the way the browser does: a drop event carrying a DataTransfer."""
+    files = page.evaluate_handle(
+        """([name, b64, type]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, { type }));
+            return dt;
+        }""",
+        [name, base64.b64encode(data).decode(), content_type],
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": files})
+
+
+def pick(page: Any, name: str, data: bytes, content_type: str) -> None:
+    page.locator("#file").set_input_files({"name": name, "mimeType": content_type, "buffer": data})
+
+
+def wait_playable(row: Any) -> None:
+    """The row's <audio> has loaded the file's metadata from the signed playback URL."""
+    row.locator("audio").evaluate(
+        """(audio) => new Promise((resolve, reject) => {
+            if (audio.readyState >= 1) return resolve();
+            audio.addEventListener("loadedmetadata", resolve, { once: true });
+            audio.addEventListener("error", () => reject(new Error("audio error " + audio.error?.code)), { once: true });
+        })"""
+    )
+
+
+def test_signed_out_page_offers_one_sign_in_button_per_provider(page: Any) -> None:
+    """Signed out, the page shows the app's name and a button for each configured identity provider."""
+    page.goto("/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Soundpost")
+    links = page.locator("#providers a")
+    expect(links).to_have_text(["Sign in with Fake OIDC", "Sign in with Hub"])
+    expect(page.locator("#signed-in")).to_be_hidden()
+
+
+def test_page_csp_allows_only_the_app_and_the_s3_endpoint(page: Any, s3: devstack.S3Endpoint) -> None:
+    """The page's Content-Security-Policy forbids inline code and names no origin but the app and S3."""
+    answer = page.goto("/")
+    csp = answer.headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
+    assert directives["connect-src"] == f"'self' {s3.url}"
+    assert directives["media-src"] == f"'self' {s3.url}"
+    sources = {source for value in directives.values() for source in value.split()}
+    assert sources <= {"'self'", "'none'", s3.url}, "no inline code, no data: or blob:, no other origin"
+
+
+def test_sign_in_through_the_identity_provider_shows_who_you_are(alice: Any) -> None:
+    """After the provider's form, the page names the user and offers sign-out, the drop zone and Record."""
+    expect(alice.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(alice.get_by_text("Choose audio files")).to_be_visible()
+    expect(alice.get_by_role("button", name="Record")).to_be_visible()
+
+
+def test_keyboard_reaches_every_control_in_order_and_opens_the_file_chooser(alice: Any) -> None:
+    """Tab goes sign out, file picker, Record; Space on the picker opens the chooser and the upload proceeds."""
+    sign_out = alice.get_by_role("button", name="Sign out")
+    sign_out.focus()
+    expect(sign_out).to_be_focused()
+    for following in ("#file", "#record"):
+        alice.keyboard.press("Tab")
+        expect(alice.locator(following)).to_be_focused()
+    alice.keyboard.press("Shift+Tab")
+    with alice.expect_file_chooser() as chooser:
+        alice.keyboard.press("Space")
+    chooser.value.set_files({"name": "keys.txt", "mimeType": "text/plain", "buffer": b"typed"})
+    expect(transfer(alice, "keys.txt")).to_have_attribute("data-state", "failed")
+    expect(alice.locator("#announce")).to_contain_text("keys.txt: Refused")
+
+
+def test_a_non_audio_file_is_refused_with_a_clear_message(alice: Any, stored: Any) -> None:
+    """A text file is refused by the API; the page says why in words and nothing reaches the bucket."""
+    pick(alice, "notes.txt", b"just some words\n", "text/plain")
+    row = transfer(alice, "notes.txt")
+    expect(row).to_have_attribute("data-state", "failed")
+    expect(row.locator(".message")).to_have_text(
+        "Refused: this is not an audio type Soundpost accepts. "
+        "('text/plain' is not an accepted audio type (accepted: audio/mpeg, audio/mp4, audio/aac, audio/wav, "
+        "audio/webm, audio/ogg, audio/opus, audio/flac).)"
+    )
+    expect(row.get_by_role("button", name="Cancel uploading notes.txt")).to_be_hidden()
+    expect(alice.locator("#announce")).to_contain_text("notes.txt: Refused")
+    assert stored("notes.txt") is None
+
+
+def test_a_picked_file_uploads_to_100_percent_and_is_listed_and_playable(alice: Any, stored: Any) -> None:
+    """A WAV chosen with the file picker goes straight to S3, reaches 100%, is confirmed and plays."""
+    audio = tone(2)
+    pick(alice, "picked.wav", audio, "audio/wav")
+    row = transfer(alice, "picked.wav")
+    expect(row).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    expect(row.locator("progress")).to_have_attribute("value", "100")
+    expect(row.locator(".percent")).to_have_text("100%")
+    expect(row.locator(".speed")).to_have_text(re.compile(r"^[1-9]\d*(\.\d)? [KMG]?B/s$"))
+    assert stored("picked.wav") == audio
+    item = listed(alice, "picked.wav")
+    wait_playable(item)
+    expect(item.locator(".duration")).to_have_text("0:02")
+
+
+def test_a_dropped_file_uploads_and_uploads_are_listed_newest_first(alice: Any, stored: Any) -> None:
+    """A WAV dropped on the drop zone uploads too; after a reload both are listed, newest first, playable."""
+    pick(alice, "first.wav", tone(1), "audio/wav")
+    expect(transfer(alice, "first.wav")).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    dropped = tone(1, pitch=660)
+    drop(alice, "second.wav", dropped, "audio/wav")
+    expect(transfer(alice, "second.wav")).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    assert stored("second.wav") == dropped
+    alice.reload()
+    expect(alice.locator("#library .name")).to_have_text(["second.wav", "first.wav"])
+    for name in ("second.wav", "first.wav"):
+        wait_playable(listed(alice, name))
+
+
+def test_a_large_file_goes_up_in_several_parts(alice: Any, stored: Any, tmp_path: Path) -> None:
+    """A file above the threshold is sent as multipart: one PUT per 5 MiB part, then completed and confirmed."""
+    audio = tone_larger_than(11 * MiB)
+    path = tmp_path / "long.wav"
+    path.write_bytes(audio)
+    parts: set[str] = set()
+    alice.on("request", lambda r: r.method == "PUT" and parts.add(re.search(r"partNumber=(\d+)", r.url).group(1)))
+    alice.locator("#file").set_input_files(path)
+    row = transfer(alice, "long.wav")
+    expect(row).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    expect(row.locator(".percent")).to_have_text("100%")
+    assert parts == {"1", "2", "3"}
+    assert stored("long.wav") == audio
+    wait_playable(listed(alice, "long.wav"))
+
+
+def test_a_multipart_upload_resumes_after_the_network_drops(alice: Any, stored: Any, tmp_path: Path) -> None:
+    """When a part's PUT is cut off, the page asks S3 which parts it has and sends only what is missing."""
+    audio = tone_larger_than(11 * MiB)
+    path = tmp_path / "dropped.wav"
+    path.write_bytes(audio)
+    cut: list[str] = []
+
+    def cut_part_two_once(route: Any) -> None:
+        if route.request.method == "PUT" and "partNumber=2" in route.request.url and not cut:
+            cut.append(route.request.url)
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    listings: list[str] = []
+    alice.on("request", lambda r: r.method == "GET" and re.search(r"/s3/multipart/[^/?]+\?key=", r.url)
+              and listings.append(r.url))
+    alice.route(re.compile(r"partNumber="), cut_part_two_once)
+    alice.locator("#file").set_input_files(path)
+    expect(transfer(alice, "dropped.wav")).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    assert len(cut) == 1 and listings, "the drop happened and the page listed the stored parts before resuming"
+    assert stored("dropped.wav") == audio
+
+
+def test_recording_from_the_microphone_uploads_it(alice: Any, stored: Any) -> None:
+    """Record captures Chromium's fake microphone; Stop uploads the recording, which is listed and playable."""
+    record = alice.get_by_role("button", name="Record")
+    record.click()
+    stop = alice.get_by_role("button", name="Stop recording")
+    expect(stop).to_have_attribute("aria-pressed", "true")
+    expect(alice.locator("#record-time")).to_have_text("0:02", timeout=10_000)
+    stop.click()
+    row = alice.locator(".transfer", has=alice.locator(".name", has_text="recording-"))
+    expect(row).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    name = row.locator(".name").inner_text()
+    assert name.endswith(".webm")
+    recorded = stored(name)
+    assert recorded is not None and recorded.startswith(b"\x1a\x45\xdf\xa3")  # EBML: a WebM container
+    wait_playable(listed(alice, name))
+
+
+def test_delete_removes_the_upload_from_the_list_and_the_bucket(alice: Any, stored: Any) -> None:
+    """Delete asks once more, then removes the upload from the page and the object from the bucket."""
+    pick(alice, "doomed.wav", tone(1), "audio/wav")
+    item = listed(alice, "doomed.wav")
+    expect(item).to_be_visible(timeout=UPLOAD_WAIT)
+    item.get_by_role("button", name="Delete doomed.wav").click()
+    item.get_by_role("button", name="Really delete doomed.wav?").click()
+    expect(item).to_have_count(0)
+    expect(alice.locator("#announce")).to_have_text("Deleted doomed.wav.")
+    assert stored("doomed.wav") is None
+    alice.reload()
+    expect(alice.locator("#library-empty")).to_be_visible()
+
+
+def test_a_file_whose_bytes_are_not_audio_is_refused_after_upload(alice: Any, stored: Any) -> None:
+    """A text file named .wav passes the type check but not confirm: the page says so and it is gone."""
+    pick(alice, "fake.wav", b"not a wave file at all", "audio/wav")
+    row = transfer(alice, "fake.wav")
+    expect(row).to_have_attribute("data-state", "failed", timeout=UPLOAD_WAIT)
+    expect(row.locator(".message")).to_contain_text("not audio")
+    assert stored("fake.wav") is None
+
+
+def test_cancel_stops_an_upload_in_flight(alice: Any, stored: Any, bucket: str) -> None:
+    """Cancel aborts the upload while S3 has not answered; the row says Cancelled and nothing is stored."""
+    held: list[Any] = []
+    alice.route(re.compile(rf"/{bucket}$"), lambda route: held.append(route))  # S3 never answers the POST
+    with alice.expect_request(lambda r: r.method == "POST" and r.url.endswith(f"/{bucket}")):
+        pick(alice, "halted.wav", tone(1), "audio/wav")
+    row = transfer(alice, "halted.wav")
+    row.get_by_role("button", name="Cancel uploading halted.wav").click()
+    expect(row).to_have_attribute("data-state", "cancelled")
+    expect(row.locator(".message")).to_have_text("Cancelled.")
+    assert stored("halted.wav") is None
+
+
+def test_cancelling_a_multipart_upload_aborts_it_at_s3(
+    alice: Any, stored: Any, s3: devstack.S3Endpoint, bucket: str, tmp_path: Path
+) -> None:
+    """Cancel during a multipart upload stops the parts and aborts the upload, so S3 keeps no orphan parts."""
+    path = tmp_path / "abandoned.wav"
+    path.write_bytes(tone_larger_than(11 * MiB))
+    held: list[Any] = []
+    alice.route(re.compile(r"partNumber="), lambda route: held.append(route))  # parts never finish
+    with alice.expect_request(lambda r: r.method == "PUT" and "partNumber=" in r.url):
+        alice.locator("#file").set_input_files(path)
+    row = transfer(alice, "abandoned.wav")
+    with alice.expect_response(lambda r: r.request.method == "DELETE" and "/s3/multipart/" in r.url) as aborted:
+        row.get_by_role("button", name="Cancel uploading abandoned.wav").click()
+    assert aborted.value.status == 200
+    expect(row).to_have_attribute("data-state", "cancelled")
+    assert devstack.s3_admin(s3).list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert stored("abandoned.wav") is None
+
+
+def test_sign_out_returns_to_the_signed_out_page(alice: Any) -> None:
+    """Sign out ends the session: the page offers the providers again and the API no longer knows the user."""
+    alice.get_by_role("button", name="Sign out").click()
+    expect(alice.locator("#providers a")).to_have_count(2)
+    expect(alice.locator("#signed-in")).to_be_hidden()
+    assert alice.request.get("/api/me").status == 401
+
+
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)], ids=["laptop", "phone"])
+def test_signed_in_page_screenshot(alice: Any, width: int, height: int) -> None:
+    """Save the signed-in page, after an upload and a refusal, as an artifact at laptop and phone widths."""
+    alice.set_viewport_size({"width": width, "height": height})
+    pick(alice, "morning take.wav", tone(3), "audio/wav")
+    expect(transfer(alice, "morning take.wav")).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    wait_playable(listed(alice, "morning-take.wav"))
+    pick(alice, "notes.txt", b"words", "text/plain")
+    expect(transfer(alice, "notes.txt")).to_have_attribute("data-state", "failed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    target = ARTIFACTS / f"page-signed-in-{width}.png"
+    alice.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 0
+    overflow = alice.evaluate("() => document.documentElement.scrollWidth > window.innerWidth")
+    assert overflow is False, "nothing is wider than the screen"
