@@ -54,24 +54,14 @@ def bucket(s3: devstack.S3Endpoint) -> str:
 @pytest.fixture(scope="session")
 def _oidc_provider() -> Iterator[fake_idp.FakeIdP]:
     provider = fake_idp.FakeIdP(kind="oidc")
-
-    def make(base_url: str) -> object:
-        provider.base_url = base_url
-        return provider.app()
-
-    with serve_asgi(make):
+    with provider.serve():
         yield provider
 
 
 @pytest.fixture(scope="session")
 def _github_provider() -> Iterator[fake_idp.FakeIdP]:
     provider = fake_idp.FakeIdP(kind="github")
-
-    def make(base_url: str) -> object:
-        provider.base_url = base_url
-        return provider.app()
-
-    with serve_asgi(make):
+    with provider.serve():
         yield provider
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,7 +11,6 @@ from service import devstack
 from tests.conftest import serve_app
 from tests.support import fake_idp
 from tests.support.flows import approve_at_dev_idp, approve_at_idp, follow_callback, sign_in, start_login
-from tests.support.servers import serve_asgi
 
 BODY = {"filename": "a.wav", "contentType": "audio/wav"}
 
@@ -42,21 +40,11 @@ def test_with_s3_stopped_readiness_fails_presigning_goes_on_and_both_recover(app
                 assert c.get("/readyz").json() == {"status": "ready", "checks": {"s3": "ok", "idp:fake": "ok"}}
 
 
-@contextlib.contextmanager
-def provider_on(provider: fake_idp.FakeIdP, port: int = 0) -> Iterator[str]:
-    def make(base_url: str) -> object:
-        provider.base_url = base_url
-        return provider.app()
-
-    with serve_asgi(make, port=port) as url:
-        yield url
-
-
 def test_with_the_provider_stopped_sign_in_is_a_503_page_and_recovers(app_env: dict[str, str]) -> None:
     """A sign-in caught mid-way, a fresh sign-in and readiness all say the provider is down, then recover."""
     provider = fake_idp.FakeIdP(kind="oidc")
     with contextlib.ExitStack() as first_run:
-        url = first_run.enter_context(provider_on(provider))
+        url = first_run.enter_context(provider.serve())
         env = {**app_env, "SOUNDPOST_PROVIDER_FAKE_DISCOVERY_URL": provider.discovery_url,
                "SOUNDPOST_IDP_METADATA_TTL": "0"}
         with serve_app(env) as app, httpx.Client(base_url=app) as c:
@@ -73,7 +61,7 @@ def test_with_the_provider_stopped_sign_in_is_a_503_page_and_recovers(app_env: d
             ready = c.get("/readyz")
             assert ready.status_code == 503 and ready.json()["checks"]["idp:fake"].startswith("unreachable")
 
-            with provider_on(provider, port=port_of(url)):
+            with provider.serve(port=port_of(url)):
                 assert sign_in(c, "fake", "alice").status_code == 303
                 assert c.get("/api/me").json()["subject"] == "alice"
                 assert c.get("/readyz").status_code == 200

@@ -11,11 +11,13 @@ a wrong nonce, broken token responses.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import secrets
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -25,6 +27,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.support.servers import serve_asgi
 
 CLIENT_ID = "soundpost-test"
 CLIENT_SECRET = "soundpost-test-secret"
@@ -62,6 +66,17 @@ class FakeIdP:
         self.knobs = Knobs()
         self.authorize_requests.clear()
         self.token_requests.clear()
+
+    @contextlib.contextmanager
+    def serve(self, port: int = 0) -> Iterator[str]:
+        """Serve this provider over HTTP on 127.0.0.1 (on ``port`` to come back where it was)."""
+
+        def make(base_url: str) -> Starlette:
+            self.base_url = base_url
+            return self.app()
+
+        with serve_asgi(make, port=port) as url:
+            yield url
 
     @property
     def discovery_url(self) -> str:
