@@ -6,8 +6,10 @@ import argparse
 import importlib.util
 import logging
 import os
+import signal
 import sys
 import tempfile
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -69,7 +71,15 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info")
 
 
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def serve(args: argparse.Namespace) -> int:
+    # Uvicorn drains in-flight requests on SIGTERM, then raises the signal again with the handler it found.
+    # With the default handler that kills the process (status -15), so a clean, asked-for stop would look
+    # like a crash to supervisors; this handler makes it exit 0. Before uvicorn runs it simply exits too.
+    signal.signal(signal.SIGTERM, _stopped)
     try:
         settings = load_settings(os.environ)
     except SettingsError as exc:

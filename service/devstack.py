@@ -10,9 +10,17 @@ import contextlib
 import functools
 import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
+import urllib.error
+import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import boto3
@@ -129,3 +137,69 @@ def dev_environment(public_url: str, s3: S3Endpoint, issuer: str) -> dict[str, s
         "SOUNDPOST_S3_ACCESS_KEY_ID": s3.access_key,
         "SOUNDPOST_S3_SECRET_ACCESS_KEY": s3.secret_key,
     }
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for a process that binds it itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServeProcess:
+    """``soundpost serve`` running in a process of its own."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_file: str
+
+    def log(self) -> str:
+        """What the process wrote to stdout and stderr so far."""
+        with open(self.log_file, encoding="utf-8", errors="replace") as log:
+            return log.read()
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, as an orchestrator stops it; returns the exit status once the process is gone."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return int(answer.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def soundpost_serve(env: Mapping[str, str], port: int = 0, start_within: float = 60) -> Iterator[ServeProcess]:
+    """Run ``soundpost serve`` on 127.0.0.1 with these SOUNDPOST_* settings; yields once /healthz answers.
+
+    ``SOUNDPOST_PUBLIC_URL`` defaults to where the process listens. The process
+    gets SIGTERM on the way out (if it is still running).
+    """
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = {"SOUNDPOST_PUBLIC_URL": url, **env}
+    command = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning"]
+    with tempfile.NamedTemporaryFile(prefix="soundpost-serve-", suffix=".log", delete=False) as log:
+        process = subprocess.Popen(command, env={**os.environ, **settings}, stdout=log, stderr=subprocess.STDOUT)
+    served = ServeProcess(url, process, log.name)
+    try:
+        deadline = time.monotonic() + start_within
+        while not _answers(f"{url}/healthz"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"soundpost serve did not start:\n{served.log()}")
+            time.sleep(0.1)
+        yield served
+    finally:
+        served.terminate()
+        os.unlink(log.name)

@@ -85,6 +85,8 @@ class Settings:
     redis_url: Secret | None = None
     idp_metadata_ttl: int = 3600
     access_log: bool = False
+    s3_connect_timeout: int = 3
+    s3_read_timeout: int = 10
 
     @property
     def secure_cookies(self) -> bool:
@@ -347,6 +349,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         redis_url=_redis_url(read),
         idp_metadata_ttl=read.integer("IDP_METADATA_TTL", 3600, 0, 7 * 86400),
         access_log=read.parsed("ACCESS_LOG", False, _boolean, "true or false"),
+        s3_connect_timeout=read.integer("S3_CONNECT_TIMEOUT", 3, 1, 60),
+        s3_read_timeout=read.integer("S3_READ_TIMEOUT", 10, 1, 300),
     )
     if read.problems:
         raise SettingsError(read.problems)

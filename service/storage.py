@@ -31,8 +31,9 @@ from service.settings import Settings
 
 logger = logging.getLogger("soundpost.storage")
 
-# Bounded waits and few retries: a slow S3 must not hold requests for minutes.
-CLIENT_CONFIG: dict[str, Any] = dict(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
+# Few retries, and bounded waits (SOUNDPOST_S3_CONNECT_TIMEOUT, SOUNDPOST_S3_READ_TIMEOUT):
+# a slow S3 must not hold requests for minutes.
+RETRIES: dict[str, Any] = {"max_attempts": 2, "mode": "standard"}
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,9 @@ def _client_config(settings: Settings) -> Config:
     return Config(
         signature_version="s3v4",
         s3={"addressing_style": addressing},
-        **CLIENT_CONFIG,
+        connect_timeout=settings.s3_connect_timeout,
+        read_timeout=settings.s3_read_timeout,
+        retries=RETRIES,
     )
 
 

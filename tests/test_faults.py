@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 
 import httpx
+import pytest
 
 from service import devstack
 from tests.conftest import serve_app
 from tests.support import fake_idp
-from tests.support.flows import approve_at_idp, sign_in, start_login
+from tests.support.flows import approve_at_dev_idp, approve_at_idp, follow_callback, sign_in, start_login
 
 BODY = {"filename": "a.wav", "contentType": "audio/wav"}
 
@@ -87,3 +88,42 @@ def test_discovery_metadata_is_fetched_again_once_stale(app_env: dict[str, str],
         for _ in range(3):
             assert sign_in(c, "fake", "alice").status_code == 303
     assert oidc_idp.discovery_requests - before == 3
+
+
+def dev_provider_env(app_env: dict[str, str], issuer: str, ttl: str) -> dict[str, str]:
+    return {
+        **app_env,
+        "SOUNDPOST_PROVIDERS": "dev",
+        "SOUNDPOST_PROVIDER_DEV_DISCOVERY_URL": f"{issuer}/.well-known/openid-configuration",
+        "SOUNDPOST_PROVIDER_DEV_CLIENT_ID": "soundpost-dev",
+        "SOUNDPOST_PROVIDER_DEV_CLIENT_SECRET": "soundpost-dev-secret",
+        "SOUNDPOST_IDP_METADATA_TTL": ttl,
+    }
+
+
+@pytest.mark.parametrize("ttl", ["0", "3600"])
+def test_the_dev_provider_stopped_and_restarted_on_its_port(app_env: dict[str, str], ttl: str) -> None:
+    """oidc-provider-mock goes away mid sign-in: 503 pages; back on its port (new keys), sign-in works again."""
+    port = devstack.free_port()
+    page = {"Accept": "text/html"}
+    with contextlib.ExitStack() as first_run:
+        issuer = first_run.enter_context(devstack.dev_identity_provider(port=port))
+        with serve_app(dev_provider_env(app_env, issuer, ttl)) as app, httpx.Client(base_url=app) as c:
+            login = start_login(c)
+            assert login.status_code == 302
+            callback = approve_at_dev_idp(login.headers["location"], "alice")
+            first_run.close()  # the provider stops before the code is exchanged
+
+            caught = follow_callback_with(c, callback, page)
+            assert caught.status_code == 503 and "identity_provider_unavailable" in caught.text
+            if ttl == "0":  # metadata is fetched on every sign-in, so a fresh one finds the provider down
+                fresh = c.get("/auth/login", headers=page)
+                assert fresh.status_code == 503 and "identity_provider_unavailable" in fresh.text
+            assert c.get("/api/me").status_code == 401
+
+            with devstack.dev_identity_provider(port=port):
+                login = start_login(c)
+                assert login.status_code == 302
+                done = follow_callback(c, approve_at_dev_idp(login.headers["location"], "bob"))
+                assert done.status_code == 303, done.text
+                assert c.get("/api/me").json()["subject"] == "bob"

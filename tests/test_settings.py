@@ -42,6 +42,7 @@ def test_a_complete_configuration_loads_with_safe_defaults() -> None:
     assert settings.s3_key_prefix == "uploads/"
     assert [p.kind for p in settings.providers] == ["oidc", "oauth2"]
     assert settings.providers[0].scopes == "openid email profile"
+    assert (settings.s3_connect_timeout, settings.s3_read_timeout) == (3, 10)
 
 
 def test_secrets_never_show_in_repr() -> None:
@@ -77,6 +78,9 @@ def test_an_empty_environment_names_every_required_setting() -> None:
         ("SOUNDPOST_MAX_UPLOAD_BYTES", "0"),
         ("SOUNDPOST_MAX_UPLOAD_BYTES", str(6 * 1024**3)),
         ("SOUNDPOST_PRESIGN_TTL", "86400"),
+        ("SOUNDPOST_S3_CONNECT_TIMEOUT", "0"),
+        ("SOUNDPOST_S3_CONNECT_TIMEOUT", "soon"),
+        ("SOUNDPOST_S3_READ_TIMEOUT", "301"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_setting(name: str, value: str) -> None:

@@ -36,3 +36,10 @@ def sign_in(client: httpx.Client, provider: str = "fake", user: str = "alice", n
     login = start_login(client, query)
     assert login.status_code == 302, login.text
     return follow_callback(client, approve_at_idp(login.headers["location"], user))
+
+
+def approve_at_dev_idp(authorize_url: str, user: str = "alice") -> str:
+    """Sign in at oidc-provider-mock (the dev command's provider); returns the callback URL it redirects to."""
+    answer = httpx.post(authorize_url, data={"sub": user})
+    assert answer.status_code == 302, answer.text
+    return answer.headers["location"]
