@@ -7,7 +7,6 @@ identity providers, and the app under uvicorn.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 from collections.abc import Iterator
 
@@ -19,16 +18,6 @@ from service.app import create_app
 from tests.support import fake_idp
 from tests.support.flows import sign_in
 from tests.support.servers import serve_asgi
-
-
-def require_tool(found: bool, what: str, install: str) -> None:
-    """Skip on a laptop without a system package; in CI a missing package is a failure."""
-    if found:
-        return
-    message = f"{what} is not installed: {install}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI must run every test)")
-    pytest.skip(message)
 
 
 @contextlib.contextmanager

@@ -14,9 +14,9 @@ import pytest
 
 from service import devstack
 from service.app import create_app
-from tests.conftest import require_tool
 from tests.support.audio_samples import tone, tone_larger_than
 from tests.support.servers import serve_asgi
+from tests.support.tools import require_tool
 
 expect = playwright_api.expect
 # Waits, not assertions about speed: the machine running CI may be busy, and 5 s (Playwright's default) is tight.

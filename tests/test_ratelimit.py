@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import require_tool, serve_app
+from tests.conftest import serve_app
 from tests.support.flows import sign_in
 from tests.support.servers import bound_socket
+from tests.support.tools import require_tool
 
 PRESIGN = "/api/upload/presigned-url"
 BODY = {"filename": "a.wav", "contentType": "audio/wav"}

@@ -27,11 +27,11 @@ from starlette.routing import Route
 
 from service import devstack, keys
 from service.app import create_app
-from tests.conftest import require_tool
 from tests.support import audio_samples
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, object_keys, stored_object
 from tests.support.servers import serve_asgi
+from tests.support.tools import require_tool
 
 MiB = 1024 * 1024
 # The uppy package's prebuilt bundle (it exports Uppy and AwsS3), with the option each major calls Companion by.

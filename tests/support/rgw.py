@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from service.devstack import S3Endpoint
+from tests.support.tools import require_tool
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "infra" / "rgw"
 BINARIES = ("radosgw", "radosgw-admin", "ceph-mon", "ceph-osd", "ceph", "monmaptool")
@@ -27,10 +28,7 @@ START_TIMEOUT = 120
 
 def not_installed(reason: str) -> None:
     """Skip on a developer's machine; fail in CI, where a skip would hide an untested policy."""
-    message = f"Ceph radosgw is not installed: {INSTALL_HINT}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} ({reason})", pytrace=False)
-    pytest.skip(message)
+    require_tool(False, f"Ceph radosgw ({reason})", INSTALL_HINT)
 
 
 def parse_start_output(stdout: str) -> S3Endpoint:
