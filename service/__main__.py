@@ -23,6 +23,8 @@ def dev(args: argparse.Namespace) -> int:
     from service.app import create_app
 
     public_url = f"http://127.0.0.1:{args.port}"
+    # The stand-ins run on werkzeug, which logs every request they serve: noise next to the app's own log.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with devstack.moto_s3() as s3, devstack.dev_identity_provider() as issuer:
         devstack.create_bucket(s3, devstack.DEV_BUCKET, [public_url])
         env = devstack.dev_environment(public_url, s3, issuer)
