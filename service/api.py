@@ -11,18 +11,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from service.errors import ApiError, ErrorResponse
-from service.schemas import split_validation_message
+from service.errors import ErrorResponse
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-S = TypeVar("S")
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -89,15 +87,6 @@ class ApiRoute(Route):
         for status, names in self.spec.errors.items():
             add(status, *names)
         return {status: tuple(names) for status, names in sorted(codes.items())}
-
-
-def decode_params(values: Mapping[str, str], kind: type[S], where: str) -> S:
-    """Query or path parameters as a Struct; strings are converted to the declared types."""
-    try:
-        return msgspec.convert(dict(values), kind, strict=False)
-    except msgspec.ValidationError as exc:
-        detail, path = split_validation_message(str(exc))
-        raise ApiError(422, "validation_error", detail, where + path.removeprefix("$")) from None
 
 
 def _params(where: str, schema: dict[str, Any]) -> list[dict[str, Any]]:

@@ -27,9 +27,6 @@ _BY_NAME: dict[str, str] = {
     for canonical, (_, aliases) in AUDIO_TYPES.items()
     for name in (canonical, *aliases)
 }
-_BY_EXTENSION: dict[str, str] = {
-    ext: canonical for canonical, (exts, _) in AUDIO_TYPES.items() for ext in exts
-}
 
 
 def canonical_type(content_type: str) -> str | None:
@@ -44,10 +41,6 @@ def canonical_type(content_type: str) -> str | None:
 
 def extensions_for(canonical: str) -> tuple[str, ...]:
     return AUDIO_TYPES[canonical][0]
-
-
-def type_for_extension(extension: str) -> str | None:
-    return _BY_EXTENSION.get(extension.lower())
 
 
 def extension_agrees(extension: str, canonical: str) -> bool:
