@@ -218,6 +218,31 @@ def test_a_dropped_file_uploads_and_uploads_are_listed_newest_first(alice: Any, 
         wait_playable(listed(alice, name))
 
 
+def test_an_upload_that_races_the_first_listing_is_listed_once(page: Any) -> None:
+    """When the library listing answers after an upload is confirmed (and so includes it), the upload shows once."""
+    held: list[Any] = []
+
+    def hold_the_first_listing(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(re.compile(r"/api/uploads\?limit="), hold_the_first_listing)
+    page.goto("/")
+    page.get_by_role("link", name="Sign in with Fake OIDC").click()
+    page.locator("input[name=user]").fill("alice")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#who")).to_have_text("Alice Example")
+    pick(page, "raced.wav", tone(1), "audio/wav")
+    expect(transfer(page, "raced.wav")).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    assert len(held) == 1, "the first listing was held back until the upload was confirmed"
+    held[0].continue_()
+    expect(page.locator("#library")).to_have_attribute("aria-busy", "false")
+    expect(page.locator("#library .name")).to_have_text(["raced.wav"])
+    wait_playable(listed(page, "raced.wav"))
+
+
 def test_a_large_file_goes_up_in_several_parts(alice: Any, stored: Any, tmp_path: Path) -> None:
     """A file above the threshold is sent as multipart: one PUT per 5 MiB part, then completed and confirmed."""
     audio = tone_larger_than(11 * MiB)

@@ -84,8 +84,7 @@ async function transfer(file) {
     onProgress(file.size);
     const uploaded = await api(`api/uploads/${uploadIdOf(key)}/confirm`, { method: "POST" });
     finish("done", "Uploaded.");
-    $("library").prepend(libraryRow(uploaded));
-    $("library-empty").hidden = true;
+    showUploads([uploaded], "newest");
   } catch (error) {
     if (error.name === "AbortError") finish("cancelled", "Cancelled.");
     else finish("failed", describe(error));
@@ -97,6 +96,17 @@ function addFiles(files) {
 }
 
 // ---- the user's uploads --------------------------------------------------------------------
+
+// The listing and a just-confirmed upload can race (the listing may already hold the upload),
+// so rows are keyed by upload id and an upload already shown is never shown twice.
+function showUploads(items, where) {
+  const library = $("library");
+  const shown = new Set([...library.children].map((row) => row.dataset.id));
+  const rows = items.filter((item) => !shown.has(item.id)).map(libraryRow);
+  if (where === "newest") library.prepend(...rows);
+  else library.append(...rows);
+  $("library-empty").hidden = library.children.length > 0;
+}
 
 function libraryRow(item) {
   const row = fromTemplate("library-row");
@@ -147,11 +157,11 @@ function libraryRow(item) {
 async function loadLibrary(cursor = null) {
   const more = $("more");
   more.hidden = true;
+  $("library").setAttribute("aria-busy", "true");  // screen readers wait for the whole page of rows
   try {
     const query = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
     const page = await api(`api/uploads?limit=20${query}`);
-    $("library").append(...page.uploads.map(libraryRow));
-    $("library-empty").hidden = $("library").children.length > 0;
+    showUploads(page.uploads, "older");
     if (page.nextCursor) {
       more.hidden = false;
       more.onclick = () => loadLibrary(page.nextCursor);
@@ -159,6 +169,8 @@ async function loadLibrary(cursor = null) {
   } catch (error) {
     $("library-error").textContent = `Your uploads could not be listed: ${describe(error)}`;
     $("library-error").hidden = false;
+  } finally {
+    $("library").setAttribute("aria-busy", "false");
   }
 }
 
