@@ -10,7 +10,6 @@ from typing import Any, TypedDict
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -23,6 +22,7 @@ from service.guards import CrossSiteGuard, SecurityHeaders
 from service.observability import Observe
 from service.ratelimit import open_limiter
 from service.schemas import Health, Readiness, encoder
+from service.session import SessionCookies
 from service.settings import Settings, load_settings
 from service.storage import STORAGE_DOWN, Storage, handle_storage_down, open_storage
 from service.webhooks import WebhookSender, open_webhooks
@@ -123,7 +123,7 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
         Middleware(SecurityHeaders, https=config.secure_cookies),
         Middleware(CrossSiteGuard, allowed_origins=(config.public_origin, *config.trusted_origins)),
         Middleware(
-            SessionMiddleware,
+            SessionCookies,
             secret_key=str(config.session_secret),
             session_cookie=config.session_cookie,
             max_age=config.session_max_age,

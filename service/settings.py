@@ -258,14 +258,21 @@ def _webhook_secret(read: _Reader, url: str | None) -> Secret | None:
     return Secret(value)
 
 
+# The in-memory limiter keeps up to this many hit times per user and rate.
+MAX_RATE_AMOUNT = 1_000_000
+
+
 def _rate_limit(read: _Reader) -> str:
     """A ``limits`` rate string such as ``60/minute`` or ``10/second;300/hour``."""
     value = read.raw("RATE_LIMIT") or "60/minute"
     try:
-        limits.parse_many(value)
+        rates = limits.parse_many(value)
     except ValueError:
+        rates = []
+    if not rates or not all(1 <= rate.amount <= MAX_RATE_AMOUNT for rate in rates):
         read.problems.append(
-            f"{ENV_PREFIX}RATE_LIMIT must look like 60/minute or 10/second;300/hour, got {value!r}"
+            f"{ENV_PREFIX}RATE_LIMIT must look like 60/minute or 10/second;300/hour "
+            f"(each count from 1 to {MAX_RATE_AMOUNT}), got {value!r}"
         )
     return value
 

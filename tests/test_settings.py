@@ -81,6 +81,9 @@ def test_an_empty_environment_names_every_required_setting() -> None:
         ("SOUNDPOST_S3_CONNECT_TIMEOUT", "0"),
         ("SOUNDPOST_S3_CONNECT_TIMEOUT", "soon"),
         ("SOUNDPOST_S3_READ_TIMEOUT", "301"),
+        ("SOUNDPOST_RATE_LIMIT", "often"),
+        ("SOUNDPOST_RATE_LIMIT", "0/minute"),
+        ("SOUNDPOST_RATE_LIMIT", "10/second;2000000/hour"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_setting(name: str, value: str) -> None:
