@@ -42,6 +42,8 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 PRESIGNS = Counter("soundpost_presigns_issued", "Presigned upload requests issued", ["kind"])
+# Looked up once: labels() takes a lock and builds a key, on the presign hot path.
+PRESIGNED = {kind: PRESIGNS.labels(kind) for kind in ("post", "multipart", "part")}
 UPLOADS_CONFIRMED = Counter("soundpost_uploads_confirmed", "Uploads confirmed as audio")
 ERRORS = Counter("soundpost_errors", "Error responses by code", ["code"])
 

@@ -1,13 +1,18 @@
-"""Signing a browser POST policy fast, with botocore's own SigV4 building blocks.
+"""Signing a browser POST policy fast: the fields botocore builds, without botocore's per-call work.
 
 ``generate_presigned_post`` spends most of its time (about 90 µs a call) on
 machinery a POST policy does not need: endpoint rules, event hooks and request
-objects that give the same answer for a given bucket every time. The signing
-itself is ``botocore.auth.S3SigV4PostAuth.add_auth``, which this module calls
-directly. The one thing it changes is where the SigV4 signing key comes from:
-that key depends only on the secret, the date, the region and the service, so it
-is derived once per (secret, day, region, service) and cached, instead of four
-HMACs on every call.
+objects that give the same answer for a given bucket every time. Even its last
+step, ``S3SigV4PostAuth.add_auth``, reads the clock and formats dates twice and
+derives the SigV4 signing key with four HMACs on every call.
+
+What a POST policy needs is small (AWS's "Browser-based uploads using POST",
+SigV4): a JSON policy, base64-encoded, signed with HMAC-SHA256 under the signing
+key for (secret, day, region, service). This module builds exactly the fields
+``add_auth`` builds, in the same order, with the same ``json.dumps`` of the
+policy, so the result is byte for byte botocore's for the same time and
+credentials (tests/test_fast_presign.py holds it to that). The signing key is
+cached per (secret, day, region, service), and the date strings per second.
 
 Credentials are passed in frozen per call (see ``Storage.presign_post``), so
 temporary credentials bring their session token, and rotated credentials take
@@ -16,15 +21,18 @@ effect on the next call: a new secret or a new day is simply a new cache key.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.auth import ISO8601, S3SigV4PostAuth
 from botocore.credentials import ReadOnlyCredentials
+
+ALGORITHM = "AWS4-HMAC-SHA256"
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,25 @@ class PostTarget:
         return cls(url=str(post["url"]), region=region, service=service)
 
 
+@dataclass(frozen=True)
+class SigningMoment:
+    """The strings a policy signed at one second, for one lifetime, carries."""
+
+    amz_date: str  # 20261124T120000Z: the x-amz-date field
+    day: str  # 20261124: the credential scope's date
+    expiration: str  # the policy's expiration, ISO 8601 as botocore writes it
+    expires_at: datetime  # the same instant, for the API's answer
+
+
+@functools.lru_cache(maxsize=8)
+def signing_moment(epoch_second: int, expires_in: int) -> SigningMoment:
+    """Formatting dates costs more than the HMAC; a second's worth of policies shares the strings."""
+    now = datetime.fromtimestamp(epoch_second, UTC)
+    expires = now + timedelta(seconds=expires_in)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    return SigningMoment(amz_date, amz_date[:8], expires.strftime("%Y-%m-%dT%H:%M:%SZ"), expires)
+
+
 @functools.lru_cache(maxsize=32)
 def signing_key(secret_key: str, day: str, region: str, service: str) -> bytes:
     """The SigV4 signing key: the chain botocore's ``SigV4Auth.signature`` runs on every call."""
@@ -57,22 +84,6 @@ def signing_key(secret_key: str, day: str, region: str, service: str) -> bytes:
     return key
 
 
-class _CachedKeyPostAuth(S3SigV4PostAuth):  # type: ignore[misc]  # botocore has no type hints
-    """botocore's POST-policy signer, with the signing key taken from the daily cache."""
-
-    def signature(self, string_to_sign: str, request: Any) -> str:
-        day = request.context["timestamp"][:8]
-        key = signing_key(self.credentials.secret_key, day, self._region_name, self._service_name)
-        return str(self._sign(key, string_to_sign, hex=True))
-
-
-@dataclass
-class _PolicyRequest:
-    """The part of a botocore request that ``S3SigV4PostAuth.add_auth`` reads and writes."""
-
-    context: dict[str, Any] = field(default_factory=dict)
-
-
 def sign_post(
     credentials: ReadOnlyCredentials,
     target: PostTarget,
@@ -80,19 +91,24 @@ def sign_post(
     key: str,
     fields: dict[str, str],
     conditions: list[Any],
-    expires_in: int,
-    now: datetime,
+    moment: SigningMoment,
 ) -> dict[str, str]:
-    """The form fields of a presigned POST, exactly as ``generate_presigned_post`` builds them.
-
-    ``now`` is naive UTC, as botocore's clock gives it; ``add_auth`` reads that
-    clock again for ``x-amz-date``, as it does inside botocore.
-    """
-    form = {**fields, "key": key}
-    policy = {
-        "expiration": (now + timedelta(seconds=expires_in)).strftime(ISO8601),
-        "conditions": [*conditions, {"bucket": bucket}, {"key": key}],
+    """The form fields of a presigned POST, exactly as ``generate_presigned_post`` builds them."""
+    credential = f"{credentials.access_key}/{moment.day}/{target.region}/{target.service}/aws4_request"
+    form = {
+        **fields, "key": key, "x-amz-algorithm": ALGORITHM, "x-amz-credential": credential,
+        "x-amz-date": moment.amz_date,
     }
-    request = _PolicyRequest({"s3-presign-post-fields": form, "s3-presign-post-policy": policy})
-    _CachedKeyPostAuth(credentials, target.service, target.region).add_auth(request)
+    signed_conditions = [
+        *conditions, {"bucket": bucket}, {"key": key}, {"x-amz-algorithm": ALGORITHM},
+        {"x-amz-credential": credential}, {"x-amz-date": moment.amz_date},
+    ]
+    if credentials.token is not None:
+        form["x-amz-security-token"] = credentials.token
+        signed_conditions.append({"x-amz-security-token": credentials.token})
+    policy = {"expiration": moment.expiration, "conditions": signed_conditions}
+    encoded = base64.b64encode(json.dumps(policy).encode("utf-8")).decode("ascii")
+    form["policy"] = encoded
+    signer = signing_key(credentials.secret_key, moment.day, target.region, target.service)
+    form["x-amz-signature"] = hmac.new(signer, encoded.encode("ascii"), hashlib.sha256).hexdigest()
     return form

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,6 @@ from typing import Any
 
 import aioboto3
 import botocore.exceptions
-from botocore.compat import get_current_datetime
 from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, NoCredentialsError
@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.errors import ApiError, error_response
-from service.post_policy import PostTarget, sign_post
+from service.post_policy import PostTarget, sign_post, signing_moment
 from service.settings import Settings
 
 logger = logging.getLogger("soundpost.storage")
@@ -102,7 +102,7 @@ class Storage:
         self._post_target: PostTarget | None = None
 
     async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
-        """A POST policy for one object: botocore's signer, without botocore's per-call overhead.
+        """A POST policy for one object: botocore's fields, without botocore's per-call overhead.
 
         The first call goes through ``generate_presigned_post`` and learns the URL
         and credential scope from it; later calls sign with ``post_policy.sign_post``,
@@ -111,17 +111,16 @@ class Storage:
         ttl = self.settings.presign_ttl
         fields = {"Content-Type": content_type, "success_action_status": "201"}
         conditions = policy_conditions(content_type, max_bytes)
-        now = get_current_datetime()
-        expires_at = (now + timedelta(seconds=ttl)).replace(microsecond=0, tzinfo=UTC)
+        moment = signing_moment(int(time.time()), ttl)
         if self._post_target is None:
             post = await self.signer.generate_presigned_post(
                 Bucket=self.settings.s3_bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=ttl,
             )
             self._post_target = PostTarget.from_botocore(post)
-            return PresignedPost(url=post["url"], fields=post["fields"], expires_at=expires_at)
+            return PresignedPost(url=post["url"], fields=post["fields"], expires_at=moment.expires_at)
         credentials = await self._frozen_credentials()
-        signed = sign_post(credentials, self._post_target, self.settings.s3_bucket, key, fields, conditions, ttl, now)
-        return PresignedPost(url=self._post_target.url, fields=signed, expires_at=expires_at)
+        signed = sign_post(credentials, self._post_target, self.settings.s3_bucket, key, fields, conditions, moment)
+        return PresignedPost(url=self._post_target.url, fields=signed, expires_at=moment.expires_at)
 
     async def _frozen_credentials(self) -> ReadOnlyCredentials:
         """The signer's credentials as of now, from the same provider botocore's presigning uses.

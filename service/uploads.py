@@ -13,7 +13,7 @@ from service import audio, keys
 from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
-from service.observability import PRESIGNS
+from service.observability import PRESIGNED
 from service.schemas import (
     PresignRequest,
     PresignResponse,
@@ -133,7 +133,7 @@ async def presigned_url(request: Request) -> Response:
     ask = decode_json(presign_request_decoder, await read_json_body(request))
     upload = new_upload(settings, user, ask.filename, ask.content_type, ask.size)
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
-    PRESIGNS.labels("post").inc()
+    PRESIGNED["post"].inc()
     return json_response(
         PresignResponse(
             url=post.url, fields=post.fields, key=upload.key, expires_at=post.expires_at,

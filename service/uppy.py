@@ -35,7 +35,7 @@ from service.schemas import (
     json_response,
     multipart_request_decoder,
 )
-from service.observability import PRESIGNS
+from service.observability import PRESIGNED
 from service.settings import Settings
 from service.storage import NotFound, PartsRejected, Storage
 from service.uploads import FieldPaths, decode_json, new_upload, read_json_body
@@ -73,7 +73,7 @@ async def params(request: Request) -> Response:
     size = _declared_size(query.get("metadata[size]"), QUERY_PATHS.size)
     upload = new_upload(settings, user, query.get("filename", ""), query.get("type", ""), size, QUERY_PATHS)
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
-    PRESIGNS.labels("post").inc()
+    PRESIGNED["post"].inc()
     return json_response(SignedPost("POST", post.url, post.fields, settings.presign_ttl))
 
 
@@ -88,7 +88,7 @@ async def create_multipart(request: Request) -> Response:
         FieldPaths(content_type="$.type", size="$.metadata.size"),
     )
     upload_id = await storage.create_multipart(upload.key, upload.content_type)
-    PRESIGNS.labels("multipart").inc()
+    PRESIGNED["multipart"].inc()
     return json_response(MultipartCreated(upload.key, upload_id, settings.s3_bucket))
 
 
@@ -120,7 +120,7 @@ async def sign_part(request: Request) -> Response:
     number = _part_number(str(request.path_params["partNumber"]), "partNumber")
     settings, storage, key, upload_id = await _owned_upload(request)
     url = await storage.presign_part(key, upload_id, number)
-    PRESIGNS.labels("part").inc()
+    PRESIGNED["part"].inc()
     return json_response(SignedPart(url, settings.presign_ttl))
 
 
@@ -132,7 +132,7 @@ async def sign_parts(request: Request) -> Response:
     numbers = sorted({_part_number(item.strip(), "partNumbers") for item in listed})
     _, storage, key, upload_id = await _owned_upload(request)
     urls = {str(n): await storage.presign_part(key, upload_id, n) for n in numbers}
-    PRESIGNS.labels("part").inc(len(urls))
+    PRESIGNED["part"].inc(len(urls))
     return json_response(SignedParts(urls))
 
 

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service.devstack import S3Endpoint
-from service.post_policy import PostTarget, sign_post
+from service.post_policy import PostTarget, SigningMoment, sign_post, signing_moment
 from service.settings import load_settings
 from service.storage import open_storage, policy_conditions
 from tests.support.servers import serve_asgi
@@ -62,6 +62,11 @@ def reference_signature(credentials: ReadOnlyCredentials, region: str, fields: d
     return str(S3SigV4PostAuth(credentials, "s3", region).signature(fields["policy"], signed))
 
 
+def moment(at: datetime, expires_in: int) -> SigningMoment:
+    """The signing moment of a naive-UTC botocore clock reading."""
+    return signing_moment(int(at.replace(tzinfo=UTC).timestamp()), expires_in)
+
+
 def policy_of(fields: dict[str, str]) -> dict[str, Any]:
     return dict(json.loads(base64.b64decode(fields["policy"])))
 
@@ -89,7 +94,7 @@ def test_fast_path_fields_equal_botocores_for_the_same_inputs_and_time(
         Bucket=BUCKET, Key=KEY, Fields=FIELDS, Conditions=conditions(), ExpiresIn=600
     )
     credentials = client._get_credentials().get_frozen_credentials()
-    fields = sign_post(credentials, target, BUCKET, KEY, FIELDS, conditions(), 600, at)
+    fields = sign_post(credentials, target, BUCKET, KEY, FIELDS, conditions(), moment(at, 600))
     assert target.url == expected["url"]
     assert fields == expected["fields"]
     assert list(fields) == list(expected["fields"])
@@ -103,7 +108,7 @@ def test_fast_path_pins_bucket_key_type_and_size_in_the_policy(monkeypatch: pyte
     at = datetime(2026, 11, 24, 12, 0, 0)
     credentials = ReadOnlyCredentials("AKIDEXAMPLE", "secret", None)
     freeze_botocore_clock(monkeypatch, at)
-    fields = sign_post(credentials, PostTarget("https://example", "us-east-1"), BUCKET, KEY, FIELDS, conditions(), 60, at)
+    fields = sign_post(credentials, PostTarget("https://example", "us-east-1"), BUCKET, KEY, FIELDS, conditions(), moment(at, 60))
     policy = policy_of(fields)
     assert policy["expiration"] == "2026-11-24T12:01:00Z"
     assert policy["conditions"][:5] == [
