@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from service import __version__, api, auth, health, library, observability, uploads, uppy
 from service.api import ApiRoute, Spec
 from service.errors import EXCEPTION_HANDLERS
-from service.guards import CrossSiteGuard, SecurityHeaders
+from service.guards import Guards
 from service.observability import Observe
 from service.ratelimit import open_limiter
 from service.schemas import Health, Readiness, encoder
@@ -66,14 +66,16 @@ OPENAPI = Spec("This document.", response=dict[str, Any], tag="operations")
 def routes() -> list[BaseRoute]:
     """Every route. JSON endpoints are ``ApiRoute``s, so /openapi.json describes each of them."""
     return [
+        # The two presign routes first: Starlette tries routes in order, and these are the busy ones.
+        ApiRoute("/api/upload/presigned-url", uploads.presigned_url, method="POST", name="presign",
+                 spec=uploads.PRESIGN),
+        ApiRoute("/s3/params", uppy.params, method="GET", name="uppy_params", spec=uppy.PARAMS),
         Route("/", index, name="index"),
         Route("/auth/login", auth.login, name="login"),
         Route("/auth/callback/{provider}", auth.callback, name="callback"),
         ApiRoute("/auth/logout", auth.logout, method="POST", name="logout", spec=auth.LOGOUT),
         ApiRoute("/api/me", auth.me, method="GET", name="me", spec=auth.ME),
         ApiRoute("/api/providers", auth.providers, method="GET", name="providers", spec=auth.PROVIDERS),
-        ApiRoute("/api/upload/presigned-url", uploads.presigned_url, method="POST", name="presign",
-                 spec=uploads.PRESIGN),
         ApiRoute("/api/uploads", library.list_uploads, method="GET", name="uploads", spec=library.LIST),
         ApiRoute("/api/uploads/{id}", library.delete, method="DELETE", name="upload", spec=library.DELETE),
         ApiRoute("/api/uploads/{id}/url", library.playback_url, method="GET", name="upload_url",
@@ -81,7 +83,6 @@ def routes() -> list[BaseRoute]:
         ApiRoute("/api/uploads/{id}/confirm", library.confirm, method="POST", name="upload_confirm",
                  spec=library.CONFIRM),
         # Uppy's @uppy/aws-s3 protocol; "batch" precedes the {partNumber} route it would otherwise match.
-        ApiRoute("/s3/params", uppy.params, method="GET", name="uppy_params", spec=uppy.PARAMS),
         ApiRoute("/s3/multipart", uppy.create_multipart, method="POST", name="uppy_create", spec=uppy.CREATE),
         ApiRoute("/s3/multipart/{uploadId}/batch", uppy.sign_parts, method="GET", name="uppy_sign_parts",
                  spec=uppy.SIGN_PARTS),
@@ -120,8 +121,7 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
 
     middleware = [
         Middleware(Observe, access_log=config.access_log),
-        Middleware(SecurityHeaders, https=config.secure_cookies),
-        Middleware(CrossSiteGuard, allowed_origins=(config.public_origin, *config.trusted_origins)),
+        Middleware(Guards, allowed_origins=(config.public_origin, *config.trusted_origins), https=config.secure_cookies),
         Middleware(
             SessionCookies,
             secret_key=str(config.session_secret),

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import time
 from base64 import b64decode, b64encode
+from typing import Any
 
+import msgspec
 from itsdangerous.exc import BadSignature
 from starlette.middleware.sessions import Session, SessionMiddleware
 from starlette.requests import cookie_parser
@@ -62,7 +64,7 @@ class SessionCookies(SessionMiddleware):
         if known is not None:
             signed_at, payload = known
             if self.fresh(signed_at):
-                return Session(json.loads(payload)), True
+                return Session(decode_payload(payload)), True
             del self.remembered[header]
             return Session(), False
         value = cookie_parser(header.decode("latin-1")).get(self.session_cookie)
@@ -73,7 +75,7 @@ class SessionCookies(SessionMiddleware):
         except BadSignature:
             return Session(), False
         payload = b64decode(data)
-        session = Session(json.loads(payload))
+        session = Session(decode_payload(payload))
         self.remember(header, int(signed.timestamp()), payload)
         return session, True
 
@@ -98,6 +100,15 @@ class SessionCookies(SessionMiddleware):
         if had_session:
             return f"{self.session_cookie}=null; path={self.path}; {CLEARED_COOKIE_EXPIRES}{self.security_flags}"
         return None
+
+
+def decode_payload(payload: bytes) -> dict[str, Any]:
+    """The session's JSON: msgspec gives the same dicts as json.loads, several times faster."""
+    try:
+        data: dict[str, Any] = msgspec.json.decode(payload)
+    except msgspec.DecodeError:  # JSON that only json.loads reads (NaN): the slow path, same answer
+        data = json.loads(payload)
+    return data
 
 
 def cookie_header(scope: Scope) -> bytes | None:
