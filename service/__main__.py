@@ -59,6 +59,7 @@ def uvicorn_options(args: argparse.Namespace, root_path: str) -> dict[str, Any]:
         "log_level": args.log_level,
         "log_config": None,  # keep the JSON logging configured in main()
         "access_log": False,  # uvicorn's access log prints query strings (OAuth codes); ours does not
+        "server_header": False,  # no "server: uvicorn": nothing to gain from naming the software
         "timeout_graceful_shutdown": 30,  # on SIGTERM, in-flight requests get this long to finish
     }
 

@@ -17,6 +17,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from service.errors import ErrorResponse
 
@@ -61,6 +62,18 @@ class ApiRoute(Route):
         self.spec = spec
         self.method = method
         super().__init__(path, _wrap_signing(endpoint) if spec.signing else endpoint, methods=[method], name=name)
+        self.app = self.respond
+
+    async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Starlette's ``request_response`` without its second exception-handling layer.
+
+        That layer wraps ``send`` once more on every request; an error raised here
+        reaches the app's ExceptionMiddleware instead, which answers it with the
+        same handler and the same scope.
+        """
+        request = Request(scope, receive, send)
+        response = await self.endpoint(request)
+        await response(scope, receive, send)
 
     def error_codes(self) -> dict[int, tuple[str, ...]]:
         """Every error this operation can answer with, including the ones every route shares."""

@@ -38,8 +38,8 @@ class Limiter(Protocol):
 
 
 class MemoryWindows:
-    """Each user's last N hit times per rate, in this process: a hit is allowed while the
-    oldest of the last N is older than the window, so no window ever holds more than N.
+    """Each user's hit times inside each rate's window, in this process: a hit is allowed
+    while the window holds fewer than N, so no window ever holds more than N.
 
     A refused hit spends nothing. Users idle for longer than the longest window are
     forgotten once a minute, so memory follows the active users only.
@@ -60,22 +60,29 @@ class MemoryWindows:
             self.sweep(now)
         windows = self.windows.get(user_id)
         if windows is None:
-            windows = self.windows[user_id] = [deque(maxlen=amount) for amount, _ in self.rates]
+            windows = self.windows[user_id] = [deque() for _ in self.rates]
         for (amount, seconds), window in zip(self.rates, windows):
-            if len(window) == amount and window[0] > now - seconds:
+            while window and window[0] <= now - seconds:
+                window.popleft()  # memory follows the hits inside the window, not the budget
+            if len(window) >= amount:
                 return max(1, math.ceil(window[0] + seconds - now))
         for window in windows:
-            window.append(now)  # a full deque drops its oldest hit, which has left the window
+            window.append(now)
         return None
 
     def sweep(self, now: float) -> None:
-        idle = [user for user, windows in self.windows.items() if windows[0][-1] <= now - self.longest]
+        idle = [user for user, windows in self.windows.items() if last_hit(windows) <= now - self.longest]
         for user in idle:
             del self.windows[user]
         self.next_sweep = now + self.SWEEP_EVERY
 
     def close(self) -> None:
         pass
+
+
+def last_hit(windows: list[deque[float]]) -> float:
+    """When the user was last allowed a hit (a refused hit may have trimmed a short window empty)."""
+    return max((window[-1] for window in windows if window), default=-math.inf)
 
 
 @dataclass

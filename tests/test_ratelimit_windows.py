@@ -85,3 +85,11 @@ def test_users_idle_for_longer_than_the_longest_window_are_forgotten() -> None:
     clock.now += 1801  # alice is idle for more than an hour, bob for half an hour
     hit(limiter, "carol")
     assert set(limiter.windows) == {"bob", "carol"}
+
+
+def test_memory_holds_the_hits_inside_the_window_not_the_whole_budget() -> None:
+    limiter, clock = windows("1000000/second")
+    for _ in range(5000):
+        clock.now += 0.001  # 1000 hits a second against a budget of a million
+        assert hit(limiter) is None
+    assert len(limiter.windows["alice"][0]) <= 1001

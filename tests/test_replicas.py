@@ -46,6 +46,7 @@ def test_a_session_cookie_from_one_replica_is_accepted_by_the_other(replicas: Re
         with replicas.browser(replicas.b, on_a.cookies) as on_b, replicas.browser(replicas.b) as stranger:
             me = on_b.get("/api/me")
             assert me.status_code == 200
+            assert "server" not in me.headers  # `soundpost serve` does not name its software
             assert (me.json()["subject"], me.json()["email"]) == ("alice", "alice@example.com")
             assert stranger.get("/api/me").status_code == 401
 

@@ -27,6 +27,7 @@ def test_serve_options_carry_workers_trusted_proxies_and_the_root_path() -> None
     assert options["proxy_headers"] is True and options["forwarded_allow_ips"] == "10.0.0.0/8"
     assert options["root_path"] == "/soundpost"
     assert options["access_log"] is False
+    assert options["server_header"] is False
 
 
 def test_root_path_comes_from_the_public_url() -> None:
