@@ -66,7 +66,20 @@ def build_oauth(settings: Settings) -> OAuth:
 
 
 def current_user(request: Request) -> User | None:
+    """The signed-in user, read once per request (the rate limiter and the route both ask)."""
     data = request.session.get(SESSION_USER)
+    known = request.scope.get(_USER_READ)
+    if known is not None and known[0] is data:  # the same session entry as last time: the same user
+        return known[1]
+    user = _user_from(data)
+    request.scope[_USER_READ] = (data, user)
+    return user
+
+
+_USER_READ = "soundpost.user"
+
+
+def _user_from(data: object) -> User | None:
     if not isinstance(data, dict):
         return None
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
@@ -202,8 +203,19 @@ complete_request_decoder = msgspec.json.Decoder(CompleteRequest)
 encoder = msgspec.json.Encoder()
 
 
+class JsonBody(Response):
+    """Already-encoded JSON, with its two headers written directly (no charset or header checks)."""
+
+    media_type = "application/json"
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), (b"content-type", b"application/json")]
+        if headers:
+            self.raw_headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
 def json_response(value: object, status_code: int = 200) -> Response:
-    return Response(encoder.encode(value), status_code=status_code, media_type="application/json")
+    return JsonBody(encoder.encode(value), status_code=status_code)
 
 
 _ERROR_PATH = re.compile(r" - at `(\$[^`]*)`$")

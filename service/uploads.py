@@ -47,10 +47,11 @@ class NewUpload:
 
 async def read_json_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
     """The raw body of a JSON request, refusing other media types and oversized bodies early."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    headers = request.headers
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
-    declared = request.headers.get("content-length")
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"The request body must be at most {limit} bytes.")
     chunks: list[bytes] = []
