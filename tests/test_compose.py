@@ -233,6 +233,16 @@ def test_minio_has_a_healthcheck_and_a_declared_named_volume(compose: dict[str, 
     assert volume in (compose.get("volumes") or {})
 
 
+@pytest.mark.parametrize("service", ["minio", "minio-init"])
+def test_minio_images_come_from_quay_pinned_to_a_release(services: dict[str, Any], service: str) -> None:
+    """Docker Hub no longer serves minio/minio or minio/mc; quay.io does, and a release tag keeps `up` repeatable."""
+    image = services[service]["image"]
+    registry, _, rest = image.partition("/")
+    name, _, tag = rest.partition(":")
+    assert registry == "quay.io" and name in ("minio/minio", "minio/mc")
+    assert re.fullmatch(r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", tag), image
+
+
 def test_minio_init_waits_for_minio_to_be_healthy(services: dict[str, Any]) -> None:
     assert dependency(services["minio-init"], "minio") == "service_healthy"
 
