@@ -33,7 +33,7 @@ def dev(args: argparse.Namespace) -> int:
               f"  S3 stand-in (moto): {s3.url}   bucket: {devstack.DEV_BUCKET}\n"
               f"  Identity provider:  {issuer}   demo users: alice, bob\n"
               "  Press Ctrl+C to stop.\n", flush=True)
-        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", server_header=False)
     return 0
 
 
