@@ -30,7 +30,7 @@ CLEARED_COOKIE_EXPIRES = "expires=Thu, 01 Jan 1970 00:00:00 GMT; "
 class SessionCookies(SessionMiddleware):
     """``SessionMiddleware`` that remembers the Cookie headers it has verified."""
 
-    REMEMBERED = 4096  # distinct Cookie headers kept; about a kilobyte each
+    REMEMBERED = 1024  # distinct Cookie headers kept (under 1 KB each); beyond that, the oldest is verified again
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
