@@ -33,12 +33,12 @@ from service.schemas import (
     json_response,
 )
 from service.observability import UPLOADS_CONFIRMED
+from service.params import decode_path, decode_query
 from service.settings import Settings
 from service.storage import NotFound, Storage, StoredObject
 from service.webhooks import WebhookSender
 
 DEFAULT_PAGE = 50
-MAX_PAGE = 100
 
 
 def _not_found() -> ApiError:
@@ -67,14 +67,6 @@ def decode_cursor(cursor: str) -> str:
     return after
 
 
-def _page_size(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_PAGE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
-        raise ApiError(422, "validation_error", f"limit must be a whole number from 1 to {MAX_PAGE}.", "limit")
-    return int(value)
-
-
 def _describe(settings: Settings, obj: StoredObject, duration: float | None = None) -> Upload:
     parsed = keys.parse_key(settings.s3_key_prefix, obj.key)
     assert parsed is not None  # only keys under the caller's prefix reach here
@@ -92,7 +84,7 @@ def _context(request: Request) -> tuple[Settings, Storage, User]:
 async def _find(request: Request) -> tuple[Settings, Storage, User, StoredObject]:
     """The caller's upload named in the path, or 404."""
     settings, storage, user = _context(request)
-    upload_id = request.path_params["id"]
+    upload_id = decode_path(request, UploadPath).id
     if not keys.UPLOAD_ID.match(upload_id):
         raise _not_found()
     prefix = f"{keys.user_prefix(settings.s3_key_prefix, user.user_id)}{upload_id}/"
@@ -156,9 +148,10 @@ async def _head_or_none(storage: Storage, key: str) -> StoredObject | None:
 async def list_uploads(request: Request) -> Response:
     """``GET /api/uploads?limit=&cursor=``: the caller's uploads, newest first (keys sort that way)."""
     settings, storage, user = _context(request)
-    limit = _page_size(request.query_params.get("limit"))
+    ask = decode_query(request, UploadsQuery)
+    limit = ask.limit or DEFAULT_PAGE
     prefix = keys.user_prefix(settings.s3_key_prefix, user.user_id)
-    cursor = request.query_params.get("cursor")
+    cursor = ask.cursor
     start_after = prefix + decode_cursor(cursor) if cursor else None
     page = await storage.list_keys(prefix, limit, start_after)
     owned = [k for k in page.keys if keys.parse_key(settings.s3_key_prefix, k) is not None]

@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import keys
+from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
-from service.api import Spec
+from service.params import decode_path, decode_query
 from service.schemas import (
     BatchQuery,
     CompleteRequest,
@@ -69,9 +70,8 @@ async def params(request: Request) -> Response:
     """``GET /s3/params``: a presigned POST, exactly as ``POST /api/upload/presigned-url`` makes it."""
     user = require_user(request)
     settings, storage = _context(request)
-    query = request.query_params
-    size = _declared_size(query.get("metadata[size]"), QUERY_PATHS.size)
-    upload = new_upload(settings, user, query.get("filename", ""), query.get("type", ""), size, QUERY_PATHS)
+    ask = decode_query(request, ParamsQuery)
+    upload = new_upload(settings, user, ask.filename, ask.type, ask.size, QUERY_PATHS)
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
     PRESIGNED["post"].inc()
     return json_response(SignedPost("POST", post.url, post.fields, settings.presign_ttl))
@@ -99,8 +99,8 @@ async def _owned_upload(request: Request) -> tuple[Settings, Storage, str, str]:
     """
     user = require_user(request)
     settings, storage = _context(request)
-    key = request.query_params.get("key", "")
-    upload_id = request.path_params["uploadId"]
+    key = decode_query(request, KeyQuery).key
+    upload_id = decode_path(request, MultipartPath).upload_id
     parsed = keys.parse_key(settings.s3_key_prefix, key)
     if parsed is None or parsed[0] != user.user_id:
         raise ApiError(403, "forbidden", NOT_YOURS, "key")
@@ -109,15 +109,15 @@ async def _owned_upload(request: Request) -> tuple[Settings, Storage, str, str]:
     return settings, storage, key, upload_id
 
 
-def _part_number(value: str, path: str) -> int:
+def _part_number(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
-        raise ApiError(422, "validation_error", f"Part numbers run from 1 to {MAX_PART_NUMBER}.", path)
+        raise ApiError(422, "validation_error", f"Part numbers run from 1 to {MAX_PART_NUMBER}.", "partNumbers")
     return int(value)
 
 
 async def sign_part(request: Request) -> Response:
     """``GET /s3/multipart/{uploadId}/{partNumber}``: a presigned UploadPart URL."""
-    number = _part_number(str(request.path_params["partNumber"]), "partNumber")
+    number = decode_path(request, PartPath).part_number
     settings, storage, key, upload_id = await _owned_upload(request)
     url = await storage.presign_part(key, upload_id, number)
     PRESIGNED["part"].inc()
@@ -126,10 +126,10 @@ async def sign_part(request: Request) -> Response:
 
 async def sign_parts(request: Request) -> Response:
     """``GET /s3/multipart/{uploadId}/batch?partNumbers=1,2``: what older Uppy clients ask for."""
-    listed = request.query_params.get("partNumbers", "").split(",")
+    listed = decode_query(request, BatchQuery).part_numbers.split(",")
     if len(listed) > MAX_BATCH:
         raise ApiError(422, "validation_error", f"Ask for at most {MAX_BATCH} parts at a time.", "partNumbers")
-    numbers = sorted({_part_number(item.strip(), "partNumbers") for item in listed})
+    numbers = sorted({_part_number(item.strip()) for item in listed})
     _, storage, key, upload_id = await _owned_upload(request)
     urls = {str(n): await storage.presign_part(key, upload_id, n) for n in numbers}
     PRESIGNED["part"].inc(len(urls))

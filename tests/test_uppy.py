@@ -198,6 +198,39 @@ def test_params_refuse_what_presign_refuses(
     assert answer.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize(("query", "path"), [
+    ({"type": "audio/wav"}, "filename"),
+    ({"filename": "", "type": "audio/wav"}, "filename"),
+    ({"filename": "a.wav"}, "type"),
+    ({"filename": "a.wav", "type": "audio/wav", "metadata[size]": "0"}, "metadata[size]"),
+    ({"filename": "a.wav", "type": "audio/wav", "metadata[size]": "many"}, "metadata[size]"),
+    ({"filename": "a" * 1025 + ".wav", "type": "audio/wav"}, "filename"),
+])
+def test_params_query_is_checked_by_its_struct(alice: httpx.Client, query: dict[str, str], path: str) -> None:
+    """The query string is validated by ParamsQuery, the Struct /openapi.json documents: 422 naming the parameter."""
+    answer = alice.get("/s3/params", params=query)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "validation_error"
+    assert answer.json()["error"]["path"] == path
+
+
+def test_params_take_an_empty_size_as_unknown_and_ignore_other_metadata(alice: httpx.Client) -> None:
+    """Uppy sends metadata[size]= when the size is unknown, and any metadata the page set."""
+    answer = alice.get("/s3/params", params={"filename": "a.wav", "type": "audio/wav", "metadata[size]": "",
+                                             "metadata[name]": "a.wav", "metadata[relativePath]": "null"})
+    assert answer.status_code == 200
+    policy = json.loads(base64.b64decode(answer.json()["fields"]["policy"]))
+    assert ["content-length-range", 1, 16 * MiB] in policy["conditions"]
+
+
+def test_signing_a_part_without_the_key_is_422_naming_it(alice: httpx.Client) -> None:
+    """KeyQuery marks key as required; leaving it out is a validation error, not a guess."""
+    upload = Multipart.create(alice, "k.wav", "audio/wav")
+    answer = alice.get(uppy.upload_path(upload.upload_id, "/1"))
+    assert answer.status_code == 422
+    assert answer.json()["error"]["path"] == "key"
+
+
 def test_params_pin_the_declared_size_in_the_policy(alice: httpx.Client) -> None:
     """The signed policy allows exactly up to the declared size, like POST /api/upload/presigned-url."""
     fields = uppy.params(alice, "a.wav", "audio/wav", 100).json()["fields"]
