@@ -160,6 +160,9 @@ def test_sign_in_through_the_identity_provider_shows_who_you_are(alice: Any) -> 
 
 def test_keyboard_reaches_every_control_in_order_and_opens_the_file_chooser(alice: Any) -> None:
     """Tab goes sign out, file picker, Record; Space on the picker opens the chooser and the upload proceeds."""
+    # Playwright asks the browser to intercept file choosers without waiting for the answer, so a
+    # chooser opened right after expect_file_chooser() can be missed; subscribe well before Space.
+    alice.on("filechooser", lambda chooser: None)
     sign_out = alice.get_by_role("button", name="Sign out")
     sign_out.focus()
     expect(sign_out).to_be_focused()
@@ -167,6 +170,7 @@ def test_keyboard_reaches_every_control_in_order_and_opens_the_file_chooser(alic
         alice.keyboard.press("Tab")
         expect(alice.locator(following)).to_be_focused()
     alice.keyboard.press("Shift+Tab")
+    expect(alice.locator("#file")).to_be_focused()
     with alice.expect_file_chooser() as chooser:
         alice.keyboard.press("Space")
     chooser.value.set_files({"name": "keys.txt", "mimeType": "text/plain", "buffer": b"typed"})
