@@ -65,6 +65,9 @@ def build_oauth(settings: Settings) -> OAuth:
     return oauth
 
 
+_USER_READ = "soundpost.user"  # scope key: (session entry, user) from this request's first read
+
+
 def current_user(request: Request) -> User | None:
     """The signed-in user, read once per request (the rate limiter and the route both ask)."""
     data = request.session.get(SESSION_USER)
@@ -74,9 +77,6 @@ def current_user(request: Request) -> User | None:
     user = _user_from(data)
     request.scope[_USER_READ] = (data, user)
     return user
-
-
-_USER_READ = "soundpost.user"
 
 
 def _user_from(data: object) -> User | None:

@@ -5,7 +5,9 @@ error and documents the parameter. Query strings carry only text, so values are
 converted the lenient way (``"12"`` is the integer 12), an empty value counts as
 absent (browsers and Uppy send ``metadata[size]=`` for an unknown size), and
 parameters a Struct does not name are ignored (Uppy adds whatever metadata the
-page set). An error is a 422 whose path is the parameter's name.
+page set). An error is a 422 whose path is the parameter's name; JSON bodies
+(``uploads.decode_json``) answer through the same ``validation_error``, at the
+field's JSON path.
 """
 
 from __future__ import annotations
@@ -36,5 +38,10 @@ def _decode(values: Mapping[str, Any], struct: type[T]) -> T:
     try:
         return msgspec.convert(values, struct, strict=False)
     except msgspec.ValidationError as exc:
-        detail, where = split_validation_message(str(exc))
-        raise ApiError(422, "validation_error", detail, where.removeprefix("$.")) from None
+        raise validation_error(exc, parameter=True) from None
+
+
+def validation_error(exc: msgspec.ValidationError, *, parameter: bool = False) -> ApiError:
+    """The 422 for input a Struct refused: at the field's JSON path, or at a parameter's name."""
+    detail, where = split_validation_message(str(exc))
+    return ApiError(422, "validation_error", detail, where.removeprefix("$.") if parameter else where)

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 from itsdangerous.exc import BadSignature
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import Session, SessionMiddleware
 from starlette.requests import cookie_parser
 from starlette.types import Message, Receive, Scope, Send
@@ -45,13 +46,13 @@ class SessionCookies(SessionMiddleware):
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
+                headers = MutableHeaders(raw=list(message.get("headers", ())))
                 if session.accessed:
-                    headers = vary_on_cookie(headers)
+                    headers.add_vary_header("Cookie")
                 cookie = self.set_cookie(session, had_session)
                 if cookie is not None:
-                    headers.append((b"set-cookie", cookie.encode("latin-1")))
-                message["headers"] = headers
+                    headers.append("set-cookie", cookie)
+                message["headers"] = headers.raw
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
@@ -118,11 +119,3 @@ def cookie_header(scope: Scope) -> bytes | None:
             return bytes(value)
     return None
 
-
-def vary_on_cookie(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Add Cookie to the response's Vary header, as ``MutableHeaders.add_vary_header`` does."""
-    values = [value for name, value in headers if name.lower() == b"vary"]
-    if not values:
-        return [*headers, (b"vary", b"Cookie")]
-    others = [(name, value) for name, value in headers if name.lower() != b"vary"]
-    return [*others, (b"vary", b", ".join([*values, b"Cookie"]))]

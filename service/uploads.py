@@ -14,13 +14,13 @@ from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
 from service.observability import PRESIGNED
+from service.params import validation_error
 from service.schemas import (
     PresignRequest,
     PresignResponse,
     User,
     json_response,
     presign_request_decoder,
-    split_validation_message,
 )
 from service.settings import Settings
 from service.storage import Storage
@@ -74,8 +74,7 @@ def decode_json(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        detail, path = split_validation_message(str(exc))
-        raise ApiError(422, "validation_error", detail, path) from None
+        raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
 
