@@ -44,24 +44,17 @@ class Spec:
     tag: str = "api"
 
 
-def _wrap_signing(endpoint: Endpoint) -> Endpoint:
-    async def limited(request: Request) -> Response:
-        from service.ratelimit import enforce  # the limiter needs auth, which needs this module's users
-
-        await enforce(request)
-        return await endpoint(request)
-
-    limited.__name__ = getattr(endpoint, "__name__", "limited")
-    return limited
-
-
 class ApiRoute(Route):
     """A route with one method and a ``Spec``; signing routes get the per-user rate limit."""
 
     def __init__(self, path: str, endpoint: Endpoint, *, method: str, name: str, spec: Spec) -> None:
+        # Imported here: ratelimit imports auth, which imports this module.
+        from service.ratelimit import enforce
+
         self.spec = spec
         self.method = method
-        super().__init__(path, _wrap_signing(endpoint) if spec.signing else endpoint, methods=[method], name=name)
+        self.limit = enforce if spec.signing else None
+        super().__init__(path, endpoint, methods=[method], name=name)
         self.app = self.respond
 
     async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,9 +62,12 @@ class ApiRoute(Route):
 
         That layer wraps ``send`` once more on every request; an error raised here
         reaches the app's ExceptionMiddleware instead, which answers it with the
-        same handler and the same scope.
+        same handler and the same scope. Signing routes spend the user's rate
+        limit before the endpoint runs.
         """
         request = Request(scope, receive, send)
+        if self.limit is not None:
+            await self.limit(request)
         response = await self.endpoint(request)
         await response(scope, receive, send)
 

@@ -17,12 +17,13 @@ from starlette.staticfiles import StaticFiles
 
 from service import __version__, api, auth, health, library, observability, uploads, uppy
 from service.api import ApiRoute, Spec
+from service.edge import Edge
 from service.errors import EXCEPTION_HANDLERS
-from service.guards import Guards
-from service.observability import Observe
+from service.guards import SiteGuard
+from service.observability import RequestRecorder
 from service.ratelimit import open_limiter
 from service.schemas import Health, Readiness, encoder
-from service.session import SessionCookies
+from service.session import CookieSessions
 from service.settings import Settings, load_settings
 from service.storage import STORAGE_DOWN, Storage, handle_storage_down, open_storage
 from service.webhooks import WebhookSender, open_webhooks
@@ -119,22 +120,22 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
             finally:
                 app.state.limiter.close()
 
-    middleware = [
-        Middleware(Observe, access_log=config.access_log),
-        Middleware(Guards, allowed_origins=(config.public_origin, *config.trusted_origins), https=config.secure_cookies),
-        Middleware(
-            SessionCookies,
-            secret_key=str(config.session_secret),
+    edge = Middleware(
+        Edge,
+        guard=SiteGuard((config.public_origin, *config.trusted_origins), https=config.secure_cookies),
+        sessions=CookieSessions(
+            str(config.session_secret),
             session_cookie=config.session_cookie,
             max_age=config.session_max_age,
             same_site="lax",
             https_only=config.secure_cookies,
             path=config.root_path or "/",
         ),
-    ]
+        recorder=RequestRecorder(access_log=config.access_log),
+    )
     app = Starlette(
         routes=routes(),
-        middleware=middleware,
+        middleware=[edge],
         exception_handlers={
             **EXCEPTION_HANDLERS,
             **dict.fromkeys(STORAGE_DOWN, handle_storage_down),

@@ -71,7 +71,7 @@ _USER_READ = "soundpost.user"  # scope key: (session entry, user) from this requ
 def current_user(request: Request) -> User | None:
     """The signed-in user, read once per request (the rate limiter and the route both ask)."""
     data = request.session.get(SESSION_USER)
-    known = request.scope.get(_USER_READ)
+    known: tuple[object, User | None] | None = request.scope.get(_USER_READ)
     if known is not None and known[0] is data:  # the same session entry as last time: the same user
         return known[1]
     user = _user_from(data)

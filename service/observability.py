@@ -1,11 +1,12 @@
 """What operators see: request ids, Prometheus metrics and structured JSON logs.
 
-The middleware is on the presign hot path, so it does little per request: read or
-make a request id, time the request, bump two metrics by route template. A client
-that leaves mid-request (``ClientDisconnect`` while its body is read) is counted
-as status 499, not logged as a server error. An
-access-log line is formatted only when ``SOUNDPOST_ACCESS_LOG`` is on. Paths are
-logged without their query string, which can carry OAuth codes and state.
+``service.edge.Edge`` reads or makes the request id, times each request and hands
+it to ``RequestRecorder``, which bumps two metrics by route template: little work,
+as it runs on the presign hot path. A client that leaves mid-request
+(``ClientDisconnect`` while its body is read) is counted as status 499, not logged
+as a server error. An access-log line is formatted only when
+``SOUNDPOST_ACCESS_LOG`` is on; paths are logged without their query string,
+which can carry OAuth codes and state.
 
 With several worker processes, set ``PROMETHEUS_MULTIPROC_DIR`` (``soundpost
 serve`` does it for you) so ``/metrics`` sums every worker's numbers.
@@ -17,16 +18,21 @@ import contextvars
 import logging
 import os
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
-from starlette.requests import ClientDisconnect, Request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 logger = logging.getLogger("soundpost.access")
 
@@ -64,15 +70,14 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-class Observe:
-    """Request id in and out, metrics by route template, and an optional access log.
+class RequestRecorder:
+    """Metrics by route template for each answered request, and the access-log line when it is on.
 
     The metric children for each (method, route, status) are looked up once and
     kept: ``labels()`` takes a lock and builds a tuple key on every call.
     """
 
-    def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
-        self.app = app
+    def __init__(self, *, access_log: bool) -> None:
         self.access_log = access_log
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
@@ -83,46 +88,18 @@ class Observe:
             self._children[method, route, status] = children
         return children
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                header = value
-                break
-        request_id = request_id_from(header)
-        echoed = (b"x-request-id", request_id.encode("latin-1"))
-        token = REQUEST_ID.set(request_id)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), echoed]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except ClientDisconnect:
-            status = CLIENT_CLOSED  # the client left mid-request: nobody to answer, nothing went wrong
-        finally:
-            elapsed = time.perf_counter() - started
-            route = route_template(scope)
-            method = scope["method"]
-            count, latency = self._metrics_for(method, route, status)
-            count.inc()
-            latency.observe(elapsed)
-            if self.access_log:
-                logger.info(
-                    "%s %s %s", method, scope["path"], status,
-                    extra={"requestId": request_id, "route": route, "status": status,
-                           "durationMs": round(elapsed * 1000, 2)},
-                )
-            REQUEST_ID.reset(token)
+    def record(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+        route = route_template(scope)
+        method = scope["method"]
+        count, latency = self._metrics_for(method, route, status)
+        count.inc()
+        latency.observe(elapsed)
+        if self.access_log:
+            logger.info(
+                "%s %s %s", method, scope["path"], status,
+                extra={"requestId": request_id, "route": route, "status": status,
+                       "durationMs": round(elapsed * 1000, 2)},
+            )
 
 
 async def metrics(request: Request) -> Response:

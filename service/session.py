@@ -1,14 +1,19 @@
-"""The signed session cookie: Starlette's SessionMiddleware, reading a cookie it has seen before cheaply.
+"""The signed session cookie: Starlette's format, read cheaply when a browser sends it again.
 
-The cookie format, its signature (itsdangerous' ``TimestampSigner`` over base64
-JSON), its flags and the ``Session`` object are all Starlette's, so cookies pass
-between this class and ``SessionMiddleware`` both ways. What changes is the read:
-a signed-in browser sends the same cookie on every request until the session
-changes, and parsing the Cookie header, checking the HMAC and decoding base64 was
-a large part of an API call. A Cookie header whose session cookie verified once
-is remembered (a bounded table, per process) with its signing time; its age is
-still checked against the lifetime on every request, and every request still
-gets a fresh ``Session`` of its own.
+The cookie's format, its signature (itsdangerous' ``TimestampSigner`` over base64
+JSON), its flags and the ``Session`` object are all Starlette's
+``SessionMiddleware``'s, so cookies pass between the two both ways
+(tests/test_session_middleware.py). What changes is the read: a signed-in browser
+sends the same cookie on every request until the session changes, and parsing
+the Cookie header, checking the HMAC and decoding base64 was a large part of an
+API call. A Cookie header whose session cookie verified once is remembered (a
+bounded table, per process) with its signing time; its age is still checked
+against the lifetime on every request, and every request still gets a fresh
+``Session`` of its own.
+
+This is not a middleware of its own: ``service.edge.Edge`` loads the session
+before the routes run and adds ``headers_for`` to the answer, in the one layer
+every request passes through.
 """
 
 from __future__ import annotations
@@ -16,46 +21,38 @@ from __future__ import annotations
 import json
 import time
 from base64 import b64decode, b64encode
-from typing import Any
+from typing import Any, Literal
 
+import itsdangerous
 import msgspec
 from itsdangerous.exc import BadSignature
-from starlette.datastructures import MutableHeaders
-from starlette.middleware.sessions import Session, SessionMiddleware
+from starlette.middleware.sessions import Session
 from starlette.requests import cookie_parser
-from starlette.types import Message, Receive, Scope, Send
 
 CLEARED_COOKIE_EXPIRES = "expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+VARY_COOKIE = (b"vary", b"Cookie")
 
 
-class SessionCookies(SessionMiddleware):
-    """``SessionMiddleware`` that remembers the Cookie headers it has verified."""
+class CookieSessions:
+    """Sessions kept in a signed cookie, with ``SessionMiddleware``'s parameters and output."""
 
     REMEMBERED = 1024  # distinct Cookie headers kept (under 1 KB each); beyond that, the oldest is verified again
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        secret_key: str,
+        session_cookie: str = "session",
+        max_age: int | None = 14 * 24 * 60 * 60,
+        path: str = "/",
+        same_site: Literal["lax", "strict", "none"] = "lax",
+        https_only: bool = False,
+    ) -> None:
+        self.signer = itsdangerous.TimestampSigner(secret_key)
+        self.session_cookie = session_cookie
+        self.max_age = max_age
+        self.path = path
+        self.security_flags = "httponly; samesite=" + same_site + ("; secure" if https_only else "")
         self.remembered: dict[bytes, tuple[int, bytes]] = {}  # Cookie header -> (signed at, JSON)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        session, had_session = self.load(cookie_header(scope))
-        scope["session"] = session
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(raw=list(message.get("headers", ())))
-                if session.accessed:
-                    headers.add_vary_header("Cookie")
-                cookie = self.set_cookie(session, had_session)
-                if cookie is not None:
-                    headers.append("set-cookie", cookie)
-                message["headers"] = headers.raw
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
 
     def load(self, header: bytes | None) -> tuple[Session, bool]:
         """The request's session, and whether it came from a valid cookie."""
@@ -90,6 +87,14 @@ class SessionCookies(SessionMiddleware):
             del self.remembered[next(iter(self.remembered))]  # the oldest entry goes first
         self.remembered[header] = (signed_at, payload)
 
+    def add_headers(self, headers: list[tuple[bytes, bytes]], session: Session, had_session: bool) -> None:
+        """What SessionMiddleware adds to an answer: ``Vary: Cookie`` if the session was read, the cookie if changed."""
+        if session.accessed:
+            add_vary_cookie(headers)
+        cookie = self.set_cookie(session, had_session)
+        if cookie is not None:
+            headers.append((b"set-cookie", cookie.encode("latin-1")))
+
     def set_cookie(self, session: Session, had_session: bool) -> str | None:
         """The Set-Cookie value SessionMiddleware sends: the new session, a cleared one, or none."""
         if not session.modified:
@@ -103,6 +108,15 @@ class SessionCookies(SessionMiddleware):
         return None
 
 
+def add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
+    """``MutableHeaders.add_vary_header("Cookie")`` on raw headers: append to a Vary the answer has, or add one."""
+    for index, (name, value) in enumerate(headers):
+        if name == b"vary":
+            headers[index] = (b"vary", value + b", Cookie")
+            return
+    headers.append(VARY_COOKIE)
+
+
 def decode_payload(payload: bytes) -> dict[str, Any]:
     """The session's JSON: msgspec gives the same dicts as json.loads, several times faster."""
     try:
@@ -110,12 +124,3 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
     except msgspec.DecodeError:  # JSON that only json.loads reads (NaN): the slow path, same answer
         data = json.loads(payload)
     return data
-
-
-def cookie_header(scope: Scope) -> bytes | None:
-    """The first Cookie header, as Starlette's ``Request.cookies`` reads it."""
-    for name, value in scope["headers"]:
-        if name == b"cookie":
-            return bytes(value)
-    return None
-

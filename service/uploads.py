@@ -47,11 +47,14 @@ class NewUpload:
 
 async def read_json_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
     """The raw body of a JSON request, refusing other media types and oversized bodies early."""
-    headers = request.headers
-    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
+    content_type = declared = None
+    for name, value in request.scope["headers"]:  # the first of each counts, as with Headers.get
+        if name == b"content-type":
+            content_type = value if content_type is None else content_type
+        elif name == b"content-length":
+            declared = value if declared is None else declared
+    if content_type is None or content_type.split(b";", 1)[0].strip().lower() != b"application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
-    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"The request body must be at most {limit} bytes.")
     chunks: list[bytes] = []

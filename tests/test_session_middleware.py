@@ -1,8 +1,13 @@
-"""The session layer reads Starlette's cookies, remembers the ones it verified, and never trusts more for it."""
+"""The session reads Starlette's cookies, remembers the ones it verified, and never trusts more for it.
+
+Soundpost's side is the real layer, ``Edge`` with ``CookieSessions``; Starlette's
+side is its own ``SessionMiddleware`` with the same secret, name and lifetime.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,13 +19,27 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from service.session import SessionCookies
+from service.edge import Edge
+from service.guards import SiteGuard
+from service.observability import RequestRecorder
+from service.session import CookieSessions
 
 SECRET = "session-middleware-test-secret-0123456789"
 COOKIE = "soundpost_session"
 
 
-def app_with(middleware: type) -> Starlette:
+def soundpost() -> Middleware:
+    return Middleware(
+        Edge, guard=SiteGuard((), https=False), recorder=RequestRecorder(access_log=False),
+        sessions=CookieSessions(SECRET, session_cookie=COOKIE, max_age=600),
+    )
+
+
+def starlette() -> Middleware:
+    return Middleware(SessionMiddleware, secret_key=SECRET, session_cookie=COOKIE, max_age=600)
+
+
+def app_with(layer: Callable[[], Middleware]) -> Starlette:
     async def sign_in(request: Request) -> JSONResponse:
         request.session["user"] = {"s": request.query_params["who"]}
         return JSONResponse({})
@@ -30,7 +49,8 @@ def app_with(middleware: type) -> Starlette:
         request.session.get("scratch")  # a read must not leak into the next request's session
         if "mutate" in request.query_params and user:
             user["s"] = "mallory"
-        return JSONResponse({"user": user})
+        vary = {"vary": request.query_params["vary"]} if "vary" in request.query_params else None
+        return JSONResponse({"user": user}, headers=vary)
 
     async def sign_out(request: Request) -> JSONResponse:
         request.session.clear()
@@ -38,61 +58,61 @@ def app_with(middleware: type) -> Starlette:
 
     return Starlette(
         routes=[Route("/in", sign_in), Route("/me", whoami), Route("/out", sign_out, methods=["POST"])],
-        middleware=[Middleware(middleware, secret_key=SECRET, session_cookie=COOKIE, max_age=600)],
+        middleware=[layer()],
     )
 
 
-def signed_cookie(middleware: type, who: str = "alice") -> str:
-    with TestClient(app_with(middleware)) as client:
+def signed_cookie(layer: Callable[[], Middleware], who: str = "alice") -> str:
+    with TestClient(app_with(layer)) as client:
         client.get("/in", params={"who": who})
         return str(client.cookies[COOKIE])
 
 
 def me(cookie: str, **params: str) -> Any:
-    with TestClient(app_with(SessionCookies)) as client:
+    with TestClient(app_with(soundpost)) as client:
         return client.get("/me", params=params, headers={"cookie": f"{COOKIE}={cookie}"})
 
 
 @pytest.fixture
 def app_client() -> TestClient:
-    return TestClient(app_with(SessionCookies))
+    return TestClient(app_with(soundpost))
 
 
 def test_a_cookie_made_by_starlettes_session_middleware_is_read() -> None:
-    assert me(signed_cookie(SessionMiddleware)).json() == {"user": {"s": "alice"}}
+    assert me(signed_cookie(starlette)).json() == {"user": {"s": "alice"}}
 
 
 def test_a_cookie_it_makes_is_read_by_starlettes_session_middleware() -> None:
-    cookie = signed_cookie(SessionCookies)
-    with TestClient(app_with(SessionMiddleware)) as client:
+    cookie = signed_cookie(soundpost)
+    with TestClient(app_with(starlette)) as client:
         answer = client.get("/me", headers={"cookie": f"{COOKIE}={cookie}"})
     assert answer.json() == {"user": {"s": "alice"}}
 
 
 def test_the_set_cookie_header_is_the_one_starlette_sends() -> None:
-    def set_cookie(middleware: type) -> str:
-        with TestClient(app_with(middleware)) as client:
+    def set_cookie(layer: Callable[[], Middleware]) -> str:
+        with TestClient(app_with(layer)) as client:
             answer = client.get("/in", params={"who": "alice"})
             return answer.headers["set-cookie"].split(";", 1)[1]  # the flags; the value carries a timestamp
 
-    assert set_cookie(SessionCookies) == set_cookie(SessionMiddleware)
+    assert set_cookie(soundpost) == set_cookie(starlette)
 
 
 def test_a_remembered_cookie_gives_each_request_its_own_session(app_client: TestClient) -> None:
-    headers = {"cookie": f"{COOKIE}={signed_cookie(SessionCookies)}"}
+    headers = {"cookie": f"{COOKIE}={signed_cookie(soundpost)}"}
     assert app_client.get("/me", params={"mutate": "1"}, headers=headers).json() == {"user": {"s": "mallory"}}
     assert app_client.get("/me", headers=headers).json() == {"user": {"s": "alice"}}
 
 
 def test_a_tampered_cookie_is_no_session_even_after_the_real_one_was_remembered(app_client: TestClient) -> None:
-    cookie = signed_cookie(SessionCookies)
+    cookie = signed_cookie(soundpost)
     assert app_client.get("/me", headers={"cookie": f"{COOKIE}={cookie}"}).json()["user"] == {"s": "alice"}
     tampered = cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")
     assert app_client.get("/me", headers={"cookie": f"{COOKIE}={tampered}"}).json() == {"user": None}
 
 
 def test_a_remembered_cookie_still_expires(app_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    headers = {"cookie": f"{COOKIE}={signed_cookie(SessionCookies)}"}
+    headers = {"cookie": f"{COOKIE}={signed_cookie(soundpost)}"}
     assert app_client.get("/me", headers=headers).json()["user"] == {"s": "alice"}
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now + 601)
@@ -102,7 +122,7 @@ def test_a_remembered_cookie_still_expires(app_client: TestClient, monkeypatch: 
 def test_a_cookie_signed_in_the_future_is_refused_even_when_remembered(
     app_client: TestClient, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    headers = {"cookie": f"{COOKIE}={signed_cookie(SessionCookies)}"}
+    headers = {"cookie": f"{COOKIE}={signed_cookie(soundpost)}"}
     assert app_client.get("/me", headers=headers).json()["user"] == {"s": "alice"}
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now - 5)
@@ -110,25 +130,33 @@ def test_a_cookie_signed_in_the_future_is_refused_even_when_remembered(
 
 
 def test_reading_the_session_varies_on_cookie_and_sends_no_cookie(app_client: TestClient) -> None:
-    answer = app_client.get("/me", headers={"cookie": f"{COOKIE}={signed_cookie(SessionCookies)}"})
+    answer = app_client.get("/me", headers={"cookie": f"{COOKIE}={signed_cookie(soundpost)}"})
     assert answer.headers["vary"] == "Cookie"
     assert "set-cookie" not in answer.headers
 
 
+@pytest.mark.parametrize("layer", [soundpost, starlette], ids=["soundpost", "starlette"])
+def test_an_answer_that_already_varies_also_varies_on_cookie(layer: Callable[[], Middleware]) -> None:
+    with TestClient(app_with(layer)) as client:
+        answer = client.get("/me", params={"vary": "Accept"}, headers={"cookie": f"{COOKIE}={signed_cookie(layer)}"})
+    assert answer.headers.get_list("vary") == ["Accept, Cookie"]
+
+
 def test_clearing_the_session_expires_the_cookie(app_client: TestClient) -> None:
-    answer = app_client.post("/out", headers={"cookie": f"{COOKIE}={signed_cookie(SessionCookies)}"})
+    answer = app_client.post("/out", headers={"cookie": f"{COOKIE}={signed_cookie(soundpost)}"})
     assert answer.headers["set-cookie"].startswith(f"{COOKIE}=null; path=/; expires=Thu, 01 Jan 1970")
 
 
 def test_the_table_of_remembered_cookies_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(SessionCookies, "REMEMBERED", 3)
-    app = app_with(SessionCookies)
-    cookies = [signed_cookie(SessionCookies, who) for who in ("a", "b", "c", "d", "e")]
+    monkeypatch.setattr(CookieSessions, "REMEMBERED", 3)
+    app = app_with(soundpost)
+    cookies = [signed_cookie(soundpost, who) for who in ("a", "b", "c", "d", "e")]
     with TestClient(app) as client:
         for cookie in cookies:
             assert client.get("/me", headers={"cookie": f"{COOKIE}={cookie}"}).status_code == 200
     layer = app.middleware_stack
-    while not isinstance(layer, SessionCookies):
+    while not isinstance(layer, Edge):
         layer = layer.app
-    assert len(layer.remembered) == 3
-    assert [header.decode() for header in layer.remembered] == [f"{COOKIE}={c}" for c in cookies[2:]]
+    remembered = layer.sessions.remembered
+    assert len(remembered) == 3
+    assert [header.decode() for header in remembered] == [f"{COOKIE}={c}" for c in cookies[2:]]
