@@ -5,9 +5,15 @@ this is the second lock. Browsers send ``Sec-Fetch-Site`` and ``Origin`` on ever
 unsafe request; clients that send neither (curl, servers) are not browsers and
 cannot carry a victim's cookie, so they pass.
 
-Headers: every answer carries them (the refusal too); the page sets its own
-Content-Security-Policy, which the default does not replace. ``service.edge.Edge``
-applies both, in the one layer every request passes through.
+Headers: every answer carries nosniff and ``frame-ancestors 'none'`` (and HSTS over
+https), the refusal too. JSON answers also say ``Cache-Control: no-store``: they
+carry signed upload credentials and personal data, which no cache should keep.
+Documents (the page, static files, HTML errors) also get the headers that only
+documents act on: Referrer-Policy, X-Frame-Options for old browsers, and
+Cross-Origin-Opener-Policy. Sending those on JSON would protect nothing and costs
+on every API call. The page sets its own Content-Security-Policy, which the
+default does not replace. ``service.edge.Edge`` applies all this, in the one
+layer every request passes through.
 """
 
 from __future__ import annotations
@@ -28,16 +34,16 @@ class SiteGuard:
 
     def __init__(self, allowed_origins: Iterable[str], *, https: bool) -> None:
         self.allowed_origins = frozenset(origin.encode("latin-1") for origin in allowed_origins)
-        headers = {
-            "x-content-type-options": "nosniff",
+        every = {"x-content-type-options": "nosniff", "content-security-policy": "frame-ancestors 'none'"}
+        if https:
+            every["strict-transport-security"] = "max-age=31536000; includeSubDomains"
+        self.json_headers = raw_headers({**every, "cache-control": "no-store"})
+        self.document_headers = raw_headers({
+            **every,
             "referrer-policy": "same-origin",
             "x-frame-options": "DENY",
             "cross-origin-opener-policy": "same-origin",
-            "content-security-policy": "frame-ancestors 'none'",
-        }
-        if https:
-            headers["strict-transport-security"] = "max-age=31536000; includeSubDomains"
-        self.headers = [(name.encode(), value.encode()) for name, value in headers.items()]
+        })
 
     def allows(self, method: str, origin: bytes | None, fetch_site: bytes | None) -> bool:
         """Safe methods always; others only from an allowed Origin, or a same-origin (or no) Sec-Fetch-Site."""
@@ -51,8 +57,19 @@ class SiteGuard:
         return error_response(request, ApiError(403, "cross_site_request", "Cross-site requests are refused."))
 
     def with_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """The answer's raw headers plus each security header it does not set itself."""
+        """The answer's raw headers plus each security header for its kind that it does not set itself."""
         headers = list(headers)
-        present = {name.lower() for name, _ in headers}
-        headers += [header for header in self.headers if header[0] not in present]
+        present = set()
+        is_json = False
+        for name, value in headers:
+            name = name.lower()
+            present.add(name)
+            if name == b"content-type":
+                is_json = value.startswith(b"application/json")
+        defaults = self.json_headers if is_json else self.document_headers
+        headers += [header for header in defaults if header[0] not in present]
         return headers
+
+
+def raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in headers.items()]

@@ -41,7 +41,7 @@ def test_browser_navigation_to_a_missing_page_gets_an_html_404(client: httpx.Cli
 def test_every_response_carries_security_headers(client: httpx.Client) -> None:
     answer = client.get("/api/me")
     assert answer.headers["x-content-type-options"] == "nosniff"
-    assert answer.headers["referrer-policy"] == "same-origin"
+    assert answer.headers["cache-control"] == "no-store"
     assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
 
 

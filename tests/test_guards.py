@@ -86,12 +86,34 @@ def test_an_oversized_json_body_is_413_even_without_content_length(alice: httpx.
 
 @pytest.mark.parametrize("path", ["/", "/api/me", "/api/providers", "/healthz", "/openapi.json", "/nope", "/static/app.js"])
 def test_every_response_carries_the_security_headers(client: httpx.Client, path: str) -> None:
-    """nosniff, a referrer policy and no framing on pages, JSON, errors and static files alike."""
+    """nosniff and no framing on pages, JSON, errors and static files alike."""
     headers = client.get(path).headers
     assert headers["x-content-type-options"] == "nosniff"
-    assert headers["referrer-policy"] == "same-origin"
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert "strict-transport-security" not in headers  # plain http: HSTS would be meaningless
+
+
+@pytest.mark.parametrize("path", ["/api/me", "/api/providers", "/healthz", "/nope"])
+def test_json_answers_are_never_stored_by_caches(client: httpx.Client, path: str) -> None:
+    answer = client.get(path)
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_a_presigned_post_is_never_stored_by_caches(alice: httpx.Client) -> None:
+    answer = alice.post(PRESIGN, json=BODY)
+    assert answer.status_code == 200
+    assert answer.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(("path", "accept"), [("/", "*/*"), ("/static/app.js", "*/*"), ("/nope", "text/html")])
+def test_documents_also_carry_the_document_headers(client: httpx.Client, path: str, accept: str) -> None:
+    """What only documents act on: the referrer policy, legacy framing refusal, a browsing context of their own."""
+    headers = client.get(path, headers={"Accept": accept}).headers
+    assert headers["referrer-policy"] == "same-origin"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["cross-origin-opener-policy"] == "same-origin"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
 
 
 def test_the_page_has_a_strict_content_security_policy(client: httpx.Client) -> None:
