@@ -18,9 +18,10 @@ import base64
 import functools
 import hashlib
 import re
-import secrets
 import time
 import unicodedata
+
+from service.entropy import token_hex
 
 USER_ID_LENGTH = 26
 UPLOAD_ID = re.compile(r"^[0-9]{13}[0-9a-f]{12}$")
@@ -43,7 +44,7 @@ def user_id(provider: str, subject: str) -> str:
 def new_upload_id(now: float | None = None) -> str:
     """A unique id whose ascending order is newest first."""
     millis = int((time.time() if now is None else now) * 1000)
-    return f"{_REVERSED_CLOCK_BASE - millis:013d}{secrets.token_hex(6)}"
+    return f"{_REVERSED_CLOCK_BASE - millis:013d}{token_hex(6)}"
 
 
 def upload_time(upload_id: str) -> float:

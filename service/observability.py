@@ -34,6 +34,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from service.entropy import token_hex
+
 logger = logging.getLogger("soundpost.access")
 
 # nginx's status for "client closed the request": counted and logged, never sent.
@@ -60,7 +62,7 @@ def request_id_from(header: bytes | None) -> str:
         value = header.decode("latin-1")
         if _GOOD_REQUEST_ID.match(value):
             return value
-    return os.urandom(16).hex()
+    return token_hex(16)
 
 
 def route_template(scope: Scope) -> str:
