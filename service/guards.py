@@ -44,6 +44,7 @@ class SiteGuard:
             "x-frame-options": "DENY",
             "cross-origin-opener-policy": "same-origin",
         })
+        self.names = frozenset(name for name, _ in self.json_headers + self.document_headers)
 
     def allows(self, method: str, origin: bytes | None, fetch_site: bytes | None) -> bool:
         """Safe methods always; others only from an allowed Origin, or a same-origin (or no) Sec-Fetch-Site."""
@@ -61,13 +62,15 @@ class SiteGuard:
         headers = list(headers)
         present = set()
         is_json = False
-        for name, value in headers:
-            name = name.lower()
+        for name, value in headers:  # ASGI header names are lowercase
             present.add(name)
             if name == b"content-type":
                 is_json = value.startswith(b"application/json")
         defaults = self.json_headers if is_json else self.document_headers
-        headers += [header for header in defaults if header[0] not in present]
+        if present.isdisjoint(self.names):
+            headers += defaults  # the usual case: the answer sets none of them
+        else:
+            headers += [header for header in defaults if header[0] not in present]
         return headers
 
 
