@@ -1,10 +1,13 @@
-"""The two comparison apps the benchmark serves next to Soundpost, with the same server settings.
+"""The comparison apps the benchmark serves next to Soundpost, with the same server settings.
 
 ``ceiling``: a bare Starlette endpoint returning a small constant JSON, the most
-this HTTP stack can do per request. ``naive``: Soundpost itself (same middleware,
-session, checks) except that each presign opens its own aioboto3 client, as the
-usual hand-written endpoint does, so the README can show what one client per
-process buys.
+this HTTP stack can do per request. ``floor``: a bare Starlette endpoint with the
+presign request's shape and nothing else: it reads the same JSON body and answers
+a constant of the same size with the same headers, so the README can tell what
+the HTTP exchange itself costs from what Soundpost's own code costs. ``naive``:
+Soundpost itself (same middleware, session, checks) except that each presign
+opens its own aioboto3 client, as the usual hand-written endpoint does, so the
+README can show what one client per process buys.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import aioboto3
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.app import create_app
@@ -32,6 +35,34 @@ async def constant(request: Request) -> JSONResponse:
 
 def ceiling() -> Starlette:
     return Starlette(routes=[Route("/", constant)])
+
+
+# A presign answer's size and headers (besides content-length and content-type), as constants.
+PRESIGN_SHAPED_ANSWER = JSONResponse({
+    "url": "http://127.0.0.1:9000/soundpost-bench",
+    "fields": {
+        "Content-Type": "audio/wav", "success_action_status": "201",
+        "key": "uploads/" + "u" * 26 + "/" + "8" * 13 + "f" * 12 + "/take.wav",
+        "x-amz-algorithm": "AWS4-HMAC-SHA256",
+        "x-amz-credential": "testing/20261124/us-east-1/s3/aws4_request", "x-amz-date": "20261124T120000Z",
+        "policy": "p" * 560, "x-amz-signature": "s" * 64,
+    },
+    "key": "uploads/" + "u" * 26 + "/" + "8" * 13 + "f" * 12 + "/take.wav",
+    "expiresAt": "2026-11-24T12:10:00Z", "maxBytes": 1000,
+}).body
+PRESIGN_SHAPED_HEADERS = {
+    "vary": "Cookie", "x-content-type-options": "nosniff", "content-security-policy": "frame-ancestors 'none'",
+    "cache-control": "no-store", "x-request-id": "0" * 32,
+}
+
+
+async def presign_shaped(request: Request) -> Response:
+    await request.body()
+    return Response(PRESIGN_SHAPED_ANSWER, media_type="application/json", headers=PRESIGN_SHAPED_HEADERS)
+
+
+def floor() -> Starlette:
+    return Starlette(routes=[Route("/", presign_shaped, methods=["POST"])])
 
 
 class ClientPerRequestStorage(Storage):
