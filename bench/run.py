@@ -211,6 +211,16 @@ def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
+def ratio(target: Target, base: Target) -> float:
+    """Median over rounds of target req/s / base req/s in the same round.
+
+    Each round measures every target within a minute or two, so a noisy
+    neighbour that slows one round slows both sides of its ratio; a ratio of
+    medians taken over different rounds would mix a quiet round with a busy one.
+    """
+    return statistics.median(t["rps"] / b["rps"] for t, b in zip(target.runs, base.runs, strict=True))
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -249,7 +259,6 @@ def versions() -> str:
 
 
 def table(targets: list[Target], ceiling: Target) -> str:
-    base = median(ceiling.runs, "rps")
     rows = ["| target | req/s | p50 ms | p99 ms | errors | CPU µs/req | × ceiling |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for t in targets:
@@ -262,7 +271,7 @@ def table(targets: list[Target], ceiling: Target) -> str:
             continue
         rows.append(
             f"| {t.name} | {rps:,.0f} | {median(t.runs, 'p50_ms'):.2f} | {median(t.runs, 'p99_ms'):.2f} | "
-            f"{errors} | {median(t.runs, 'cpu_us_per_request'):,.0f} | {rps / base:.2f} |"
+            f"{errors} | {median(t.runs, 'cpu_us_per_request'):,.0f} | {ratio(t, ceiling):.2f} |"
         )
     return "\n".join(rows)
 
@@ -368,22 +377,22 @@ def main(argv: list[str] | None = None) -> int:
         rss = {s.name: [round(rss_mb(pid), 1) for pid in s.worker_pids()] for s in servers}
 
     presign, scaled = targets[2], targets[-1]
-    base = median(ceiling.runs, "rps")
     report = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
         f"{versions()}.",
         f"CPU contention during the run: {cpu_contention()}.",
         (f"wrk -t{args.threads} -c{args.connections}: {args.rounds} rounds × {args.seconds} s per target "
-        f"after {args.warmup} s of warm-up; medians over the rounds; errors summed."),
+        f"after {args.warmup} s of warm-up; medians over the rounds; ratios are medians of each round's "
+        "ratio; errors summed."),
         "",
         table(targets, ceiling),
         "",
-        (f"- presign endpoint / ceiling: {median(presign.runs, 'rps') / base:.2f} (target ≥ 0.40); "
+        (f"- presign endpoint / ceiling: {ratio(presign, ceiling):.2f} (target ≥ 0.40); "
         f"p99 {median(presign.runs, 'p99_ms'):.2f} ms (target ≤ 15)"),
         (f"- the same request and answer shape in bare Starlette (floor) / ceiling: "
-         f"{median(floor.runs, 'rps') / base:.2f}; presign / floor: "
-         f"{median(presign.runs, 'rps') / median(floor.runs, 'rps'):.2f} (what Soundpost's own code leaves)"),
-        f"- 2 workers / 1 worker: {median(scaled.runs, 'rps') / median(presign.runs, 'rps'):.2f} (target ≥ 1.8)",
+         f"{ratio(floor, ceiling):.2f}; presign / floor: {ratio(presign, floor):.2f} "
+         "(what Soundpost's own code leaves)"),
+        f"- 2 workers / 1 worker: {ratio(scaled, presign):.2f} (target ≥ 1.8)",
         "- resident memory per worker after the run (MB): "
         + "; ".join(f"{name} {', '.join(map(str, sizes))}" for name, sizes in rss.items())
         + " (target ≤ 100)",
