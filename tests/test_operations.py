@@ -58,18 +58,16 @@ def test_readyz_is_503_when_the_bucket_is_missing(app_env: dict[str, str]) -> No
 def test_metrics_count_requests_by_route_template_presigns_and_error_codes(alice: httpx.Client) -> None:
     """Counters move by exactly what was done, labelled by template, not raw path."""
     route = {"method": "POST", "route": "/api/upload/presigned-url", "status": "200"}
-    before = (sample(alice, "soundpost_requests_total", **route),
+    before = (sample(alice, "soundpost_request_duration_seconds_count", **route),
               sample(alice, "soundpost_presigns_issued_total", kind="post"),
               sample(alice, "soundpost_errors_total", code="not_found"),
-              sample(alice, "soundpost_request_duration_seconds_count", method="POST",
-                     route="/api/upload/presigned-url"))
+              sample(alice, "soundpost_request_duration_seconds_bucket", le="+Inf", **route))
     assert alice.post("/api/upload/presigned-url", json={"filename": "a.wav", "contentType": "audio/wav"}).status_code == 200
     assert alice.get("/api/nothing/here").status_code == 404
-    after = (sample(alice, "soundpost_requests_total", **route),
+    after = (sample(alice, "soundpost_request_duration_seconds_count", **route),
              sample(alice, "soundpost_presigns_issued_total", kind="post"),
              sample(alice, "soundpost_errors_total", code="not_found"),
-             sample(alice, "soundpost_request_duration_seconds_count", method="POST",
-                    route="/api/upload/presigned-url"))
+             sample(alice, "soundpost_request_duration_seconds_bucket", le="+Inf", **route))
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
     assert 'route="/api/nothing/here"' not in alice.get("/metrics").text
 
@@ -118,10 +116,10 @@ def test_a_client_that_leaves_mid_body_is_counted_not_logged_as_an_error(
                 "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"filename\": ".encode()
             )
         for _ in range(500):  # the server notices the closed connection on its own schedule
-            if sample(c, "soundpost_requests_total", **route) == 1:
+            if sample(c, "soundpost_request_duration_seconds_count", **route) == 1:
                 break
             time.sleep(0.02)
-        assert sample(c, "soundpost_requests_total", **route) == 1
+        assert sample(c, "soundpost_request_duration_seconds_count", **route) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.status for r in caplog.records if r.name == "soundpost.access" and r.route == route["route"]] == [499]
 
@@ -160,11 +158,11 @@ def two_workers(app_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
 def test_metrics_are_summed_over_several_workers(two_workers: str, tmp_path: Path) -> None:
     """With two worker processes, /metrics reports every request whichever worker answered it."""
     with httpx.Client(base_url=two_workers) as c:
-        start = sample(c, "soundpost_requests_total", method="GET", route="/healthz", status="200")
+        start = sample(c, "soundpost_request_duration_seconds_count", method="GET", route="/healthz", status="200")
         for _ in range(40):
             with httpx.Client(base_url=two_workers) as fresh:  # new connections spread over the workers
                 assert fresh.get("/healthz").status_code == 200
-        end = sample(c, "soundpost_requests_total", method="GET", route="/healthz", status="200")
+        end = sample(c, "soundpost_request_duration_seconds_count", method="GET", route="/healthz", status="200")
     assert end - start == 40
-    writers = {p.name.rsplit("_", 1)[1] for p in (tmp_path / "metrics").glob("counter_*.db")}
+    writers = {p.name.rsplit("_", 1)[1] for p in (tmp_path / "metrics").glob("histogram_*.db")}
     assert len(writers) >= 2  # more than one process counted
