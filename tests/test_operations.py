@@ -166,3 +166,12 @@ def test_metrics_are_summed_over_several_workers(two_workers: str, tmp_path: Pat
     assert end - start == 40
     writers = {p.name.rsplit("_", 1)[1] for p in (tmp_path / "metrics").glob("histogram_*.db")}
     assert len(writers) >= 2  # more than one process counted
+
+
+def test_routes_match_exactly_with_heads_and_a_slash_redirect(client: httpx.Client) -> None:
+    """Paths are matched as Starlette matches them: HEAD where GET is, a trailing slash redirected."""
+    assert client.head("/healthz").status_code == 200
+    slashed = client.get("/healthz/")
+    assert slashed.status_code == 307 and slashed.headers["location"].endswith("/healthz")
+    assert client.get("/healthzz").status_code == 404
+    assert client.post("/healthz").status_code == 405
