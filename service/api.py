@@ -14,9 +14,9 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+from starlette._utils import get_route_path  # the root-path rule Starlette's own Route.matches uses
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette._utils import get_route_path  # the root-path rule Starlette's own Route.matches uses
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
@@ -84,7 +84,7 @@ class ApiRoute(Route):
         if get_route_path(scope) != self.path:
             return Match.NONE, {}
         child_scope = {"endpoint": self.endpoint, "path_params": dict(scope.get("path_params", {}))}
-        return (Match.FULL if scope["method"] in self.methods else Match.PARTIAL), child_scope
+        return (Match.FULL if scope["method"] in (self.methods or ()) else Match.PARTIAL), child_scope
 
     def error_codes(self) -> dict[int, tuple[str, ...]]:
         """Every error this operation can answer with, including the ones every route shares."""
