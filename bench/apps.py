@@ -38,16 +38,17 @@ def ceiling() -> Starlette:
 
 
 # A presign answer's size and headers (besides content-length and content-type), as constants.
+PRESIGN_SHAPED_KEY = "uploads/" + "u" * 26 + "/" + "8" * 13 + "f" * 12 + "/take.wav"
 PRESIGN_SHAPED_ANSWER = JSONResponse({
     "url": "http://127.0.0.1:9000/soundpost-bench",
     "fields": {
         "Content-Type": "audio/wav", "success_action_status": "201",
-        "key": "uploads/" + "u" * 26 + "/" + "8" * 13 + "f" * 12 + "/take.wav",
+        "key": PRESIGN_SHAPED_KEY,
         "x-amz-algorithm": "AWS4-HMAC-SHA256",
         "x-amz-credential": "testing/20261124/us-east-1/s3/aws4_request", "x-amz-date": "20261124T120000Z",
         "policy": "p" * 560, "x-amz-signature": "s" * 64,
     },
-    "key": "uploads/" + "u" * 26 + "/" + "8" * 13 + "f" * 12 + "/take.wav",
+    "key": PRESIGN_SHAPED_KEY,
     "expiresAt": "2026-11-24T12:10:00Z", "maxBytes": 1000,
 }).body
 PRESIGN_SHAPED_HEADERS = {

@@ -80,8 +80,11 @@ def signing_moment(epoch_second: int, expires_in: int) -> SigningMoment:
 
 
 @functools.lru_cache(maxsize=32)
-def signing_key(secret_key: str, day: str, region: str, service: str) -> hmac.HMAC:
-    """The SigV4 signing key, keyed into an HMAC to copy: the chain botocore's ``SigV4Auth.signature`` runs each call."""
+def keyed_signer(secret_key: str, day: str, region: str, service: str) -> hmac.HMAC:
+    """An HMAC keyed with the SigV4 signing key, to copy per signature.
+
+    The key is the chain botocore's ``SigV4Auth.signature`` derives on every call.
+    """
     key = ("AWS4" + secret_key).encode()
     for part in (day, region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -113,7 +116,7 @@ def sign_post(
     policy = {"expiration": moment.expiration, "conditions": signed_conditions}
     encoded = binascii.b2a_base64(msgspec.json.encode(policy), newline=False)  # what base64.b64encode does
     form["policy"] = encoded.decode("ascii")
-    signature = signing_key(credentials.secret_key, moment.day, target.region, target.service).copy()
+    signature = keyed_signer(credentials.secret_key, moment.day, target.region, target.service).copy()
     signature.update(encoded)
     form["x-amz-signature"] = signature.hexdigest()
     return form
