@@ -9,7 +9,7 @@ import argparse
 
 import uvicorn
 
-from service.__main__ import add_serve_options, uvicorn_options
+from service.serving import add_serve_options, uvicorn_options
 
 
 def main() -> None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import signal
 import sys
 import tempfile
 from types import FrameType
-from typing import Any
 
 import uvicorn
 
 from service.observability import configure_logging
+from service.serving import add_serve_options, http_protocol, uvicorn_options
 from service.settings import SettingsError, load_settings
 
 
@@ -33,45 +32,9 @@ def dev(args: argparse.Namespace) -> int:
               f"  S3 stand-in (moto): {s3.url}   bucket: {devstack.DEV_BUCKET}\n"
               f"  Identity provider:  {issuer}   demo users: alice, bob\n"
               "  Press Ctrl+C to stop.\n", flush=True)
-        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", server_header=False)
+        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", server_header=False,
+                    http=http_protocol())
     return 0
-
-
-def loop_and_parser() -> tuple[str, str]:
-    """uvloop and httptools when importable (``uvicorn[standard]`` brings both), else the pure-Python pair."""
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return loop, http
-
-
-def uvicorn_options(args: argparse.Namespace, root_path: str) -> dict[str, Any]:
-    """How production serves: also what the benchmark serves every target with (bench/serve.py)."""
-    loop, http = loop_and_parser()
-    return {
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "loop": loop,
-        "http": http,
-        "proxy_headers": True,
-        "forwarded_allow_ips": args.forwarded_allow_ips,
-        "root_path": root_path,
-        "log_level": args.log_level,
-        "log_config": None,  # keep the JSON logging configured in main()
-        "access_log": False,  # uvicorn's access log prints query strings (OAuth codes); ours does not
-        "server_header": False,  # no "server: uvicorn": nothing to gain from naming the software
-        "timeout_graceful_shutdown": 30,  # on SIGTERM, in-flight requests get this long to finish
-    }
-
-
-def add_serve_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")),
-                        help="worker processes (each holds its own S3 clients)")
-    parser.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-                        help="proxies whose X-Forwarded-* headers are trusted")
-    parser.add_argument("--log-level", default="info")
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:

@@ -7,7 +7,8 @@ import importlib.util
 
 import pytest
 
-from service.__main__ import add_serve_options, loop_and_parser, main, uvicorn_options
+from service.__main__ import main
+from service.serving import add_serve_options, loop_and_parser, uvicorn_options
 from service.settings import load_settings
 
 

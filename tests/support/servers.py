@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from service.serving import http_protocol
+
 
 def bound_socket(port: int = 0) -> socket.socket:
     """A listening socket on a free loopback port, so the URL is known before the app is built."""
@@ -25,13 +27,16 @@ def bound_socket(port: int = 0) -> socket.socket:
 def serve_asgi(make_app: Callable[[str], Any], root_path: str = "", port: int = 0) -> Iterator[str]:
     """Serve ``make_app(base_url)`` with uvicorn; yields the base URL once the lifespan has started.
 
-    With ``root_path`` the app is served the way ``soundpost serve`` serves it
+    It is served with Soundpost's own HTTP protocol (service.serving). With
+    ``root_path`` the app is served the way ``soundpost serve`` serves it
     under a path prefix, and the base URL includes the prefix. A fixed ``port``
     lets a test stop a server and start it again where its clients expect it.
     """
     sock = bound_socket(port)
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}{root_path}"
-    config = uvicorn.Config(make_app(base_url), log_level="warning", lifespan="on", root_path=root_path)
+    config = uvicorn.Config(
+        make_app(base_url), log_level="warning", lifespan="on", root_path=root_path, http=http_protocol()
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

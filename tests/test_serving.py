@@ -1,0 +1,199 @@
+"""How answers leave the server: a small answer's head and body in one write, nothing held for long."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from uvicorn.server import ServerState
+
+from service.serving import (
+    HOLD_AT_MOST,
+    CoalescingH11Protocol,
+    CoalescingHttpToolsProtocol,
+    CoalescingTransport,
+    add_serve_options,
+    uvicorn_options,
+)
+
+PROTOCOLS = [CoalescingHttpToolsProtocol, CoalescingH11Protocol]
+
+
+def on_a_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test body on a fresh event loop."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+class RecordingTransport(asyncio.Transport):
+    """A connection that records each write call (one call is one system call on a real socket)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.events: list[str] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+        self.events.append("write")
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.writes.append(b"".join(bytes(d) for d in list_of_data))
+        self.events.append("write")
+
+    def close(self) -> None:
+        self.closed = True
+        self.events.append("close")
+
+    def abort(self) -> None:
+        self.closed = True
+        self.events.append("abort")
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+
+async def small(request: Request) -> Response:
+    return JSONResponse({"key": "uploads/abc/take.wav", "fields": {"policy": "x" * 600}})
+
+
+async def streamed(request: Request) -> Response:
+    release: asyncio.Event = request.app.state.release
+
+    async def chunks() -> Any:
+        await release.wait()
+        yield b"late body"
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+def app() -> Starlette:
+    application = Starlette(routes=[Route("/small", small), Route("/streamed", streamed)])
+    application.state.release = asyncio.Event()
+    return application
+
+
+async def passes(count: int = 5) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+def connect(protocol_class: type[asyncio.Protocol], application: Starlette) -> tuple[Any, RecordingTransport]:
+    config = uvicorn.Config(application, http=protocol_class, lifespan="off", log_level="warning")
+    protocol: Any = protocol_class(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+@pytest.mark.parametrize("protocol_class", PROTOCOLS)
+@on_a_loop
+async def test_a_small_answer_leaves_in_one_write(protocol_class: type[asyncio.Protocol]) -> None:
+    """Status line, headers and body of a small JSON answer go out in a single write call."""
+    protocol, transport = connect(protocol_class, app())
+    protocol.data_received(b"GET /small HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    await passes()
+    assert len(transport.writes) == 1
+    answer = transport.writes[0]
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"content-type: application/json" in head
+    assert body == b'{"key":"uploads/abc/take.wav","fields":{"policy":"' + b"x" * 600 + b'"}}'
+
+
+@pytest.mark.parametrize("protocol_class", PROTOCOLS)
+@on_a_loop
+async def test_keep_alive_answers_each_leave_in_one_write(protocol_class: type[asyncio.Protocol]) -> None:
+    """Three requests on one connection: three writes, one per answer, in order."""
+    protocol, transport = connect(protocol_class, app())
+    for _ in range(3):
+        protocol.data_received(b"GET /small HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        await passes()
+    assert len(transport.writes) == 3
+    assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b'"}}') for w in transport.writes)
+
+
+@pytest.mark.parametrize("protocol_class", PROTOCOLS)
+@on_a_loop
+async def test_a_streaming_head_is_not_held_for_its_body(protocol_class: type[asyncio.Protocol]) -> None:
+    """A response whose body comes later sends its head at the end of the loop pass, not with the body."""
+    application = app()
+    protocol, transport = connect(protocol_class, application)
+    protocol.data_received(b"GET /streamed HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    await passes()
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and transport.writes[0].endswith(b"\r\n\r\n")
+    application.state.release.set()
+    await passes()
+    assert b"late body" in b"".join(transport.writes[1:])
+
+
+@on_a_loop
+async def test_closing_sends_the_held_write_first() -> None:
+    transport = RecordingTransport()
+    coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+    coalescing.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    coalescing.close()
+    assert transport.events == ["write", "close"]
+    assert transport.writes == [b"HTTP/1.1 400 Bad Request\r\n\r\n"]
+    await passes()
+    assert transport.events == ["write", "close"]  # the end-of-pass flush finds nothing left
+
+
+@on_a_loop
+async def test_writes_keep_their_order_and_large_ones_are_not_held() -> None:
+    transport = RecordingTransport()
+    coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+    big = b"b" * (HOLD_AT_MOST + 1)
+    coalescing.write(big)
+    assert transport.writes == [big]
+    coalescing.write(b"head")
+    coalescing.write(b"")  # nothing to send, nothing released
+    assert transport.writes == [big]
+    coalescing.writelines([b"one", b"two"])
+    assert transport.writes == [big, b"head", b"onetwo"]
+    assert coalescing.get_write_buffer_size() == 0
+
+
+@on_a_loop
+async def test_an_aborted_connection_drops_the_held_write() -> None:
+    transport = RecordingTransport()
+    coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+    coalescing.write(b"head")
+    assert coalescing.get_write_buffer_size() == 4
+    coalescing.abort()
+    await passes()
+    assert transport.events == ["abort"]
+
+
+def test_serving_uses_the_coalescing_protocol() -> None:
+    """`soundpost serve` and the benchmark's targets are served with the coalescing httptools protocol."""
+    parser = argparse.ArgumentParser()
+    add_serve_options(parser)
+    assert uvicorn_options(parser.parse_args([]), "")["http"] is CoalescingHttpToolsProtocol
