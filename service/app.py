@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from service import __version__, api, auth, health, library, observability, uploads, uppy
 from service.api import ApiRoute, Spec
 from service.edge import Edge
-from service.errors import EXCEPTION_HANDLERS
+from service.errors import EXCEPTION_HANDLERS, ErrorHandlers
 from service.guards import SiteGuard
 from service.observability import RequestRecorder
 from service.ratelimit import open_limiter
@@ -29,6 +29,28 @@ from service.storage import STORAGE_DOWN, Storage, handle_storage_down, open_sto
 from service.webhooks import WebhookSender, open_webhooks
 
 STATIC = Path(__file__).parent / "static"
+
+
+class Soundpost(Starlette):
+    """Starlette with the edge layer as its only layer in front of the routes.
+
+    Starlette puts ServerErrorMiddleware and ExceptionMiddleware around every
+    app, and each wraps ``send`` again on every request; the edge layer already
+    sees every answer start, so it answers exceptions itself, with the app's
+    exception handlers chosen as those two layers choose them (``ErrorHandlers``).
+    """
+
+    def __init__(self, *, guard: SiteGuard, sessions: CookieSessions, recorder: RequestRecorder, **options: Any) -> None:
+        self.guard = guard
+        self.sessions = sessions
+        self.recorder = recorder
+        super().__init__(**options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        if self.user_middleware:
+            raise RuntimeError("Soundpost has one layer, service.edge.Edge: add the concern there, not as middleware")
+        errors = ErrorHandlers(self.exception_handlers)
+        return Edge(self.router, guard=self.guard, sessions=self.sessions, recorder=self.recorder, errors=errors)
 
 
 class State(TypedDict):
@@ -101,7 +123,7 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlette:
+def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpost:
     """Build the app from validated settings, a mapping of SOUNDPOST_* variables, or the environment."""
     if settings is None:
         settings = load_settings(os.environ)
@@ -120,8 +142,7 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
             finally:
                 app.state.limiter.close()
 
-    edge = Middleware(
-        Edge,
+    app = Soundpost(
         guard=SiteGuard((config.public_origin, *config.trusted_origins), https=config.secure_cookies),
         sessions=CookieSessions(
             str(config.session_secret),
@@ -132,10 +153,7 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Starlett
             path=config.root_path or "/",
         ),
         recorder=RequestRecorder(access_log=config.access_log),
-    )
-    app = Starlette(
         routes=routes(),
-        middleware=[edge],
         exception_handlers={
             **EXCEPTION_HANDLERS,
             **dict.fromkeys(STORAGE_DOWN, handle_storage_down),

@@ -1,10 +1,16 @@
-"""The one ASGI layer in front of the routes: request id, cross-site refusal, session, headers, metrics.
+"""The one ASGI layer in front of the routes: request id, cross-site refusal, session, headers, metrics, errors.
 
 Each of these used to be a middleware of its own. Every layer wraps ``send`` and
 re-reads the request headers, and on the presign path those layers cost more
 than signing did; so the concerns stay in their modules (``observability``,
-``guards``, ``session``) and this layer calls them in order, reading the request
-headers once and building the answer's headers once.
+``guards``, ``session``, ``errors``) and this layer calls them in order, reading
+the request headers once and building the answer's headers once.
+
+Given the app's ``ErrorHandlers`` (``service.app.Soundpost`` does this), it also
+answers exceptions in place of Starlette's ServerErrorMiddleware and
+ExceptionMiddleware, which would each wrap ``send`` again: it already sees
+every answer start. Error answers then carry the security headers and the
+request id like any other.
 """
 
 from __future__ import annotations
@@ -14,19 +20,24 @@ import time
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import ErrorHandlers
 from service.guards import SiteGuard
 from service.observability import CLIENT_CLOSED, REQUEST_ID, RequestRecorder, request_id_from
 from service.session import CookieSessions
 
 
 class Edge:
-    """Runs every HTTP request through the guard, the session and the recorder, with one wrapped ``send``."""
+    """Runs every HTTP request through the guard, the session, the recorder and the error handlers, with one wrapped ``send``."""
 
-    def __init__(self, app: ASGIApp, *, guard: SiteGuard, sessions: CookieSessions, recorder: RequestRecorder) -> None:
+    def __init__(
+        self, app: ASGIApp, *, guard: SiteGuard, sessions: CookieSessions, recorder: RequestRecorder,
+        errors: ErrorHandlers | None = None,
+    ) -> None:
         self.app = app
         self.guard = guard
         self.sessions = sessions
         self.recorder = recorder
+        self.errors = errors  # None: exceptions pass through, to the error layers of a plain Starlette app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,7 +56,7 @@ class Edge:
         request_id = request_id_from(request_id_header)
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status = 0  # no answer started yet
         session, had_session = self.sessions.load(cookie)
         scope["session"] = session
 
@@ -61,11 +72,21 @@ class Edge:
 
         try:
             if self.guard.allows(scope["method"], origin, fetch_site):
+                if self.errors is not None:
+                    scope["starlette.exception_handlers"] = self.errors.scope_value
                 await self.app(scope, receive, send_with_headers)
             else:
                 await self.guard.refusal(Request(scope))(scope, receive, send_with_headers)
         except ClientDisconnect:
             status = CLIENT_CLOSED  # the client left mid-request: nobody to answer, nothing went wrong
+        except Exception as exc:
+            handler, expected = self.errors.handler_for(exc) if self.errors is not None else (None, False)
+            if handler is None or status:
+                raise  # nothing to answer with, or the answer has begun: the server closes the connection
+            response = await handler(Request(scope, receive), exc)
+            await response(scope, receive, send_with_headers)
+            if not expected:
+                raise  # answered with a 500; raised again for the server to log, as Starlette does
         finally:
-            self.recorder.record(scope, status, time.perf_counter() - started, request_id)
+            self.recorder.record(scope, status or 500, time.perf_counter() - started, request_id)
             REQUEST_ID.reset(token)

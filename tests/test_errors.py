@@ -6,15 +6,23 @@ import logging
 
 import httpx
 import pytest
+from starlette.exceptions import HTTPException
+from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from service.app import create_app
+from service.errors import ApiError, ErrorHandlers
 from tests.support.servers import serve_asgi
 
 
 async def explode(request: Request) -> None:
     raise RuntimeError("database password is hunter2")
+
+
+async def not_mine(request: Request) -> None:
+    raise ApiError(404, "upload_not_found", "No such upload.")
 
 
 def test_unexpected_exception_is_a_generic_500_and_logged(app_env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
@@ -29,6 +37,61 @@ def test_unexpected_exception_is_a_generic_500_and_logged(app_env: dict[str, str
     assert answer.json() == {"error": {"code": "internal_error", "detail": "Something went wrong on our side."}}
     assert "hunter2" not in answer.text
     assert any("hunter2" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+def test_error_answers_carry_the_security_headers_request_id_and_metrics(app_env: dict[str, str]) -> None:
+    """Unexpected and expected errors alike pass through the edge layer: headers, request id, a metric."""
+    def make(url: str) -> object:
+        app = create_app({**app_env, "SOUNDPOST_PUBLIC_URL": url})
+        app.router.routes += [Route("/boom", explode), Route("/not-mine", not_mine)]
+        return app
+
+    with serve_asgi(make) as url:
+        exploded = httpx.get(f"{url}/boom", headers={"X-Request-ID": "trace-500"})
+        missing = httpx.get(f"{url}/not-mine", headers={"X-Request-ID": "trace-404"})
+        metrics = httpx.get(f"{url}/metrics").text
+    for answer, status, request_id in ((exploded, 500, "trace-500"), (missing, 404, "trace-404")):
+        assert answer.status_code == status
+        assert answer.headers["x-request-id"] == request_id
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["cache-control"] == "no-store"
+    assert missing.json()["error"]["code"] == "upload_not_found"
+    assert 'soundpost_request_duration_seconds_count{method="GET",route="/boom",status="500"} 1.0' in metrics
+    assert 'soundpost_request_duration_seconds_count{method="GET",route="/not-mine",status="404"} 1.0' in metrics
+
+
+async def answer(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse(type(exc).__name__)
+
+
+async def teapot(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse("teapot")
+
+
+def test_error_handlers_are_chosen_as_starlettes_error_layers_choose_them() -> None:
+    """An HTTPException by its status first, else the nearest class; anything else is unexpected."""
+    handlers = ErrorHandlers({HTTPException: answer, 418: teapot, LookupError: answer, Exception: explode})
+    assert handlers.handler_for(HTTPException(418)) == (teapot, True)
+    assert handlers.handler_for(HTTPException(404)) == (answer, True)
+    assert handlers.handler_for(KeyError("x")) == (answer, True)  # KeyError is a LookupError
+    assert handlers.handler_for(ValueError("x")) == (explode, False)
+    assert ErrorHandlers({}).handler_for(ValueError("x")) == (None, False)
+
+
+def test_a_sync_exception_handler_is_refused_at_start_up() -> None:
+    def sync(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("")
+
+    with pytest.raises(TypeError, match="must be async"):
+        ErrorHandlers({ValueError: sync})
+
+
+def test_the_app_has_one_layer_and_refuses_more_middleware(app_env: dict[str, str]) -> None:
+    """Every concern of a layer lives in the edge layer; a middleware added later would be silently skipped."""
+    app = create_app({**app_env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000"})
+    app.add_middleware(HTTPSRedirectMiddleware)
+    with pytest.raises(RuntimeError, match="service.edge.Edge"):
+        app.build_middleware_stack()
 
 
 def test_browser_navigation_to_a_missing_page_gets_an_html_404(client: httpx.Client) -> None:
