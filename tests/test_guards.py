@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
 import httpx
 import pytest
+from starlette.requests import Request
 
+from service.errors import ApiError
 from service.observability import JsonFormatter
+from service.uploads import MAX_JSON_BODY, read_json_body
 from tests.conftest import serve_app
 from tests.support.fake_idp import CLIENT_SECRET, FakeIdP
 from tests.support.flows import approve_at_idp, follow_callback, start_login
@@ -164,3 +168,34 @@ def test_cookies_codes_and_tokens_never_reach_the_logs(
     text = "\n".join(formatter.format(r) for r in service_records)
     for what, value in secrets.items():
         assert value not in text, f"the {what} was logged"
+
+
+def read_body(headers: list[tuple[bytes, bytes]], body: bytes = b"{}") -> bytes | int:
+    """read_json_body on a raw ASGI request: the body, or the error status it raises."""
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": PRESIGN, "headers": headers}
+    try:
+        return asyncio.run(read_json_body(Request(scope, receive)))  # type: ignore[arg-type]
+    except ApiError as exc:
+        return exc.status
+
+
+@pytest.mark.parametrize("content_type", [b"application/json", b"Application/JSON; charset=utf-8", b" application/json "])
+def test_json_is_recognised_whatever_its_case_and_parameters(content_type: bytes) -> None:
+    assert read_body([(b"content-type", content_type)]) == b"{}"
+
+
+def test_the_first_content_type_counts() -> None:
+    assert read_body([(b"content-type", b"text/plain"), (b"content-type", b"application/json")]) == 415
+
+
+def test_a_declared_length_over_the_limit_is_413_before_reading() -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(MAX_JSON_BODY + 1).encode())]
+    assert read_body(headers) == 413
+
+
+def test_a_length_in_other_digits_is_not_taken_for_a_number() -> None:
+    """Latin-1 superscript digits are digits to str.isdigit and int(); the declared length is then ignored."""
+    assert read_body([(b"content-type", b"application/json"), (b"content-length", "\u00b9\u00b2".encode("latin-1"))]) == b"{}"
