@@ -102,8 +102,7 @@ def naive() -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Any]:
         async with inner(app) as state:
-            app.state.storage = ClientPerRequestStorage(settings, None, None)
-            yield state
+            yield {**(state or {}), "storage": ClientPerRequestStorage(settings, None, None)}
 
     app.router.lifespan_context = lifespan
     return app

@@ -70,8 +70,11 @@ def scope(method: str, path: str, query: bytes = b"", body: bytes = b"", cookie:
     }
 
 
-def caller(app: ASGIApp, template: dict[str, Any], body: bytes) -> Callable[[], Awaitable[int]]:
-    """One request per call; returns the status so a broken target is noticed."""
+def caller(
+    app: ASGIApp, template: dict[str, Any], body: bytes, state: dict[str, Any] | None = None,
+) -> Callable[[], Awaitable[int]]:
+    """One request per call, with the lifespan's state as uvicorn gives it; returns the status."""
+    state = state or {}
 
     async def call() -> int:
         sent = False
@@ -89,22 +92,22 @@ def caller(app: ASGIApp, template: dict[str, Any], body: bytes) -> Callable[[], 
             if message["type"] == "http.response.start":
                 status = message["status"]
 
-        await app(dict(template, headers=list(template["headers"]), state={}), receive, send)
+        await app(dict(template, headers=list(template["headers"]), state=state.copy()), receive, send)
         return status
 
     return call
 
 
-def targets(app: ASGIApp, bare: ASGIApp) -> dict[str, Callable[[], Awaitable[int]]]:
-    """The benchmark's targets, with the same requests bench/run.py sends."""
+def targets(app: ASGIApp, bare: ASGIApp, state: dict[str, Any]) -> dict[str, Callable[[], Awaitable[int]]]:
+    """The benchmark's targets, with the same requests bench/run.py sends; ``state`` is app's lifespan state."""
     body = PRESIGN_BODY.encode()
     path, _, query = PARAMS_QUERY.partition("?")
     return {
         "ceiling": caller(bare, scope("GET", "/", cookie=False), b""),
-        "healthz": caller(app, scope("GET", "/healthz", cookie=False), b""),
-        "me": caller(app, scope("GET", "/api/me"), b""),
-        "presign": caller(app, scope("POST", "/api/upload/presigned-url", body=body), body),
-        "params": caller(app, scope("GET", path, query.encode()), b""),
+        "healthz": caller(app, scope("GET", "/healthz", cookie=False), b"", state),
+        "me": caller(app, scope("GET", "/api/me"), b"", state),
+        "presign": caller(app, scope("POST", "/api/upload/presigned-url", body=body), body, state),
+        "params": caller(app, scope("GET", path, query.encode()), b"", state),
     }
 
 
@@ -129,8 +132,8 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--sort", default="tottime", help="cProfile sort key for --profile")
     args = parser.parse_args(argv)
     app = create_app(SETTINGS)
-    async with app.router.lifespan_context(app):
-        calls = targets(app, ceiling())
+    async with app.router.lifespan_context(app) as state:
+        calls = targets(app, ceiling(), dict(state or {}))
         if args.profile:
             call = calls[args.profile]
             await measure(call, 100)

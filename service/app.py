@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,11 +22,12 @@ from service.errors import EXCEPTION_HANDLERS, ErrorHandlers
 from service.guards import SiteGuard
 from service.observability import RequestRecorder
 from service.ratelimit import open_limiter
+from service.resources import Resources
 from service.schemas import Health, Readiness, encoder
 from service.session import CookieSessions
 from service.settings import Settings, load_settings
-from service.storage import STORAGE_DOWN, Storage, handle_storage_down, open_storage
-from service.webhooks import WebhookSender, open_webhooks
+from service.storage import STORAGE_DOWN, handle_storage_down, open_storage
+from service.webhooks import open_webhooks
 
 STATIC = Path(__file__).parent / "static"
 
@@ -51,11 +52,6 @@ class Soundpost(Starlette):
             raise RuntimeError("Soundpost has one layer, service.edge.Edge: add the concern there, not as middleware")
         errors = ErrorHandlers(self.exception_handlers)
         return Edge(self.router, guard=self.guard, sessions=self.sessions, recorder=self.recorder, errors=errors)
-
-
-class State(TypedDict):
-    storage: Storage
-    webhooks: WebhookSender | None
 
 
 def page_csp(settings: Settings) -> str:
@@ -132,15 +128,13 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
     config = settings
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+    async def lifespan(app: Starlette) -> AsyncIterator[Resources]:
         async with open_storage(config) as storage, open_webhooks(config) as webhooks:
-            app.state.storage = storage
-            app.state.webhooks = webhooks
-            app.state.limiter = open_limiter(config)
+            limiter = open_limiter(config)
             try:
-                yield {"storage": storage, "webhooks": webhooks}
+                yield Resources(settings=config, storage=storage, webhooks=webhooks, limiter=limiter)
             finally:
-                app.state.limiter.close()
+                limiter.close()
 
     app = Soundpost(
         guard=SiteGuard((config.public_origin, *config.trusted_origins), https=config.secure_cookies),
@@ -160,7 +154,6 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
         },
         lifespan=lifespan,
     )
-    app.state.settings = config
     app.state.oauth = auth.build_oauth(config)
     app.state.csp = page_csp(config)
     app.state.openapi = encoder.encode(

@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from service import keys
 from service.api import Spec
 from service.errors import ApiError, wants_html
+from service.resources import resources
 from service.schemas import Provider as ProviderOut
 from service.schemas import ProviderList, User, json_response
 from service.settings import Provider, Settings
@@ -167,7 +168,7 @@ async def load_metadata(client: StarletteOAuth2App, ttl: int) -> None:
 
 
 async def login(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    settings = resources(request)["settings"]
     provider = _provider_for_login(settings, request.query_params.get("provider"))
     client = _client(request, provider)
     try:
@@ -183,7 +184,7 @@ async def login(request: Request) -> Response:
 
 
 async def callback(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    settings = resources(request)["settings"]
     provider = settings.provider(request.path_params["provider"])
     if provider is None:
         raise ApiError(404, "unknown_provider", "There is no such identity provider.")
@@ -256,7 +257,7 @@ PROVIDERS = Spec("The identity providers one can sign in with.", response=Provid
 async def logout(request: Request) -> Response:
     request.session.clear()
     if wants_html(request):
-        return RedirectResponse(request.app.state.settings.home, status_code=303)
+        return RedirectResponse(resources(request)["settings"].home, status_code=303)
     return Response(status_code=204)
 
 
@@ -265,7 +266,7 @@ async def me(request: Request) -> Response:
 
 
 async def providers(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    settings = resources(request)["settings"]
     listed = ProviderList(
         [ProviderOut(p.name, p.title, f"{settings.root_path}/auth/login?provider={p.name}") for p in settings.providers]
     )

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.auth import load_metadata
+from service.resources import resources
 from service.schemas import Health, Readiness, json_response
-from service.settings import Settings
 from service.storage import STORAGE_DOWN, Storage
 
 logger = logging.getLogger("soundpost.health")
@@ -49,8 +49,9 @@ async def _provider_metadata(request: Request, name: str, ttl: int) -> str:
 
 
 async def readyz(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    checks = {"s3": await _bucket(request.app.state.storage)}
+    state = resources(request)
+    settings = state["settings"]
+    checks = {"s3": await _bucket(state["storage"])}
     for provider in settings.providers:
         if provider.kind == "oidc":
             checks[f"idp:{provider.name}"] = await _provider_metadata(request, provider.name, settings.idp_metadata_ttl)

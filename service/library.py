@@ -17,26 +17,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import audio, keys, sniff
+from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
-from service.api import Spec
+from service.observability import UPLOADS_CONFIRMED
+from service.params import decode_path, decode_query
+from service.resources import resources
 from service.schemas import (
     PlaybackUrl,
     Upload,
-    UploadPath,
-    UploadsQuery,
     UploadEvent,
     UploadList,
+    UploadPath,
+    UploadsQuery,
     User,
     WebhookMessage,
     encoder,
     json_response,
 )
-from service.observability import UPLOADS_CONFIRMED
-from service.params import decode_path, decode_query
 from service.settings import Settings
 from service.storage import NotFound, Storage, StoredObject
-from service.webhooks import WebhookSender
 
 DEFAULT_PAGE = 50
 
@@ -78,7 +78,8 @@ def _describe(settings: Settings, obj: StoredObject, duration: float | None = No
 
 
 def _context(request: Request) -> tuple[Settings, Storage, User]:
-    return request.app.state.settings, request.app.state.storage, require_user(request)
+    state = resources(request)
+    return state["settings"], state["storage"], require_user(request)
 
 
 async def _find(request: Request) -> tuple[Settings, Storage, User, StoredObject]:
@@ -123,7 +124,7 @@ async def confirm(request: Request) -> Response:
     """``POST /api/uploads/{id}/confirm``: check the stored bytes are the audio they claim to be, then announce them."""
     settings, storage, user, obj = await _find(request)
     upload = _describe(settings, obj, await _checked(settings, storage, obj))
-    sender: WebhookSender | None = request.app.state.webhooks
+    sender = resources(request)["webhooks"]
     if sender is not None:
         event = UploadEvent(
             id=upload.id, key=upload.key, bucket=settings.s3_bucket, user=user.user_id, size=upload.size,

@@ -21,12 +21,13 @@ from typing import Protocol
 
 import limits
 from limits.aio.storage import Storage
-from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 from starlette.requests import Request
 
 from service.auth import current_user
 from service.errors import ApiError
+from service.resources import resources
 from service.settings import Settings
 
 
@@ -122,7 +123,7 @@ async def enforce(request: Request) -> None:
     user = current_user(request)
     if user is None:
         return
-    limiter: Limiter = request.app.state.limiter
+    limiter = resources(request)["limiter"]
     try:
         wait = await limiter.hit(user.user_id)
     except limits.errors.StorageError as exc:

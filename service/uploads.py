@@ -15,6 +15,7 @@ from service.auth import require_user
 from service.errors import ApiError
 from service.observability import PRESIGNED
 from service.params import validation_error
+from service.resources import resources
 from service.schemas import (
     PresignRequest,
     PresignResponse,
@@ -23,7 +24,6 @@ from service.schemas import (
     presign_request_decoder,
 )
 from service.settings import Settings
-from service.storage import Storage
 
 MAX_JSON_BODY = 4 * 1024
 T = TypeVar("T")
@@ -144,8 +144,8 @@ def new_upload(
 
 async def presigned_url(request: Request) -> Response:
     user = require_user(request)
-    settings: Settings = request.app.state.settings
-    storage: Storage = request.app.state.storage
+    state = resources(request)
+    settings, storage = state["settings"], state["storage"]
     ask = decode_json(presign_request_decoder, await read_json_body(request))
     upload = new_upload(settings, user, ask.filename, ask.content_type, ask.size)
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)

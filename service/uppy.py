@@ -17,11 +17,13 @@ from service import keys
 from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
+from service.observability import PRESIGNED
 from service.params import decode_path, decode_query
+from service.resources import resources
 from service.schemas import (
     BatchQuery,
-    CompleteRequest,
     Completed,
+    CompleteRequest,
     KeyQuery,
     MultipartCreated,
     MultipartPath,
@@ -36,7 +38,6 @@ from service.schemas import (
     json_response,
     multipart_request_decoder,
 )
-from service.observability import PRESIGNED
 from service.settings import Settings
 from service.storage import NotFound, PartsRejected, Storage
 from service.uploads import FieldPaths, decode_json, new_upload, read_json_body
@@ -51,7 +52,8 @@ NOT_YOURS = "This upload does not exist or is not yours."
 
 
 def _context(request: Request) -> tuple[Settings, Storage]:
-    return request.app.state.settings, request.app.state.storage
+    state = resources(request)
+    return state["settings"], state["storage"]
 
 
 def _declared_size(value: object, path: str) -> int | None:
