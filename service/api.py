@@ -62,8 +62,8 @@ class ApiRoute(Route):
         """Starlette's ``request_response`` without its second exception-handling layer.
 
         That layer wraps ``send`` once more on every request; an error raised here
-        reaches the edge layer instead, which answers it with the same handler. Signing routes spend the user's rate
-        limit before the endpoint runs.
+        reaches the edge layer instead, which answers it with the same handler.
+        Signing routes spend the user's rate limit before the endpoint runs.
         """
         request = Request(scope, receive, send)
         if self.limit is not None:

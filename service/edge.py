@@ -27,7 +27,7 @@ from service.session import CookieSessions
 
 
 class Edge:
-    """Runs every HTTP request through the guard, the session, the recorder and the error handlers, with one wrapped ``send``."""
+    """Runs every HTTP request through the guard, session, recorder and error handlers, with one wrapped ``send``."""
 
     def __init__(
         self, app: ASGIApp, *, guard: SiteGuard, sessions: CookieSessions, recorder: RequestRecorder,

@@ -139,10 +139,12 @@ class ErrorHandlers:
         for key, handler in handlers.items():
             if not is_async_callable(handler):
                 raise TypeError(f"the exception handler for {key!r} must be async: {handler!r}")
-        self.by_status: dict[int, Handler]
-        self.by_class: dict[type[Exception], Handler]
-        self.by_status = {key: h for key, h in handlers.items() if isinstance(key, int) and key != 500}
-        self.by_class = {key: h for key, h in handlers.items() if not isinstance(key, int) and key is not Exception}
+        self.by_status: dict[int, Handler] = {
+            key: h for key, h in handlers.items() if isinstance(key, int) and key != 500
+        }
+        self.by_class: dict[type[Exception], Handler] = {
+            key: h for key, h in handlers.items() if not isinstance(key, int) and key is not Exception
+        }
         self.unexpected: Handler | None = handlers.get(Exception, handlers.get(500))
         # What Starlette's own request_response routes look up in the scope, as ExceptionMiddleware sets it.
         self.scope_value = (self.by_class, self.by_status)
