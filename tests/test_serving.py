@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -24,6 +25,7 @@ from service.serving import (
     add_serve_options,
     uvicorn_options,
 )
+from tests.support.servers import serve_asgi
 
 PROTOCOLS = [CoalescingHttpToolsProtocol, CoalescingH11Protocol]
 
@@ -79,6 +81,10 @@ class RecordingTransport(asyncio.Transport):
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
 
 
+async def echo_length(request: Request) -> Response:
+    return JSONResponse({"received": len(await request.body())})
+
+
 async def small(request: Request) -> Response:
     return JSONResponse({"key": "uploads/abc/take.wav", "fields": {"policy": "x" * 600}})
 
@@ -94,7 +100,9 @@ async def streamed(request: Request) -> Response:
 
 
 def app() -> Starlette:
-    application = Starlette(routes=[Route("/small", small), Route("/streamed", streamed)])
+    application = Starlette(routes=[
+        Route("/small", small), Route("/streamed", streamed), Route("/echo", echo_length, methods=["POST"]),
+    ])
     application.state.release = asyncio.Event()
     return application
 
@@ -197,3 +205,16 @@ def test_serving_uses_the_coalescing_protocol() -> None:
     parser = argparse.ArgumentParser()
     add_serve_options(parser)
     assert uvicorn_options(parser.parse_args([]), "")["http"] is CoalescingHttpToolsProtocol
+
+
+def test_a_client_waiting_for_100_continue_gets_it_before_sending_its_body() -> None:
+    """The interim answer is held only until the end of the loop pass, so the client is not left waiting."""
+    with serve_asgi(lambda url: app()) as url, socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as conn:
+        conn.settimeout(5)
+        conn.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        assert conn.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.sendall(b"{}")
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b'{"received":2}')
