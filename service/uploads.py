@@ -50,7 +50,7 @@ async def read_json_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
     """The raw body of a JSON request, refusing other media types and oversized bodies early.
 
     The two headers are read off the raw list: building Starlette's ``Headers``
-    and searching it twice cost 3 µs, more than the rest of this function.
+    and searching it twice cost about 1 µs more per call (2.9 against 1.8 µs).
     """
     content_type = declared = None
     for name, value in request.scope["headers"]:  # the first of each counts, as with Headers.get

@@ -197,5 +197,5 @@ def test_a_declared_length_over_the_limit_is_413_before_reading() -> None:
 
 
 def test_a_length_in_other_digits_is_not_taken_for_a_number() -> None:
-    """Latin-1 superscript digits are digits to str.isdigit and int(); the declared length is then ignored."""
+    """Latin-1 superscript digits pass str.isdigit but not int(): they are not a length, so none is declared."""
     assert read_body([(b"content-type", b"application/json"), (b"content-length", "\u00b9\u00b2".encode("latin-1"))]) == b"{}"
