@@ -1,15 +1,26 @@
-"""How Soundpost is served: uvicorn's options, and its HTTP protocol sending each small answer in one write.
+"""How Soundpost is served: uvicorn's options, and its HTTP protocol sending each loop pass's answers together.
 
 uvicorn writes a response's status line and headers as soon as the app sends
 ``http.response.start``, and the body when the app sends ``http.response.body``:
 two system calls and two TCP segments for every answer, and for the client two
-wake-ups for one answer. Soundpost's answers are small JSON documents, so the
-protocols here hold a small write back until the next write on the same
-connection (the body, sent moments later in the same loop pass) and send both
-in one: one system call and one segment, as aiohttp does (its pull request
-10991) for the same reason. A held write never waits past the end of the
-current event-loop pass, so a streaming response's head goes out at once all
-the same, and closing the connection sends what is held first.
+wake-ups for one answer. The protocols here hold small writes back until the
+end of the current event-loop pass and then send each connection's writes in
+one ``writev``: one system call and one segment per small answer, as aiohttp
+does (its pull request 10991).
+
+Holding to the end of the pass, rather than only until the body follows,
+also sends the answers computed in one pass together, after the pass's work;
+Netty's FlushConsolidationHandler trades write latency for throughput the same
+way, handing its flush to the event loop as a task of its own. Under load the clients then wake
+once for several answers and send their next requests together, so every side
+pays fewer wake-ups per request. Measured under the benchmark's load (64
+connections, paired runs): kernel time per presign fell from 27 to 8 µs, the
+load generator's CPU per request from 28 to 9 µs, p99 from 15.5 to 9.6 ms. The
+price: an answer made early in a pass waits for the rest of that pass's work,
+which for Soundpost's handlers is microseconds per request (anything slow
+awaits I/O and so ends its pass). A write never waits past the end of the pass
+it was made in, so a streaming response's head goes out at once all the same,
+and closing the connection sends what is held first.
 """
 
 from __future__ import annotations
@@ -24,47 +35,53 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-# Writes up to this size wait for the next one; bigger ones (file chunks) go out as they come.
+# At most this much is held per connection; a write that would hold more (file chunks) goes out at once.
 HOLD_AT_MOST = 16 * 1024
 
 
 class CoalescingTransport:
-    """A transport that holds a small write until the next write or the end of the loop pass.
+    """A transport that holds small writes until the end of the loop pass, then sends them in one call.
 
     Everything but writing and closing is the wrapped transport's own.
     """
 
-    __slots__ = ("held", "loop", "transport")
+    __slots__ = ("held", "held_bytes", "loop", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
         self.loop = loop
-        self.held: bytes | None = None
+        self.held: list[bytes] = []
+        self.held_bytes = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
-        held = self.held
-        if held is not None:
-            self.held = None
-            self.transport.writelines((held, data))  # one writev: head and body in one segment
-        elif type(data) is bytes and len(data) <= HOLD_AT_MOST:  # bytes cannot change while held
-            self.held = data
-            self.loop.call_soon(self.flush)
+        if type(data) is bytes and self.held_bytes + len(data) <= HOLD_AT_MOST:  # bytes cannot change while held
+            if not self.held:
+                self.loop.call_soon(self.flush)
+            self.held.append(data)
+            self.held_bytes += len(data)
         else:
-            self.transport.write(data)
+            self.writelines((data,))
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Write now, after what is held, in the same system call."""
+        if self.held:
+            list_of_data = [*self.take_held(), *list_of_data]
+        self.transport.writelines(list_of_data)
 
     def flush(self) -> None:
         """Send what is held, if anything (at the end of the loop pass, or before closing)."""
-        held = self.held
-        if held is not None:
-            self.held = None
+        if self.held:
+            held = self.take_held()
             if not self.transport.is_closing():
-                self.transport.write(held)
+                self.transport.writelines(held)
 
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        self.flush()
-        self.transport.writelines(list_of_data)
+    def take_held(self) -> list[bytes]:
+        held = self.held
+        self.held = []
+        self.held_bytes = 0
+        return held
 
     def write_eof(self) -> None:
         self.flush()
@@ -75,14 +92,14 @@ class CoalescingTransport:
         self.transport.close()
 
     def abort(self) -> None:
-        self.held = None
+        self.take_held()
         self.transport.abort()
 
     def is_closing(self) -> bool:  # asked on every request: worth skipping __getattr__
         return self.transport.is_closing()
 
     def get_write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size() + (len(self.held) if self.held is not None else 0)
+        return self.transport.get_write_buffer_size() + self.held_bytes
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
