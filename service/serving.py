@@ -11,16 +11,17 @@ does (its pull request 10991).
 Holding to the end of the pass, rather than only until the body follows,
 also sends the answers computed in one pass together, after the pass's work;
 Netty's FlushConsolidationHandler trades write latency for throughput the same
-way, handing its flush to the event loop as a task of its own. Under load the clients then wake
-once for several answers and send their next requests together, so every side
-pays fewer wake-ups per request. Measured under the benchmark's load (64
-connections, paired runs): kernel time per presign fell from 27 to 8 µs, the
-load generator's CPU per request from 28 to 9 µs, p99 from 15.5 to 9.6 ms. The
-price: an answer made early in a pass waits for the rest of that pass's work,
-which for Soundpost's handlers is microseconds per request (anything slow
-awaits I/O and so ends its pass). A write never waits past the end of the pass
-it was made in, so a streaming response's head goes out at once all the same,
-and closing the connection sends what is held first.
+way, handing its flush to the event loop as a task of its own. Under load the
+clients then wake once for several answers and send their next requests
+together, so every side pays fewer wake-ups per request. Measured under the
+benchmark's load (64 connections, paired runs): kernel time per presign fell
+from 27 to 8 µs, the load generator's CPU per request from 28 to 9 µs, p99 from
+15.5 to 9.6 ms (34.7 to 11.4 in a noisier pair). The price: an answer made
+early in a pass waits for the rest of that pass's work, which for Soundpost's
+handlers is microseconds per request (anything slow awaits I/O and so ends its
+pass). A write never waits past the end of the pass it was made in, so a
+streaming response's head goes out at once all the same, and closing the
+connection sends what is held first.
 """
 
 from __future__ import annotations
