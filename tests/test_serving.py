@@ -1,4 +1,4 @@
-"""How answers leave the server: a small answer's head and body in one write, at the end of the loop pass that made it."""
+"""How answers leave the server: each small answer in one write, at the end of the loop pass that made it."""
 
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ async def test_writes_keep_their_order_and_large_ones_are_not_held() -> None:
 
 
 @on_a_loop
-async def test_a_connection_holds_at_most_hold_at_most_bytes() -> None:
+async def test_a_connection_holds_at_most_16_kib() -> None:
     """A write that would hold more goes out at once, after what is held, in one call."""
     transport = RecordingTransport()
     coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
