@@ -1,31 +1,27 @@
-"""How Soundpost is served: uvicorn's options, and its HTTP protocol sending each loop pass's answers together.
+"""How Soundpost is served: uvicorn's options, and its HTTP protocol batching the answers of busy loop passes.
 
 uvicorn writes a response's status line and headers as soon as the app sends
 ``http.response.start``, and the body when the app sends ``http.response.body``:
 two system calls and two TCP segments for every answer, and for the client two
-wake-ups for one answer. The protocols here hold small writes back until the
-end of the current event-loop pass and then send each connection's writes in
-one ``writev``: one system call and one segment per small answer, as aiohttp
-does (its pull request 10991).
+wake-ups for one answer. The protocols here hold a small write back and send a
+connection's writes in one ``writev``: one system call and one segment per
+small answer, as aiohttp does (its pull request 10991).
 
-Holding to the end of the pass, rather than only until the body follows,
-also sends the answers computed in one pass together, after the pass's work;
-Netty's FlushConsolidationHandler trades write latency for throughput the same
-way, handing its flush to the event loop as a task of its own. Under load the
+When the writes leave depends on what else the event loop did in the same
+pass. The first answer completed in a pass leaves at once, so under light load
+every answer does, and the work a request does after its answer (metrics, task
+teardown) overlaps the client's turnaround. Any other answer completed in that
+pass waits for the pass's end, and they leave together; Netty's
+FlushConsolidationHandler trades write latency for throughput the same way,
+handing its flush to the event loop as a task of its own. Under load the
 clients then wake once for several answers and send their next requests
 together, so every side pays fewer wake-ups per request. Measured under the
-benchmark's load (64 connections, paired runs): kernel time per presign fell
-from 27 to 8 µs, the load generator's CPU per request from 28 to 9 µs, p99 from
-15.5 to 9.6 ms (34.7 to 11.4 in a noisier pair). The price: an answer made
-early in a pass waits for the rest of that pass's work, which for Soundpost's
-handlers is microseconds per request (anything slow awaits I/O and so ends its
-pass); and one client alone on loopback, sending its next request the moment
-an answer lands, gets fewer round trips a second (12 to 34 % in two paired
-runs): the server used to poll once more after an answer and sometimes found
-that request already there; now the answer leaves last and the server sleeps. At 4 connections
-the two rules are level; from 16 on, this one wins. A write never waits past the end of the pass it was made in, so a
-streaming response's head goes out at once all the same, and closing the
-connection sends what is held first.
+benchmark's load (64 connections, paired runs, against sending every answer at
+once): kernel time per presign 21 -> 7 µs, wrk's CPU per request 23 -> 8 µs,
+presign 8,267 -> 10,935 req/s, p99 14.0 -> 8.9 ms; one client alone on
+loopback keeps its pace (5,193 and 5,661 req/s). A write never waits past the
+end of the pass it was made in, so a streaming response's head goes out at
+once all the same, and closing the connection sends what is held first.
 """
 
 from __future__ import annotations
@@ -34,6 +30,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,30 +41,74 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 HOLD_AT_MOST = 16 * 1024
 
 
+class LoopPass:
+    """What the connections of one event loop have sent in its current pass, and who waits for its end."""
+
+    __slots__ = ("ending", "first_sent", "loop", "waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)  # the registry below is keyed weakly by the loop: no strong way back
+        self.waiting: list[CoalescingTransport] = []
+        self.first_sent = False  # an answer already left in this pass
+        self.ending = False  # end() is scheduled
+
+    def end_soon(self) -> None:
+        loop = self.loop()
+        if not self.ending and loop is not None:
+            self.ending = True
+            loop.call_soon(self.end)
+
+    def end(self) -> None:
+        """The pass is over: send what waited for it, and let the next pass's first answer go at once."""
+        self.ending = False
+        self.first_sent = False
+        waiting, self.waiting = self.waiting, []
+        for transport in waiting:
+            transport.flush()
+
+
+_PASSES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPass] = weakref.WeakKeyDictionary()
+
+
+def loop_pass(loop: asyncio.AbstractEventLoop) -> LoopPass:
+    """The one ``LoopPass`` of an event loop, shared by all its connections."""
+    current = _PASSES.get(loop)
+    if current is None:
+        current = _PASSES[loop] = LoopPass(loop)
+    return current
+
+
 class CoalescingTransport:
-    """A transport that holds small writes until the end of the loop pass, then sends them in one call.
+    """A transport that holds small writes, sending the pass's first answer at once and others at its end.
 
     Everything but writing and closing is the wrapped transport's own.
     """
 
-    __slots__ = ("held", "held_bytes", "loop", "transport")
+    __slots__ = ("current_pass", "held", "held_bytes", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
-        self.loop = loop
+        self.current_pass = loop_pass(loop)
         self.held: list[bytes] = []
         self.held_bytes = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
-        if type(data) is bytes and self.held_bytes + len(data) <= HOLD_AT_MOST:  # bytes cannot change while held
-            if not self.held:
-                self.loop.call_soon(self.flush)
-            self.held.append(data)
-            self.held_bytes += len(data)
-        else:
+        if type(data) is not bytes or self.held_bytes + len(data) > HOLD_AT_MOST:  # bytes cannot change while held
             self.writelines((data,))
+            return
+        current = self.current_pass
+        if self.held and not current.first_sent:  # a body after its head: the first answer of this pass
+            current.first_sent = True
+            current.end_soon()
+            self.writelines((data,))
+            return
+        if not self.held:
+            current.waiting.append(self)
+            current.end_soon()
+        self.held.append(data)
+        self.held_bytes += len(data)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         """Write now, after what is held, in the same system call."""

@@ -1,4 +1,4 @@
-"""How answers leave the server: each small answer in one write, at the end of the loop pass that made it."""
+"""How answers leave the server: each small answer in one write; in a busy loop pass, together at its end."""
 
 from __future__ import annotations
 
@@ -181,19 +181,43 @@ async def test_closing_sends_the_held_write_first() -> None:
 
 @pytest.mark.parametrize("protocol_class", PROTOCOLS)
 @on_a_loop
-async def test_answers_made_in_one_loop_pass_leave_together_at_its_end(protocol_class: type[asyncio.Protocol]) -> None:
-    """Requests read in the same pass are all answered first, then each answer goes out in one write.
+async def test_the_first_answer_of_a_pass_leaves_at_once_and_the_others_together_at_its_end(
+    protocol_class: type[asyncio.Protocol],
+) -> None:
+    """Three requests read in the same pass: the first answer leaves as soon as it is made, the other
+    two wait for the end of the pass and then leave, one write each.
 
     Under load a client then wakes once for several answers, and sends its next
-    requests together: fewer wake-ups per request on both sides.
+    requests together: fewer wake-ups per request on both sides. Under light
+    load every answer is the first of its pass.
     """
     application = app()
-    first, _ = connect(protocol_class, application, "first ")
-    second, _ = connect(protocol_class, application, "second ")
-    first.data_received(b"GET /small HTTP/1.1\r\nHost: example.com\r\n\r\n")
-    second.data_received(b"GET /small HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    connections = [connect(protocol_class, application, f"{name} ")[0] for name in ("first", "second", "third")]
+    for protocol in connections:
+        protocol.data_received(b"GET /small HTTP/1.1\r\nHost: example.com\r\n\r\n")
     await passes()
-    assert application.state.events == ["answered /small", "answered /small", "first write", "second write"]
+    assert application.state.events == [
+        "answered /small", "first write", "answered /small", "answered /small", "second write", "third write",
+    ]
+
+
+@on_a_loop
+async def test_a_pass_sends_its_first_answer_at_once_and_holds_the_rest_until_it_ends() -> None:
+    loop = asyncio.get_running_loop()
+    first_wire, second_wire = RecordingTransport(), RecordingTransport()
+    first, second = CoalescingTransport(first_wire, loop), CoalescingTransport(second_wire, loop)
+    first.write(b"head 1 ")
+    assert first_wire.writes == []
+    first.write(b"body 1")
+    assert first_wire.writes == [b"head 1 body 1"]  # the pass's first answer: at once, in one call
+    second.write(b"head 2 ")
+    second.write(b"body 2")
+    assert second_wire.writes == [] and second.get_write_buffer_size() == 13
+    await passes()
+    assert second_wire.writes == [b"head 2 body 2"]
+    second.write(b"head 3 ")
+    second.write(b"body 3")
+    assert second_wire.writes == [b"head 2 body 2", b"head 3 body 3"]  # a new pass: first again
 
 
 @on_a_loop
@@ -205,14 +229,13 @@ async def test_writes_keep_their_order_and_large_ones_are_not_held() -> None:
     assert transport.writes == [big]
     coalescing.write(b"head")
     coalescing.write(b"")  # nothing to send, nothing released
-    coalescing.write(b"body")
     assert transport.writes == [big]
-    assert coalescing.get_write_buffer_size() == 8
+    assert coalescing.get_write_buffer_size() == 4
     coalescing.writelines([b"one", b"two"])
-    assert transport.writes == [big, b"headbodyonetwo"]  # what was held goes first, in the same call
+    assert transport.writes == [big, b"headonetwo"]  # what was held goes first, in the same call
     assert coalescing.get_write_buffer_size() == 0
     await passes()
-    assert transport.writes == [big, b"headbodyonetwo"]  # the end-of-pass flush finds nothing left
+    assert transport.writes == [big, b"headonetwo"]  # the end-of-pass flush finds nothing left
 
 
 @on_a_loop
