@@ -100,8 +100,7 @@ class CoalescingTransport:
             return
         current = self.current_pass
         if self.held and not current.first_sent:  # a body after its head: the first answer of this pass
-            current.first_sent = True
-            current.end_soon()
+            current.first_sent = True  # reset by the pass's end, already due: holding the head scheduled it
             self.writelines((data,))
             return
         if not self.held:
