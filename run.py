@@ -3,9 +3,10 @@
 
     python3 run.py dev     # the app with an embedded S3 stand-in and identity provider
     python3 run.py test    # the whole test suite
+    python3 run.py lint    # ruff check, ruff format --check and mypy, as CI runs them
 
-Each makes (or refreshes) a virtual environment in .venv with what pyproject.toml
-asks for, then runs the command inside it. Extra arguments are passed on
+Each makes (or refreshes) a virtual environment in .venv with the locked versions in
+requirements/ (app.txt, dev.txt, test.txt), then runs the command inside it. Extra arguments are passed on
 (``python3 run.py test -k presign``).
 """
 
@@ -25,31 +26,48 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
 def ensure_environment(extras: str) -> None:
-    """Install the project into .venv once, and again whenever pyproject.toml changes."""
-    stamp = VENV / f".installed-{extras or 'base'}"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    """Install the locked dependencies into .venv once, and again whenever the lock changes."""
+    lock = ROOT / "requirements" / f"{extras or 'app'}.txt"
+    stamp = VENV / f".installed-{extras or 'app'}"
+    wanted = hashlib.sha256(lock.read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == wanted:
         return
     if not PYTHON.exists():
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    target = f"{ROOT}[{extras}]" if extras else str(ROOT)
-    print("installing dependencies (first run only)", flush=True)
+    print(f"installing dependencies from {lock.relative_to(ROOT)} (first run only)", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "-e", target], check=True)
+    # Exactly the locked versions, each checked against its hash; then the project itself,
+    # built with the locked setuptools and adding nothing.
+    subprocess.run([*pip, "--require-hashes", "--no-deps", "-r", str(lock)], check=True)
+    subprocess.run([*pip, "--no-deps", "--no-build-isolation", "-e", str(ROOT)], check=True)
     stamp.write_text(wanted)
 
 
+def lint() -> int:
+    """Every check CI runs before the tests; all run, and any failure fails the whole."""
+    checks = (
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["mypy"],
+    )
+    failed = [check[0] for check in checks if subprocess.call([str(BIN / check[0]), *check[1:]], cwd=ROOT)]
+    if failed:
+        print(f"lint failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
-        sys.exit("Soundpost needs Python 3.11 or newer")
-    if not argv or argv[0] not in ("dev", "test", "serve", "bench"):
+    if not argv or argv[0] not in ("dev", "test", "lint", "serve", "bench"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     if command == "test":
         ensure_environment("test")
         return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)
+    if command == "lint":
+        ensure_environment("test")
+        return lint()
     if command == "bench":
         ensure_environment("test")
         return subprocess.call([str(PYTHON), str(ROOT / "bench" / "run.py"), *rest], cwd=ROOT)

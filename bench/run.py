@@ -34,10 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx
+import httpx  # noqa: E402 - imported after the path set-up, so the script runs from anywhere
 
-from bench import micro
-from service import devstack
+from bench import micro  # noqa: E402
+from service import devstack  # noqa: E402
 
 LUA = Path(__file__).with_name("load.lua")
 RESULTS = Path(__file__).with_name("results")

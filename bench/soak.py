@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import httpx2 as httpx  # after the path set-up, so the script runs from anywhere
+import httpx2 as httpx  # noqa: E402 - after the path set-up, so the script runs from anywhere
 
-from service import devstack
-from tests.support.audio_samples import wav
+from service import devstack  # noqa: E402
+from tests.support.audio_samples import wav  # noqa: E402
 
 # What each kind of request answers when all is well.
 EXPECTED = {"sign_in": 303, "presign": 200, "s3_upload": 201, "confirm": 200, "list": 200}

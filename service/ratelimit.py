@@ -62,7 +62,7 @@ class MemoryWindows:
         windows = self.windows.get(user_id)
         if windows is None:
             windows = self.windows[user_id] = [deque() for _ in self.rates]
-        for (amount, seconds), window in zip(self.rates, windows):
+        for (amount, seconds), window in zip(self.rates, windows, strict=False):
             while window and window[0] <= now - seconds:
                 window.popleft()  # memory follows the hits inside the window, not the budget
             if len(window) >= amount:

@@ -7,8 +7,8 @@ misspelt field into a clear 422 instead of a silently ignored option.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec

@@ -71,7 +71,7 @@ def duration_seconds(data: bytes, whole: bool = True) -> float | None:
     """
     try:
         parsed = mutagen.File(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - mutagen raises many types on truncated or odd files
+    except Exception as exc:
         logger.debug("no duration: %r", exc)
         return None
     if not whole and not isinstance(parsed, _LENGTH_IN_HEADER):

@@ -358,8 +358,21 @@ def test_readme_settings_table_names_every_setting() -> None:
 
 
 def test_only_the_idp_image_carries_the_dev_stack(services: dict[str, Any]) -> None:
-    """The app image installs the base package; the idp builds the same Dockerfile with the dev extra."""
+    """The app image installs the app lock; the idp builds the same Dockerfile from the dev lock."""
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'ARG EXTRAS=""' in dockerfile and 'pip install ".${EXTRAS}"' in dockerfile
-    assert services["idp"]["build"]["args"]["EXTRAS"] == "[dev]"
+    assert "ARG LOCK=app" in dockerfile
+    assert 'pip install --require-hashes --no-deps -r "requirements/${LOCK}.txt"' in dockerfile
+    assert services["idp"]["build"]["args"]["LOCK"] == "dev"
+    for lock in ("app", "dev"):
+        assert (ROOT / "requirements" / f"{lock}.txt").exists()
     assert services["app"]["build"] == "."
+
+
+def test_the_image_runs_the_python_the_lock_was_resolved_for() -> None:
+    """The Dockerfile's Python is the one requirements/compile resolves the lock for, and CI runs."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    compile_script = (ROOT / "requirements" / "compile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "--python-version 3.11" in compile_script
+    for lock in ("app", "dev", "test"):
+        assert "--python-version 3.11" in (ROOT / "requirements" / f"{lock}.txt").read_text().splitlines()[1]

@@ -90,7 +90,7 @@ def test_the_app_has_one_layer_and_refuses_more_middleware(app_env: dict[str, st
     """Every concern of a layer lives in the edge layer; a middleware added later would be silently skipped."""
     app = create_app({**app_env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000"})
     app.add_middleware(HTTPSRedirectMiddleware)
-    with pytest.raises(RuntimeError, match="service.edge.Edge"):
+    with pytest.raises(RuntimeError, match=r"service\.edge\.Edge"):
         app.build_middleware_stack()
 
 

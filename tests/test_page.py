@@ -62,7 +62,7 @@ def page(browser: Any, site: str) -> Iterator[Any]:
     context = browser.new_context(base_url=site, permissions=["microphone"], viewport={"width": 1280, "height": 900})
     tab = context.new_page()
     violations: list[str] = []
-    tab.on("console", lambda m: "Content Security Policy" in m.text and violations.append(m.text))
+    tab.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     yield tab
     context.close()
     assert violations == []
@@ -253,7 +253,12 @@ def test_a_large_file_goes_up_in_several_parts(alice: Any, stored: Any, tmp_path
     path = tmp_path / "long.wav"
     path.write_bytes(audio)
     parts: set[str] = set()
-    alice.on("request", lambda r: r.method == "PUT" and parts.add(re.search(r"partNumber=(\d+)", r.url).group(1)))
+    def record_part(request: Any) -> None:
+        found = re.search(r"partNumber=(\d+)", request.url)
+        if request.method == "PUT" and found:
+            parts.add(found.group(1))
+
+    alice.on("request", record_part)
     alice.locator("#file").set_input_files(path)
     row = transfer(alice, "long.wav")
     expect(row).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
@@ -278,8 +283,11 @@ def test_a_multipart_upload_resumes_after_the_network_drops(alice: Any, stored: 
             route.continue_()
 
     listings: list[str] = []
-    alice.on("request", lambda r: r.method == "GET" and re.search(r"/s3/multipart/[^/?]+\?key=", r.url)
-              and listings.append(r.url))
+    def record_listing(request: Any) -> None:
+        if request.method == "GET" and re.search(r"/s3/multipart/[^/?]+\?key=", request.url):
+            listings.append(request.url)
+
+    alice.on("request", record_listing)
     alice.route(re.compile(r"partNumber="), cut_part_two_once)
     alice.locator("#file").set_input_files(path)
     expect(transfer(alice, "dropped.wav")).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
@@ -367,7 +375,7 @@ def test_sign_out_returns_to_the_signed_out_page(alice: Any) -> None:
     assert alice.request.get("/api/me").status == 401
 
 
-@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)], ids=["laptop", "phone"])
+@pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)], ids=["laptop", "phone"])
 def test_signed_in_page_screenshot(alice: Any, width: int, height: int) -> None:
     """Save the signed-in page, after an upload and a refusal, as an artifact at laptop and phone widths."""
     alice.set_viewport_size({"width": width, "height": height})

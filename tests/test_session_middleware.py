@@ -154,7 +154,7 @@ def test_the_table_of_remembered_cookies_is_bounded(monkeypatch: pytest.MonkeyPa
     with TestClient(app) as client:
         for cookie in cookies:
             assert client.get("/me", headers={"cookie": f"{COOKIE}={cookie}"}).status_code == 200
-    layer = app.middleware_stack
+    layer: Any = app.middleware_stack
     while not isinstance(layer, Edge):
         layer = layer.app
     remembered = layer.sessions.remembered

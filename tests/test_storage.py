@@ -13,7 +13,7 @@ class PagedParts:
     """Answers ListParts two parts per page, as S3 does past 1,000 parts."""
 
     def __init__(self, total: int) -> None:
-        self.parts = [{"PartNumber": n, "ETag": f'"{n}"', "Size": n * 10} for n in range(1, total + 1)]
+        self.parts: list[dict[str, Any]] = [{"PartNumber": n, "ETag": f'"{n}"', "Size": n * 10} for n in range(1, total + 1)]
         self.markers: list[int] = []
 
     async def list_parts(self, *, PartNumberMarker: int, **_: Any) -> dict[str, Any]:

@@ -273,7 +273,7 @@ def test_uppy_uploads_a_large_wav_in_parts(
 
 
 @pytest.mark.parametrize("target", ["moto"], indirect=True)  # nothing may reach S3, so one S3 server is enough
-@pytest.mark.parametrize("name, size", [("small.wav", 0), ("large.wav", 7 * MiB)])
+@pytest.mark.parametrize(("name", "size"), [("small.wav", 0), ("large.wav", 7 * MiB)])
 def test_uppy_signed_out_fails_with_401_and_stores_nothing(
     page: Page, harness_url: str, target: devstack.S3Endpoint, app_env: dict[str, str], samples: dict[str, bytes],
     name: str, size: int,

@@ -16,8 +16,8 @@ import hashlib
 import html
 import secrets
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
 
