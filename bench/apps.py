@@ -39,21 +39,30 @@ def ceiling() -> Starlette:
 
 # A presign answer's size and headers (besides content-length and content-type), as constants.
 PRESIGN_SHAPED_KEY = "uploads/" + "u" * 26 + "/" + "8" * 13 + "f" * 12 + "/take.wav"
-PRESIGN_SHAPED_ANSWER = JSONResponse({
-    "url": "http://127.0.0.1:9000/soundpost-bench",
-    "fields": {
-        "Content-Type": "audio/wav", "success_action_status": "201",
+PRESIGN_SHAPED_ANSWER = JSONResponse(
+    {
+        "url": "http://127.0.0.1:9000/soundpost-bench",
+        "fields": {
+            "Content-Type": "audio/wav",
+            "success_action_status": "201",
+            "key": PRESIGN_SHAPED_KEY,
+            "x-amz-algorithm": "AWS4-HMAC-SHA256",
+            "x-amz-credential": "testing/20261124/us-east-1/s3/aws4_request",
+            "x-amz-date": "20261124T120000Z",
+            "policy": "p" * 560,
+            "x-amz-signature": "s" * 64,
+        },
         "key": PRESIGN_SHAPED_KEY,
-        "x-amz-algorithm": "AWS4-HMAC-SHA256",
-        "x-amz-credential": "testing/20261124/us-east-1/s3/aws4_request", "x-amz-date": "20261124T120000Z",
-        "policy": "p" * 560, "x-amz-signature": "s" * 64,
-    },
-    "key": PRESIGN_SHAPED_KEY,
-    "expiresAt": "2026-11-24T12:10:00Z", "maxBytes": 1000,
-}).body
+        "expiresAt": "2026-11-24T12:10:00Z",
+        "maxBytes": 1000,
+    }
+).body
 PRESIGN_SHAPED_HEADERS = {
-    "vary": "Cookie", "x-content-type-options": "nosniff", "content-security-policy": "frame-ancestors 'none'",
-    "cache-control": "no-store", "x-request-id": "0" * 32,
+    "vary": "Cookie",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "frame-ancestors 'none'",
+    "cache-control": "no-store",
+    "x-request-id": "0" * 32,
 }
 
 
@@ -80,15 +89,21 @@ class ClientPerRequestStorage(Storage):
         settings = self.settings
         now = datetime.now(UTC)
         async with self.session.client(
-            "s3", endpoint_url=settings.browser_s3_endpoint, region_name=settings.s3_region,
+            "s3",
+            endpoint_url=settings.browser_s3_endpoint,
+            region_name=settings.s3_region,
             aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=str(settings.s3_secret_access_key) if settings.s3_secret_access_key else None,
+            aws_secret_access_key=str(settings.s3_secret_access_key)
+            if settings.s3_secret_access_key
+            else None,
             config=_client_config(settings),
         ) as client:
             post = await client.generate_presigned_post(
-                Bucket=settings.s3_bucket, Key=key,
+                Bucket=settings.s3_bucket,
+                Key=key,
                 Fields={"Content-Type": content_type, "success_action_status": "201"},
-                Conditions=policy_conditions(content_type, max_bytes), ExpiresIn=settings.presign_ttl,
+                Conditions=policy_conditions(content_type, max_bytes),
+                ExpiresIn=settings.presign_ttl,
             )
         expires_at = (now + timedelta(seconds=settings.presign_ttl)).replace(microsecond=0)
         return PresignedPost(url=post["url"], fields=post["fields"], expires_at=expires_at)

@@ -52,26 +52,42 @@ SETTINGS = {
 
 def session_cookie() -> bytes:
     """A signed-in session cookie, signed exactly as Starlette's SessionMiddleware signs it."""
-    data = base64.b64encode(json.dumps({"user": {"p": "dev", "s": "alice", "e": "alice@example.com"}}).encode())
+    data = base64.b64encode(
+        json.dumps({"user": {"p": "dev", "s": "alice", "e": "alice@example.com"}}).encode()
+    )
     return b"soundpost_session=" + itsdangerous.TimestampSigner(SECRET).sign(data)
 
 
-def scope(method: str, path: str, query: bytes = b"", body: bytes = b"", cookie: bool = True) -> dict[str, Any]:
+def scope(
+    method: str, path: str, query: bytes = b"", body: bytes = b"", cookie: bool = True
+) -> dict[str, Any]:
     headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"inproc"), (b"accept", b"*/*")]
     if cookie:
         headers.append((b"cookie", session_cookie()))
     if body:
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
-        "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
         "state": {},
     }
 
 
 def caller(
-    app: ASGIApp, template: dict[str, Any], body: bytes, state: dict[str, Any] | None = None,
+    app: ASGIApp,
+    template: dict[str, Any],
+    body: bytes,
+    state: dict[str, Any] | None = None,
 ) -> Callable[[], Awaitable[int]]:
     """One request per call, with the lifespan's state as uvicorn gives it; returns the status."""
     state = state or {}
@@ -124,11 +140,15 @@ async def measure(call: Callable[[], Awaitable[int]], n: int) -> float:
 
 
 async def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=5000, help="requests per target per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", metavar="TARGET", help="profile one target instead")
-    parser.add_argument("--only", nargs="+", metavar="TARGET", help="measure these targets only (and the ceiling)")
+    parser.add_argument(
+        "--only", nargs="+", metavar="TARGET", help="measure these targets only (and the ceiling)"
+    )
     parser.add_argument("--sort", default="tottime", help="cProfile sort key for --profile")
     args = parser.parse_args(argv)
     app = create_app(SETTINGS)

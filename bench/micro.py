@@ -45,6 +45,7 @@ def sync_timer(fn: Callable[[], object]) -> Callable[[int], float]:
         for _ in range(calls):
             fn()
         return time.perf_counter() - start
+
     return run
 
 
@@ -53,49 +54,80 @@ def bare_hmac_chain() -> str:
     key = ("AWS4" + SECRET).encode()
     for part in ("20261124", REGION, "s3", "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return hmac.new(key, b"eyJleHBpcmF0aW9uIjogIjIwMjYtMTEtMjRUMDA6MzE6MzhaIn0=" * 8, hashlib.sha256).hexdigest()
+    return hmac.new(
+        key, b"eyJleHBpcmF0aW9uIjogIjIwMjYtMTEtMjRUMDA6MzE6MzhaIn0=" * 8, hashlib.sha256
+    ).hexdigest()
 
 
 def botocore_post_auth() -> dict[str, Any]:
     """botocore's S3SigV4PostAuth called directly, without the client around it."""
     from botocore.credentials import ReadOnlyCredentials
 
-    request = SimpleNamespace(context={
-        "s3-presign-post-fields": {**FIELDS, "key": KEY},
-        "s3-presign-post-policy": {"expiration": "2026-11-24T00:31:38Z",
-                                   "conditions": [*policy_conditions("audio/wav", 1000), {"bucket": BUCKET}]},
-    })
+    request = SimpleNamespace(
+        context={
+            "s3-presign-post-fields": {**FIELDS, "key": KEY},
+            "s3-presign-post-policy": {
+                "expiration": "2026-11-24T00:31:38Z",
+                "conditions": [*policy_conditions("audio/wav", 1000), {"bucket": BUCKET}],
+            },
+        }
+    )
     S3SigV4PostAuth(ReadOnlyCredentials(ACCESS, SECRET, None), "s3", REGION).add_auth(request)
     return dict(request.context["s3-presign-post-fields"])
 
 
 def settings() -> Any:
-    return load_settings({
-        "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000", "SOUNDPOST_SESSION_SECRET": "b" * 40,
-        "SOUNDPOST_PROVIDERS": "idp",
-        "SOUNDPOST_PROVIDER_IDP_DISCOVERY_URL": f"{ENDPOINT}/.well-known/openid-configuration",
-        "SOUNDPOST_PROVIDER_IDP_CLIENT_ID": "bench", "SOUNDPOST_PROVIDER_IDP_CLIENT_SECRET": "bench",
-        "SOUNDPOST_S3_ENDPOINT": ENDPOINT, "SOUNDPOST_S3_REGION": REGION, "SOUNDPOST_S3_BUCKET": BUCKET,
-        "SOUNDPOST_S3_ACCESS_KEY_ID": ACCESS, "SOUNDPOST_S3_SECRET_ACCESS_KEY": SECRET,
-    })
+    return load_settings(
+        {
+            "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000",
+            "SOUNDPOST_SESSION_SECRET": "b" * 40,
+            "SOUNDPOST_PROVIDERS": "idp",
+            "SOUNDPOST_PROVIDER_IDP_DISCOVERY_URL": f"{ENDPOINT}/.well-known/openid-configuration",
+            "SOUNDPOST_PROVIDER_IDP_CLIENT_ID": "bench",
+            "SOUNDPOST_PROVIDER_IDP_CLIENT_SECRET": "bench",
+            "SOUNDPOST_S3_ENDPOINT": ENDPOINT,
+            "SOUNDPOST_S3_REGION": REGION,
+            "SOUNDPOST_S3_BUCKET": BUCKET,
+            "SOUNDPOST_S3_ACCESS_KEY_ID": ACCESS,
+            "SOUNDPOST_S3_SECRET_ACCESS_KEY": SECRET,
+        }
+    )
 
 
 def measure(quick: bool) -> list[tuple[str, float]]:
     calls, repeats = (300, 3) if quick else (3000, 7)
     from botocore.credentials import ReadOnlyCredentials
 
-    client = boto3.client("s3", endpoint_url=ENDPOINT, region_name=REGION, aws_access_key_id=ACCESS,
-                          aws_secret_access_key=SECRET, config=CONFIG)
+    client = boto3.client(
+        "s3",
+        endpoint_url=ENDPOINT,
+        region_name=REGION,
+        aws_access_key_id=ACCESS,
+        aws_secret_access_key=SECRET,
+        config=CONFIG,
+    )
     target = PostTarget.from_botocore(client.generate_presigned_post(Bucket=BUCKET, Key=KEY))
     credentials = ReadOnlyCredentials(ACCESS, SECRET, None)
 
     def ours() -> dict[str, str]:
-        return sign_post(credentials, target, BUCKET, KEY, FIELDS, policy_conditions("audio/wav", 1000),
-                         signing_moment(int(time.time()), 600))
+        return sign_post(
+            credentials,
+            target,
+            BUCKET,
+            KEY,
+            FIELDS,
+            policy_conditions("audio/wav", 1000),
+            signing_moment(int(time.time()), 600),
+        )
 
     def botocore_client() -> object:
-        return client.generate_presigned_post(Bucket=BUCKET, Key=KEY, Fields=dict(FIELDS),
-                                              Conditions=policy_conditions("audio/wav", 1000), ExpiresIn=600)
+        return client.generate_presigned_post(
+            Bucket=BUCKET,
+            Key=KEY,
+            Fields=dict(FIELDS),
+            Conditions=policy_conditions("audio/wav", 1000),
+            ExpiresIn=600,
+        )
 
     results = [
         ("bare HMAC chain (derive key + sign)", per_call_us(sync_timer(bare_hmac_chain), calls, repeats)),
@@ -123,8 +155,14 @@ async def measure_async(calls: int, repeats: int, naive_calls: int) -> list[tupl
     session = aioboto3.Session()
 
     async def client_per_call() -> object:
-        async with session.client("s3", endpoint_url=ENDPOINT, region_name=REGION, aws_access_key_id=ACCESS,
-                                  aws_secret_access_key=SECRET, config=CONFIG) as fresh:
+        async with session.client(
+            "s3",
+            endpoint_url=ENDPOINT,
+            region_name=REGION,
+            aws_access_key_id=ACCESS,
+            aws_secret_access_key=SECRET,
+            config=CONFIG,
+        ) as fresh:
             return await fresh.generate_presigned_post(Bucket=BUCKET, Key=KEY)
 
     async with open_storage(settings()) as storage:
@@ -135,14 +173,26 @@ async def measure_async(calls: int, repeats: int, naive_calls: int) -> list[tupl
 
         async def aiobotocore_presign() -> object:
             return await storage.signer.generate_presigned_post(
-                Bucket=BUCKET, Key=KEY, Fields=dict(FIELDS), Conditions=policy_conditions("audio/wav", 1000),
-                ExpiresIn=600)
+                Bucket=BUCKET,
+                Key=KEY,
+                Fields=dict(FIELDS),
+                Conditions=policy_conditions("audio/wav", 1000),
+                ExpiresIn=600,
+            )
 
         return [
-            ("Soundpost Storage.presign_post (async, credentials frozen per call)",
-             await per_call(storage_presign, calls)),
-            ("aiobotocore generate_presigned_post (the previous code)", await per_call(aiobotocore_presign, calls)),
-            ("aioboto3 client per call, shared session (naive)", await per_call(client_per_call, naive_calls)),
+            (
+                "Soundpost Storage.presign_post (async, credentials frozen per call)",
+                await per_call(storage_presign, calls),
+            ),
+            (
+                "aiobotocore generate_presigned_post (the previous code)",
+                await per_call(aiobotocore_presign, calls),
+            ),
+            (
+                "aioboto3 client per call, shared session (naive)",
+                await per_call(client_per_call, naive_calls),
+            ),
         ]
 
 

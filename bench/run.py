@@ -104,8 +104,17 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        args = [*self.command, "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-                "--log-level", "warning"]
+        args = [
+            *self.command,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--log-level",
+            "warning",
+        ]
         env = {**os.environ, **self.env, "SOUNDPOST_PUBLIC_URL": self.url}
         self.process = subprocess.Popen(args, cwd=ROOT, env=env)
         deadline = time.monotonic() + 60
@@ -161,12 +170,19 @@ def sign_in(base_url: str) -> str:
 def check_upload(base_url: str, cookie: str, path: str, method: str) -> int:
     """One signed-in presign, then the real upload it allows; the HTTP status of the presign."""
     headers = {"Cookie": cookie, "Content-Type": "application/json", "Accept": "application/json"}
-    answer = httpx.request(method, base_url + path, headers=headers, timeout=60,
-                           content=PRESIGN_BODY if method == "POST" else None)
+    answer = httpx.request(
+        method,
+        base_url + path,
+        headers=headers,
+        timeout=60,
+        content=PRESIGN_BODY if method == "POST" else None,
+    )
     if answer.status_code != 200:
         return answer.status_code
     body = answer.json()
-    stored = httpx.post(body["url"], data=body["fields"], files={"file": ("take.wav", b"RIFF0000WAVE", "audio/wav")})
+    stored = httpx.post(
+        body["url"], data=body["fields"], files={"file": ("take.wav", b"RIFF0000WAVE", "audio/wav")}
+    )
     if stored.status_code != 201:
         raise SystemExit(f"the presigned POST from {path} did not upload: {stored.status_code} {stored.text}")
     return 200
@@ -188,9 +204,23 @@ class Target:
 
 
 def wrk(target: Target, seconds: int, connections: int, threads: int) -> dict[str, float]:
-    env = {**os.environ, "BENCH_METHOD": target.method, "BENCH_BODY": target.body, "BENCH_COOKIE": target.cookie}
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s",
-               "-s", str(LUA), target.server.url + target.path]
+    env = {
+        **os.environ,
+        "BENCH_METHOD": target.method,
+        "BENCH_BODY": target.body,
+        "BENCH_COOKIE": target.cookie,
+    }
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "60s",
+        "-s",
+        str(LUA),
+        target.server.url + target.path,
+    ]
     before = cpu_seconds(target.server.process.pid)  # type: ignore[union-attr]
     load_before = children_cpu_seconds()
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
@@ -252,8 +282,7 @@ def machine() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return (f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
 
 
 def cpu_contention() -> str:
@@ -261,7 +290,9 @@ def cpu_contention() -> str:
     parts = []
     with contextlib.suppress(OSError, IndexError, ValueError):
         some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-        parts.append(f"runnable tasks waited for a CPU {some.split()[3].split('=')[1]} % of the last 5 min (PSI)")
+        parts.append(
+            f"runnable tasks waited for a CPU {some.split()[3].split('=')[1]} % of the last 5 min (PSI)"
+        )
     with contextlib.suppress(OSError, IndexError, ValueError):
         cpu = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         parts.append(f"VM steal {cpu[7] / sum(cpu[:8]) * 100:.1f} % since boot")
@@ -280,8 +311,10 @@ def versions() -> str:
 
 
 def table(targets: list[Target], ceiling: Target) -> str:
-    rows = ["| target | req/s | p50 ms | p99 ms | errors | CPU µs/req | wrk CPU µs/req | × ceiling |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| target | req/s | p50 ms | p99 ms | errors | CPU µs/req | wrk CPU µs/req | × ceiling |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for t in targets:
         if not t.runs:
             continue
@@ -324,14 +357,23 @@ def ensure_wrk() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 run.py bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s per target, short micro")
+    parser = argparse.ArgumentParser(
+        prog="python3 run.py bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 round of 2 s per target, short micro"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all targets (default 3)")
-    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per target per round (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each measurement (default 2)")
+    parser.add_argument(
+        "--seconds", type=int, default=10, help="measured seconds per target per round (default 10)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="warm-up seconds before each measurement (default 2)"
+    )
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leave a core to the server)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="wrk threads (default 1: leave a core to the server)"
+    )
     parser.add_argument("--no-micro", action="store_true", help="skip the presign micro-benchmark")
     parser.add_argument("--no-naive", action="store_true", help="skip the client-per-request reference")
     args = parser.parse_args(argv)
@@ -342,9 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     servers: list[Server] = []
     with stack({}) as env, contextlib.ExitStack() as cleanup:
+
         def server(name: str, app: str, workers: int = 1) -> Server:
-            command = ([python, "-m", "service", "serve"] if app == "service"
-                       else [python, "-m", "bench.serve", app])
+            command = (
+                [python, "-m", "service", "serve"] if app == "service" else [python, "-m", "bench.serve", app]
+            )
             started = Server(name, command, env, workers)
             started.start()
             cleanup.callback(started.stop)
@@ -358,17 +402,32 @@ def main(argv: list[str] | None = None) -> int:
         naive = None if args.no_naive else server("naive", "bench.apps:naive")
 
         ceiling = Target("bare Starlette (ceiling)", ceiling_server, "GET", "/", signed_in=False)
-        floor = Target("bare Starlette, presign-shaped (floor)", floor_server, "POST", "/", PRESIGN_BODY,
-                       signed_in=False)
-        presign = Target("POST /api/upload/presigned-url", one, "POST", "/api/upload/presigned-url", PRESIGN_BODY)
-        scaled = Target("POST /api/upload/presigned-url, 2 workers", two, "POST", "/api/upload/presigned-url",
-                        PRESIGN_BODY)
+        floor = Target(
+            "bare Starlette, presign-shaped (floor)", floor_server, "POST", "/", PRESIGN_BODY, signed_in=False
+        )
+        presign = Target(
+            "POST /api/upload/presigned-url", one, "POST", "/api/upload/presigned-url", PRESIGN_BODY
+        )
+        scaled = Target(
+            "POST /api/upload/presigned-url, 2 workers",
+            two,
+            "POST",
+            "/api/upload/presigned-url",
+            PRESIGN_BODY,
+        )
         # Run order is table order. Each ratio's two sides run back to back (ceiling and presign,
         # presign and its two-worker twin), so the machine's other load changes little between them.
         targets = [ceiling, presign, scaled, floor, Target("GET /s3/params", one, "GET", PARAMS_QUERY)]
         if naive is not None:
-            targets.append(Target("naive presign (client per request)", naive, "POST",
-                                  "/api/upload/presigned-url", PRESIGN_BODY))
+            targets.append(
+                Target(
+                    "naive presign (client per request)",
+                    naive,
+                    "POST",
+                    "/api/upload/presigned-url",
+                    PRESIGN_BODY,
+                )
+            )
 
         cookies = {s.name: sign_in(s.url) for s in (one, two, *([naive] if naive else []))}
         notes = []
@@ -391,8 +450,11 @@ def main(argv: list[str] | None = None) -> int:
                     wrk(t, args.warmup, args.connections, args.threads)
                 run = wrk(t, args.seconds, args.connections, args.threads)
                 t.runs.append(run)
-                print(f"round {round_number}/{args.rounds}  {t.name:45} {run['rps']:9,.0f} req/s  "
-                      f"p99 {run['p99_ms']:8.2f} ms  errors {int(run['errors'])}", flush=True)
+                print(
+                    f"round {round_number}/{args.rounds}  {t.name:45} {run['rps']:9,.0f} req/s  "
+                    f"p99 {run['p99_ms']:8.2f} ms  errors {int(run['errors'])}",
+                    flush=True,
+                )
 
         rss = {s.name: [round(rss_mb(pid), 1) for pid in s.worker_pids()] for s in servers}
 
@@ -400,26 +462,37 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
         f"{versions()}.",
         f"CPU contention during the run: {cpu_contention()}.",
-        (f"wrk -t{args.threads} -c{args.connections}: {args.rounds} rounds × {args.seconds} s per target "
-        f"after {args.warmup} s of warm-up; medians over the rounds; ratios are medians of each round's "
-        "ratio; errors summed."),
+        (
+            f"wrk -t{args.threads} -c{args.connections}: {args.rounds} rounds × {args.seconds} s per target "
+            f"after {args.warmup} s of warm-up; medians over the rounds; ratios are medians of each round's "
+            "ratio; errors summed."
+        ),
         "",
         table(targets, ceiling),
         "",
-        (f"- presign endpoint / ceiling: {ratio(presign, ceiling):.2f} (target ≥ 0.40); "
-        f"p99 {median(presign.runs, 'p99_ms'):.2f} ms (target ≤ 15)"),
-        (f"- the same request and answer shape in bare Starlette (floor) / ceiling: "
-         f"{ratio(floor, ceiling):.2f}; presign / floor: {ratio(presign, floor):.2f} "
-         "(what Soundpost's own code leaves)"),
-        (f"- 2 workers / 1 worker: {ratio(scaled, presign):.2f} (target ≥ 1.8); with wrk on the same two cores "
-         f"they can give at most {two_core_bound(scaled, presign):.2f} (2 cores / server and wrk CPU per request)"),
+        (
+            f"- presign endpoint / ceiling: {ratio(presign, ceiling):.2f} (target ≥ 0.40); "
+            f"p99 {median(presign.runs, 'p99_ms'):.2f} ms (target ≤ 15)"
+        ),
+        (
+            f"- the same request and answer shape in bare Starlette (floor) / ceiling: "
+            f"{ratio(floor, ceiling):.2f}; presign / floor: {ratio(presign, floor):.2f} "
+            "(what Soundpost's own code leaves)"
+        ),
+        (
+            f"- 2 workers / 1 worker: {ratio(scaled, presign):.2f} (target ≥ 1.8); with wrk on the same two cores "
+            f"they can give at most {two_core_bound(scaled, presign):.2f} (2 cores / server and wrk CPU per request)"
+        ),
         "- resident memory per worker after the run (MB): "
         + "; ".join(f"{name} {', '.join(map(str, sizes))}" for name, sizes in rss.items())
         + " (target ≤ 100)",
         *[f"- {note}" for note in notes],
-        *[f"- WARNING: {t.name} had {int(sum(r['errors'] for r in t.runs))} errors (non-2xx answers or "
-          "socket errors): its figures do not measure successful requests" for t in targets
-          if any(r["errors"] for r in t.runs)],
+        *[
+            f"- WARNING: {t.name} had {int(sum(r['errors'] for r in t.runs))} errors (non-2xx answers or "
+            "socket errors): its figures do not measure successful requests"
+            for t in targets
+            if any(r["errors"] for r in t.runs)
+        ],
     ]
     if not args.no_micro:
         report += ["", micro.report(quick=args.quick)]
@@ -428,8 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"{stamp}.md").write_text(text + "\n")
-    (RESULTS / f"{stamp}.json").write_text(json.dumps(
-        {t.name: t.runs for t in targets} | {"rss_mb": rss, "machine": machine()}, indent=2))
+    (RESULTS / f"{stamp}.json").write_text(
+        json.dumps({t.name: t.runs for t in targets} | {"rss_mb": rss, "machine": machine()}, indent=2)
+    )
     print(f"\nwritten to {RESULTS / stamp}.md and .json")
     return 0
 

@@ -1,6 +1,6 @@
 """Serve a benchmark comparison app exactly as ``soundpost serve`` serves Soundpost.
 
-    python -m bench.serve bench.apps:ceiling --port 8001 --log-level warning
+python -m bench.serve bench.apps:ceiling --port 8001 --log-level warning
 """
 
 from __future__ import annotations

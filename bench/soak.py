@@ -59,7 +59,9 @@ class Report:
     seconds: float
     connections: int
     requests: dict[str, int] = field(default_factory=dict)
-    unexpected: dict[str, int] = field(default_factory=dict)  # "kind status" -> count (transport errors as "kind error")
+    unexpected: dict[str, int] = field(
+        default_factory=dict
+    )  # "kind status" -> count (transport errors as "kind error")
     server_errors: int = 0  # 5xx from Soundpost itself
     rss_kib: dict[str, int] = field(default_factory=dict)  # start, middle, end, peak
 
@@ -121,8 +123,9 @@ class Worker:
 
     def __init__(self, url: str, user: str, s3: httpx.AsyncClient, tally: Tally) -> None:
         origin = {"Origin": url, "Sec-Fetch-Site": "same-origin", "Accept": "application/json"}
-        self.client = httpx.AsyncClient(base_url=url, headers=origin, timeout=60,
-                                        limits=httpx.Limits(max_connections=1))
+        self.client = httpx.AsyncClient(
+            base_url=url, headers=origin, timeout=60, limits=httpx.Limits(max_connections=1)
+        )
         self.user, self.s3, self.tally = user, s3, tally
         self.deadline = 0.0  # set when the clock starts
 
@@ -142,16 +145,21 @@ class Worker:
         """Presign, POST the bytes to S3, confirm; False once time or the request budget ran out."""
         if not self.going():
             return False
-        signed = await self.call("presign", "POST", "/api/upload/presigned-url",
-                                 json={"filename": f"soak-{n}.wav", "contentType": "audio/wav", "size": len(TAKE)})
+        signed = await self.call(
+            "presign",
+            "POST",
+            "/api/upload/presigned-url",
+            json={"filename": f"soak-{n}.wav", "contentType": "audio/wav", "size": len(TAKE)},
+        )
         if signed is None:
             return True
         body = signed.json()
         if not self.going():
             return False
         try:
-            stored = await self.s3.post(body["url"], data=body["fields"],
-                                        files={"file": (f"soak-{n}.wav", TAKE, "audio/wav")})
+            stored = await self.s3.post(
+                body["url"], data=body["fields"], files={"file": (f"soak-{n}.wav", TAKE, "audio/wav")}
+            )
             status: int | None = stored.status_code
         except httpx.HTTPError:
             status = None
@@ -178,8 +186,11 @@ async def drive(url: str, pid: int, options: Options) -> Report:
     tally = Tally(budget=options.max_requests)
     async with contextlib.AsyncExitStack() as stack:
         s3 = await stack.enter_async_context(
-            httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=options.connections)))
-        workers = [Worker(url, f"soak-user-{i % options.users}", s3, tally) for i in range(options.connections)]
+            httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=options.connections))
+        )
+        workers = [
+            Worker(url, f"soak-user-{i % options.users}", s3, tally) for i in range(options.connections)
+        ]
         for worker in workers:
             await stack.enter_async_context(worker.client)
         # Every connection signs in first (counted, but before the clock starts), a few at a time.
@@ -219,9 +230,12 @@ async def soak(workers: list[Worker], tally: Tally, pid: int, options: Options) 
     rss["end"] = rss_kib(pid)
     rss["peak"] = max(peak, rss["end"])
     return Report(
-        seconds=round(time.monotonic() - started, 1), connections=options.connections,
-        requests=dict(tally.requests), unexpected=dict(tally.unexpected),
-        server_errors=tally.server_errors, rss_kib=rss,
+        seconds=round(time.monotonic() - started, 1),
+        connections=options.connections,
+        requests=dict(tally.requests),
+        unexpected=dict(tally.unexpected),
+        server_errors=tally.server_errors,
+        rss_kib=rss,
     )
 
 
@@ -258,8 +272,10 @@ def run(options: Options) -> Report:
     """Start moto, the dev identity provider and ``soundpost serve``; soak it; stop them all."""
     port = devstack.free_port()
     with stand_ins(f"http://127.0.0.1:{port}") as (s3, issuer):
-        env = {**devstack.dev_environment(f"http://127.0.0.1:{port}", s3, issuer),
-               "SOUNDPOST_RATE_LIMIT": "1000000/minute"}  # the soak measures the service, not its limiter
+        env = {
+            **devstack.dev_environment(f"http://127.0.0.1:{port}", s3, issuer),
+            "SOUNDPOST_RATE_LIMIT": "1000000/minute",
+        }  # the soak measures the service, not its limiter
         with devstack.soundpost_serve(env, port) as server:
             return asyncio.run(drive(server.url, server.process.pid, options))
 
@@ -269,7 +285,8 @@ def describe(report: Report) -> str:
     lines = [
         f"soak: {report.seconds}s, {report.connections} connections, {sum(report.requests.values())} requests",
         "requests: " + ", ".join(f"{kind} {count}" for kind, count in sorted(report.requests.items())),
-        "unexpected answers: " + (", ".join(f"{k}: {v}" for k, v in sorted(report.unexpected.items())) or "none"),
+        "unexpected answers: "
+        + (", ".join(f"{k}: {v}" for k, v in sorted(report.unexpected.items())) or "none"),
         f"5xx from Soundpost: {report.server_errors}",
         "server RSS (MiB): " + ", ".join(f"{k} {v / 1024:.1f}" for k, v in rss.items()),
     ]

@@ -28,12 +28,21 @@ def dev(args: argparse.Namespace) -> int:
         devstack.create_bucket(s3, devstack.DEV_BUCKET, [public_url])
         env = devstack.dev_environment(public_url, s3, issuer)
         app = create_app(load_settings(env))
-        print(f"\n  Soundpost (development) is running at {public_url}\n"
-              f"  S3 stand-in (moto): {s3.url}   bucket: {devstack.DEV_BUCKET}\n"
-              f"  Identity provider:  {issuer}   demo users: alice, bob\n"
-              "  Press Ctrl+C to stop.\n", flush=True)
-        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", server_header=False,
-                    http=http_protocol())
+        print(
+            f"\n  Soundpost (development) is running at {public_url}\n"
+            f"  S3 stand-in (moto): {s3.url}   bucket: {devstack.DEV_BUCKET}\n"
+            f"  Identity provider:  {issuer}   demo users: alice, bob\n"
+            "  Press Ctrl+C to stop.\n",
+            flush=True,
+        )
+        uvicorn.run(
+            app,
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            server_header=False,
+            http=http_protocol(),
+        )
     return 0
 
 
@@ -62,7 +71,9 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="soundpost", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    dev_cmd = commands.add_parser("dev", help="run the app with an embedded S3 stand-in and identity provider")
+    dev_cmd = commands.add_parser(
+        "dev", help="run the app with an embedded S3 stand-in and identity provider"
+    )
     dev_cmd.add_argument("--port", type=int, default=8000)
     dev_cmd.set_defaults(run=dev)
     serve_cmd = commands.add_parser("serve", help="run the app with settings from SOUNDPOST_* variables")

@@ -142,7 +142,9 @@ def document(
     types: list[Any] = [ErrorResponse]
     for route in api_routes:
         spec = route.spec
-        types += [t for t in (spec.response, spec.body, spec.query, spec.path, *spec.also.values()) if t is not None]
+        types += [
+            t for t in (spec.response, spec.body, spec.query, spec.path, *spec.also.values()) if t is not None
+        ]
     unique = list(dict.fromkeys(types))
     schemas, components = msgspec.json.schema_components(unique, ref_template="#/components/schemas/{name}")
     schema_of = dict(zip(unique, schemas, strict=True))
@@ -164,7 +166,9 @@ def document(
         if spec.response is None:
             responses[str(spec.status)] = {"description": HTTPStatus(spec.status).phrase}
         else:
-            body_schema = schema_of[spec.response] if spec.media_type == "application/json" else {"type": "string"}
+            body_schema = (
+                schema_of[spec.response] if spec.media_type == "application/json" else {"type": "string"}
+            )
             responses[str(spec.status)] = {
                 "description": HTTPStatus(spec.status).phrase,
                 "content": {spec.media_type: {"schema": body_schema}},
@@ -202,8 +206,12 @@ def document(
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": cookie,
-                            "description": "The signed session cookie set by sign-in."},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": cookie,
+                    "description": "The signed session cookie set by sign-in.",
+                },
             },
         },
     }

@@ -41,7 +41,9 @@ class Soundpost(Starlette):
     exception handlers chosen as those two layers choose them (``ErrorHandlers``).
     """
 
-    def __init__(self, *, guard: SiteGuard, sessions: CookieSessions, recorder: RequestRecorder, **options: Any) -> None:
+    def __init__(
+        self, *, guard: SiteGuard, sessions: CookieSessions, recorder: RequestRecorder, **options: Any
+    ) -> None:
         self.guard = guard
         self.sessions = sessions
         self.recorder = recorder
@@ -49,14 +51,21 @@ class Soundpost(Starlette):
 
     def build_middleware_stack(self) -> ASGIApp:
         if self.user_middleware:
-            raise RuntimeError("Soundpost has one layer, service.edge.Edge: add the concern there, not as middleware")
+            raise RuntimeError(
+                "Soundpost has one layer, service.edge.Edge: add the concern there, not as middleware"
+            )
         errors = ErrorHandlers(self.exception_handlers)
-        return Edge(self.router, guard=self.guard, sessions=self.sessions, recorder=self.recorder, errors=errors)
+        return Edge(
+            self.router, guard=self.guard, sessions=self.sessions, recorder=self.recorder, errors=errors
+        )
 
 
 def page_csp(settings: Settings) -> str:
     """The page may talk to the app itself and the browser-visible S3 endpoint, nothing else."""
-    s3 = settings.browser_s3_endpoint or f"https://{settings.s3_bucket}.s3.{settings.s3_region}.amazonaws.com https://s3.{settings.s3_region}.amazonaws.com"
+    s3 = (
+        settings.browser_s3_endpoint
+        or f"https://{settings.s3_bucket}.s3.{settings.s3_region}.amazonaws.com https://s3.{settings.s3_region}.amazonaws.com"
+    )
     return (
         "default-src 'self'; "
         f"connect-src 'self' {s3}; "
@@ -76,7 +85,9 @@ async def index(request: Request) -> Response:
 HEALTHZ = Spec("Liveness: the process answers. No I/O.", response=Health, tag="operations")
 READYZ = Spec(
     "Readiness: the bucket is reachable and identity-provider metadata loads (503 and the failed checks if not).",
-    response=Readiness, also={503: Readiness}, tag="operations",
+    response=Readiness,
+    also={503: Readiness},
+    tag="operations",
 )
 METRICS = Spec("Prometheus metrics.", response=str, media_type="text/plain", tag="operations")
 OPENAPI = Spec("This document.", response=dict[str, Any], tag="operations")
@@ -86,8 +97,13 @@ def routes() -> list[BaseRoute]:
     """Every route. JSON endpoints are ``ApiRoute``s, so /openapi.json describes each of them."""
     return [
         # The two presign routes first: Starlette tries routes in order, and these are the busy ones.
-        ApiRoute("/api/upload/presigned-url", uploads.presigned_url, method="POST", name="presign",
-                 spec=uploads.PRESIGN),
+        ApiRoute(
+            "/api/upload/presigned-url",
+            uploads.presigned_url,
+            method="POST",
+            name="presign",
+            spec=uploads.PRESIGN,
+        ),
         ApiRoute("/s3/params", uppy.params, method="GET", name="uppy_params", spec=uppy.PARAMS),
         Route("/", index, name="index"),
         Route("/auth/login", auth.login, name="login"),
@@ -97,19 +113,46 @@ def routes() -> list[BaseRoute]:
         ApiRoute("/api/providers", auth.providers, method="GET", name="providers", spec=auth.PROVIDERS),
         ApiRoute("/api/uploads", library.list_uploads, method="GET", name="uploads", spec=library.LIST),
         ApiRoute("/api/uploads/{id}", library.delete, method="DELETE", name="upload", spec=library.DELETE),
-        ApiRoute("/api/uploads/{id}/url", library.playback_url, method="GET", name="upload_url",
-                 spec=library.PLAYBACK_URL),
-        ApiRoute("/api/uploads/{id}/confirm", library.confirm, method="POST", name="upload_confirm",
-                 spec=library.CONFIRM),
+        ApiRoute(
+            "/api/uploads/{id}/url",
+            library.playback_url,
+            method="GET",
+            name="upload_url",
+            spec=library.PLAYBACK_URL,
+        ),
+        ApiRoute(
+            "/api/uploads/{id}/confirm",
+            library.confirm,
+            method="POST",
+            name="upload_confirm",
+            spec=library.CONFIRM,
+        ),
         # Uppy's @uppy/aws-s3 protocol; "batch" precedes the {partNumber} route it would otherwise match.
         ApiRoute("/s3/multipart", uppy.create_multipart, method="POST", name="uppy_create", spec=uppy.CREATE),
-        ApiRoute("/s3/multipart/{uploadId}/batch", uppy.sign_parts, method="GET", name="uppy_sign_parts",
-                 spec=uppy.SIGN_PARTS),
-        ApiRoute("/s3/multipart/{uploadId}/complete", uppy.complete, method="POST", name="uppy_complete",
-                 spec=uppy.COMPLETE),
-        ApiRoute("/s3/multipart/{uploadId}/{partNumber}", uppy.sign_part, method="GET", name="uppy_sign_part",
-                 spec=uppy.SIGN_PART),
-        ApiRoute("/s3/multipart/{uploadId}", uppy.list_parts, method="GET", name="uppy_parts", spec=uppy.PARTS),
+        ApiRoute(
+            "/s3/multipart/{uploadId}/batch",
+            uppy.sign_parts,
+            method="GET",
+            name="uppy_sign_parts",
+            spec=uppy.SIGN_PARTS,
+        ),
+        ApiRoute(
+            "/s3/multipart/{uploadId}/complete",
+            uppy.complete,
+            method="POST",
+            name="uppy_complete",
+            spec=uppy.COMPLETE,
+        ),
+        ApiRoute(
+            "/s3/multipart/{uploadId}/{partNumber}",
+            uppy.sign_part,
+            method="GET",
+            name="uppy_sign_part",
+            spec=uppy.SIGN_PART,
+        ),
+        ApiRoute(
+            "/s3/multipart/{uploadId}", uppy.list_parts, method="GET", name="uppy_parts", spec=uppy.PARTS
+        ),
         ApiRoute("/s3/multipart/{uploadId}", uppy.abort, method="DELETE", name="uppy_abort", spec=uppy.ABORT),
         ApiRoute("/healthz", health.healthz, method="GET", name="healthz", spec=HEALTHZ),
         ApiRoute("/readyz", health.readyz, method="GET", name="readyz", spec=READYZ),
@@ -157,8 +200,12 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
     app.state.oauth = auth.build_oauth(config)
     app.state.csp = page_csp(config)
     app.state.openapi = encoder.encode(
-        api.document(app.routes, title="Soundpost", version=__version__, server=config.public_url,
-                     cookie=config.session_cookie)
+        api.document(
+            app.routes,
+            title="Soundpost",
+            version=__version__,
+            server=config.public_url,
+            cookie=config.session_cookie,
+        )
     )
     return app
-

@@ -10,7 +10,10 @@ from __future__ import annotations
 # canonical type -> (extensions, aliases). The first extension is the one added
 # to a filename that has none.
 AUDIO_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "audio/mpeg": ((".mp3", ".mpga", ".mp2", ".mpeg"), ("audio/mp3", "audio/mpeg3", "audio/x-mpeg", "audio/x-mp3", "audio/mpg", "audio/x-mpeg-3")),
+    "audio/mpeg": (
+        (".mp3", ".mpga", ".mp2", ".mpeg"),
+        ("audio/mp3", "audio/mpeg3", "audio/x-mpeg", "audio/x-mp3", "audio/mpg", "audio/x-mpeg-3"),
+    ),
     "audio/mp4": ((".m4a", ".mp4", ".m4b"), ("audio/x-m4a", "audio/m4a", "audio/x-mp4", "audio/mp4a-latm")),
     "audio/aac": ((".aac", ".adts"), ("audio/x-aac", "audio/aacp", "audio/x-hx-aac-adts")),
     "audio/wav": ((".wav", ".wave"), ("audio/x-wav", "audio/wave", "audio/vnd.wave", "audio/x-pn-wav")),
@@ -23,9 +26,7 @@ AUDIO_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 CANONICAL_TYPES: tuple[str, ...] = tuple(AUDIO_TYPES)
 
 _BY_NAME: dict[str, str] = {
-    name: canonical
-    for canonical, (_, aliases) in AUDIO_TYPES.items()
-    for name in (canonical, *aliases)
+    name: canonical for canonical, (_, aliases) in AUDIO_TYPES.items() for name in (canonical, *aliases)
 }
 
 

@@ -120,7 +120,9 @@ def _provider_for_login(settings: Settings, name: str | None) -> Provider:
         if len(settings.providers) == 1:
             return settings.providers[0]
         names = ", ".join(p.name for p in settings.providers)
-        raise ApiError(400, "provider_required", f"Choose a provider with ?provider= (one of: {names}).", "provider")
+        raise ApiError(
+            400, "provider_required", f"Choose a provider with ?provider= (one of: {names}).", "provider"
+        )
     provider = settings.provider(name)
     if provider is None:
         raise ApiError(404, "unknown_provider", f"There is no identity provider called {name!r}.", "provider")
@@ -140,7 +142,8 @@ def _callback_url(settings: Settings, provider: Provider) -> str:
 def _idp_unreachable(provider: Provider, exc: Exception) -> ApiError:
     logger.warning("identity provider %s unreachable: %s", provider.name, type(exc).__name__)
     return ApiError(
-        503, "identity_provider_unavailable",
+        503,
+        "identity_provider_unavailable",
         f"{provider.title} cannot be reached right now. Try again in a moment.",
         headers={"Retry-After": "5"},
     )
@@ -178,7 +181,9 @@ async def login(request: Request) -> Response:
         raise _idp_unreachable(provider, exc) from None
     except (ValueError, KeyError, RuntimeError) as exc:  # discovery document unusable
         logger.warning("identity provider %s metadata unusable: %r", provider.name, exc)
-        raise ApiError(502, "identity_provider_error", f"{provider.title} sent an unusable configuration.") from None
+        raise ApiError(
+            502, "identity_provider_error", f"{provider.title} sent an unusable configuration."
+        ) from None
     request.session[SESSION_NEXT] = safe_next(request.query_params.get("next"), settings.home)
     return response
 
@@ -218,11 +223,17 @@ async def _complete_flow(request: Request, provider: Provider) -> dict[str, str]
     except OAuthError as exc:
         logger.info("sign-in with %s refused: %s", provider.name, exc.error)
         if exc.error == "mismatching_state":
-            raise ApiError(400, "invalid_state", "This sign-in link is stale or was already used. Sign in again.") from None
-        raise ApiError(400, "sign_in_failed", f"{provider.title} refused the sign-in ({exc.error}).") from None
+            raise ApiError(
+                400, "invalid_state", "This sign-in link is stale or was already used. Sign in again."
+            ) from None
+        raise ApiError(
+            400, "sign_in_failed", f"{provider.title} refused the sign-in ({exc.error})."
+        ) from None
     except (joserfc.errors.JoseError, AuthlibBaseError) as exc:
         logger.info("ID token from %s refused: %r", provider.name, exc)
-        raise ApiError(401, "invalid_id_token", f"The ID token from {provider.title} is not valid ({exc}).") from None
+        raise ApiError(
+            401, "invalid_id_token", f"The ID token from {provider.title} is not valid ({exc})."
+        ) from None
     except httpx.HTTPStatusError as exc:
         logger.warning("identity provider %s answered %s", provider.name, exc.response.status_code)
         raise ApiError(502, "identity_provider_error", f"{provider.title} answered with an error.") from None
@@ -230,7 +241,9 @@ async def _complete_flow(request: Request, provider: Provider) -> dict[str, str]
         raise _idp_unreachable(provider, exc) from None
     except (ValueError, TypeError, KeyError) as exc:
         logger.warning("identity provider %s sent an unusable response: %r", provider.name, exc)
-        raise ApiError(502, "identity_provider_error", f"{provider.title} sent an unusable response.") from None
+        raise ApiError(
+            502, "identity_provider_error", f"{provider.title} sent an unusable response."
+        ) from None
     return _identity(provider, claims)
 
 
@@ -268,6 +281,9 @@ async def me(request: Request) -> Response:
 async def providers(request: Request) -> Response:
     settings = resources(request)["settings"]
     listed = ProviderList(
-        [ProviderOut(p.name, p.title, f"{settings.root_path}/auth/login?provider={p.name}") for p in settings.providers]
+        [
+            ProviderOut(p.name, p.title, f"{settings.root_path}/auth/login?provider={p.name}")
+            for p in settings.providers
+        ]
     )
     return json_response(listed)

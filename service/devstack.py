@@ -179,7 +179,9 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def soundpost_serve(env: Mapping[str, str], port: int = 0, start_within: float = 60) -> Iterator[ServeProcess]:
+def soundpost_serve(
+    env: Mapping[str, str], port: int = 0, start_within: float = 60
+) -> Iterator[ServeProcess]:
     """Run ``soundpost serve`` on 127.0.0.1 with these SOUNDPOST_* settings; yields once /healthz answers.
 
     ``SOUNDPOST_PUBLIC_URL`` defaults to where the process listens. The process
@@ -188,11 +190,22 @@ def soundpost_serve(env: Mapping[str, str], port: int = 0, start_within: float =
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     settings = {"SOUNDPOST_PUBLIC_URL": url, **env}
-    command = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "service",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     with tempfile.NamedTemporaryFile(prefix="soundpost-serve-", suffix=".log", delete=False) as log:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            command, env={**os.environ, **settings}, stdout=log, stderr=subprocess.STDOUT)
+            command, env={**os.environ, **settings}, stdout=log, stderr=subprocess.STDOUT
+        )
     served = ServeProcess(url, process, log.name)
     try:
         deadline = time.monotonic() + start_within

@@ -30,7 +30,12 @@ class Edge:
     """Runs every HTTP request through the guard, session, recorder and error handlers, with one wrapped ``send``."""
 
     def __init__(
-        self, app: ASGIApp, *, guard: SiteGuard, sessions: CookieSessions, recorder: RequestRecorder,
+        self,
+        app: ASGIApp,
+        *,
+        guard: SiteGuard,
+        sessions: CookieSessions,
+        recorder: RequestRecorder,
         errors: ErrorHandlers | None = None,
     ) -> None:
         self.app = app

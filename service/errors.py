@@ -58,7 +58,11 @@ class ApiError(Exception):
     """An error the client caused or can act on; becomes the JSON error shape."""
 
     def __init__(
-        self, status: int, code: str, detail: str, path: str | None = None,
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        path: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
@@ -107,14 +111,14 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if exc.detail else HTTPStatus(exc.status_code).phrase
-    return error_response(request, ApiError(exc.status_code, code, detail, headers=dict(exc.headers) if exc.headers else None))
+    return error_response(
+        request, ApiError(exc.status_code, code, detail, headers=dict(exc.headers) if exc.headers else None)
+    )
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(
-        request, ApiError(500, "internal_error", "Something went wrong on our side.")
-    )
+    return error_response(request, ApiError(500, "internal_error", "Something went wrong on our side."))
 
 
 EXCEPTION_HANDLERS = {

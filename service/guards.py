@@ -38,12 +38,14 @@ class SiteGuard:
         if https:
             every["strict-transport-security"] = "max-age=31536000; includeSubDomains"
         self.json_headers = raw_headers({**every, "cache-control": "no-store"})
-        self.document_headers = raw_headers({
-            **every,
-            "referrer-policy": "same-origin",
-            "x-frame-options": "DENY",
-            "cross-origin-opener-policy": "same-origin",
-        })
+        self.document_headers = raw_headers(
+            {
+                **every,
+                "referrer-policy": "same-origin",
+                "x-frame-options": "DENY",
+                "cross-origin-opener-policy": "same-origin",
+            }
+        )
         self.names = frozenset(name for name, _ in self.json_headers + self.document_headers)
 
     def allows(self, method: str, origin: bytes | None, fetch_site: bytes | None) -> bool:
@@ -55,7 +57,9 @@ class SiteGuard:
         return fetch_site in SAME_SITE_FETCHES
 
     def refusal(self, request: Request) -> Response:
-        return error_response(request, ApiError(403, "cross_site_request", "Cross-site requests are refused."))
+        return error_response(
+            request, ApiError(403, "cross_site_request", "Cross-site requests are refused.")
+        )
 
     def with_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """The answer's raw headers plus each security header for its kind that it does not set itself."""

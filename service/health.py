@@ -54,7 +54,9 @@ async def readyz(request: Request) -> Response:
     checks = {"s3": await _bucket(state["storage"])}
     for provider in settings.providers:
         if provider.kind == "oidc":
-            checks[f"idp:{provider.name}"] = await _provider_metadata(request, provider.name, settings.idp_metadata_ttl)
+            checks[f"idp:{provider.name}"] = await _provider_metadata(
+                request, provider.name, settings.idp_metadata_ttl
+            )
     ready = all(result == "ok" for result in checks.values())
     if not ready:
         logger.warning("not ready: %s", checks)

@@ -72,8 +72,13 @@ def _describe(settings: Settings, obj: StoredObject, duration: float | None = No
     assert parsed is not None  # only keys under the caller's prefix reach here
     _, upload_id, filename = parsed
     return Upload(
-        id=upload_id, key=obj.key, filename=filename, size=obj.size, content_type=obj.content_type,
-        uploaded_at=obj.last_modified.astimezone(UTC), duration_seconds=duration,
+        id=upload_id,
+        key=obj.key,
+        filename=filename,
+        size=obj.size,
+        content_type=obj.content_type,
+        uploaded_at=obj.last_modified.astimezone(UTC),
+        duration_seconds=duration,
     )
 
 
@@ -108,15 +113,32 @@ async def _checked(settings: Settings, storage: Storage, obj: StoredObject) -> f
     """Check size, type and the bytes themselves; deletes the object and raises if any fails. Returns the duration."""
     canonical = audio.canonical_type(obj.content_type)
     if obj.size > settings.max_upload_bytes:
-        raise await _refuse(storage, obj.key, ApiError(
-            413, "file_too_large", f"Files may be at most {settings.max_upload_bytes} bytes; the upload was removed."))
+        raise await _refuse(
+            storage,
+            obj.key,
+            ApiError(
+                413,
+                "file_too_large",
+                f"Files may be at most {settings.max_upload_bytes} bytes; the upload was removed.",
+            ),
+        )
     if canonical is None or canonical not in settings.allowed_types:
-        raise await _refuse(storage, obj.key, ApiError(
-            422, "unsupported_type", f"{obj.content_type!r} is not an accepted audio type; the upload was removed."))
+        raise await _refuse(
+            storage,
+            obj.key,
+            ApiError(
+                422,
+                "unsupported_type",
+                f"{obj.content_type!r} is not an accepted audio type; the upload was removed.",
+            ),
+        )
     head = await storage.read_head(obj.key, min(obj.size, sniff.HEAD_BYTES)) if obj.size else b""
     if not sniff.matches_type(head, canonical):
-        raise await _refuse(storage, obj.key, ApiError(
-            422, "not_audio", f"The file's contents are not {canonical}; the upload was removed."))
+        raise await _refuse(
+            storage,
+            obj.key,
+            ApiError(422, "not_audio", f"The file's contents are not {canonical}; the upload was removed."),
+        )
     return sniff.duration_seconds(head, whole=len(head) >= obj.size)
 
 
@@ -127,14 +149,22 @@ async def confirm(request: Request) -> Response:
     sender = resources(request)["webhooks"]
     if sender is not None:
         event = UploadEvent(
-            id=upload.id, key=upload.key, bucket=settings.s3_bucket, user=user.user_id, size=upload.size,
-            content_type=upload.content_type, duration_seconds=upload.duration_seconds,
+            id=upload.id,
+            key=upload.key,
+            bucket=settings.s3_bucket,
+            user=user.user_id,
+            size=upload.size,
+            content_type=upload.content_type,
+            duration_seconds=upload.duration_seconds,
         )
         body = encoder.encode(WebhookMessage("upload.confirmed", datetime.now(UTC), event)).decode()
         # One id per upload: a retried confirm re-delivers the same message and receivers dedupe it.
         if not await sender.deliver(f"msg_{upload.id}", body):
-            raise ApiError(502, "webhook_delivery_failed",
-                           "The upload is stored but could not be announced; confirm again to retry.")
+            raise ApiError(
+                502,
+                "webhook_delivery_failed",
+                "The upload is stored but could not be announced; confirm again to retry.",
+            )
     UPLOADS_CONFIRMED.inc()
     return json_response(upload)
 
@@ -157,7 +187,7 @@ async def list_uploads(request: Request) -> Response:
     page = await storage.list_keys(prefix, limit, start_after)
     owned = [k for k in page.keys if keys.parse_key(settings.s3_key_prefix, k) is not None]
     found = await asyncio.gather(*(_head_or_none(storage, k) for k in owned))
-    next_cursor = encode_cursor(page.next_start_after[len(prefix):]) if page.next_start_after else None
+    next_cursor = encode_cursor(page.next_start_after[len(prefix) :]) if page.next_start_after else None
     return json_response(UploadList([_describe(settings, o) for o in found if o is not None], next_cursor))
 
 
@@ -181,16 +211,41 @@ async def delete(request: Request) -> Response:
 # --- contracts (service/app.py routes these; /openapi.json is made from them) -----------------------
 
 _DOWN = {503: ("storage_unavailable",)}
-LIST = Spec("The caller's uploads, newest first, a page at a time.", response=UploadList, query=UploadsQuery,
-            signed_in=True, errors={400: ("invalid_cursor",), **_DOWN}, tag="library")
-DELETE = Spec("Delete one of the caller's uploads.", status=204, path=UploadPath, signed_in=True,
-              errors={404: ("not_found",), **_DOWN}, tag="library")
-PLAYBACK_URL = Spec("A presigned GET to play one of the caller's uploads.", response=PlaybackUrl, path=UploadPath,
-                    signed_in=True, errors={404: ("not_found",), **_DOWN}, tag="library")
+LIST = Spec(
+    "The caller's uploads, newest first, a page at a time.",
+    response=UploadList,
+    query=UploadsQuery,
+    signed_in=True,
+    errors={400: ("invalid_cursor",), **_DOWN},
+    tag="library",
+)
+DELETE = Spec(
+    "Delete one of the caller's uploads.",
+    status=204,
+    path=UploadPath,
+    signed_in=True,
+    errors={404: ("not_found",), **_DOWN},
+    tag="library",
+)
+PLAYBACK_URL = Spec(
+    "A presigned GET to play one of the caller's uploads.",
+    response=PlaybackUrl,
+    path=UploadPath,
+    signed_in=True,
+    errors={404: ("not_found",), **_DOWN},
+    tag="library",
+)
 CONFIRM = Spec(
     "Check an uploaded object is the audio it claims to be (deleting it if not) and describe it.",
-    response=Upload, path=UploadPath, signed_in=True,
-    errors={404: ("not_found",), 413: ("file_too_large",), 422: ("unsupported_type", "not_audio"),
-            502: ("webhook_delivery_failed",), **_DOWN},
+    response=Upload,
+    path=UploadPath,
+    signed_in=True,
+    errors={
+        404: ("not_found",),
+        413: ("file_too_large",),
+        422: ("unsupported_type", "not_audio"),
+        502: ("webhook_delivery_failed",),
+        **_DOWN,
+    },
     tag="library",
 )

@@ -47,7 +47,8 @@ _GOOD_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # One histogram answers both "how many" (its _count) and "how long", by method, route template and
 # status, as OpenTelemetry's http.server.request.duration does: one metric update per request, not two.
 LATENCY = Histogram(
-    "soundpost_request_duration_seconds", "Time to answer an HTTP request; _count counts requests",
+    "soundpost_request_duration_seconds",
+    "Time to answer an HTTP request; _count counts requests",
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
@@ -94,9 +95,16 @@ class RequestRecorder:
         latency.observe(elapsed)
         if self.access_log:
             logger.info(
-                "%s %s %s", method, scope["path"], status,
-                extra={"requestId": request_id, "route": route, "status": status,
-                       "durationMs": round(elapsed * 1000, 2)},
+                "%s %s %s",
+                method,
+                scope["path"],
+                status,
+                extra={
+                    "requestId": request_id,
+                    "route": route,
+                    "status": status,
+                    "durationMs": round(elapsed * 1000, 2),
+                },
             )
 
 

@@ -103,12 +103,19 @@ def sign_post(
     """The form fields of a presigned POST, as ``generate_presigned_post`` builds them."""
     credential = f"{credentials.access_key}/{moment.day}/{target.region}/{target.service}/aws4_request"
     form = {
-        **fields, "key": key, "x-amz-algorithm": ALGORITHM, "x-amz-credential": credential,
+        **fields,
+        "key": key,
+        "x-amz-algorithm": ALGORITHM,
+        "x-amz-credential": credential,
         "x-amz-date": moment.amz_date,
     }
     signed_conditions = [
-        *conditions, {"bucket": bucket}, {"key": key}, {"x-amz-algorithm": ALGORITHM},
-        {"x-amz-credential": credential}, {"x-amz-date": moment.amz_date},
+        *conditions,
+        {"bucket": bucket},
+        {"key": key},
+        {"x-amz-algorithm": ALGORITHM},
+        {"x-amz-credential": credential},
+        {"x-amz-date": moment.amz_date},
     ]
     if credentials.token is not None:
         form["x-amz-security-token"] = credentials.token

@@ -48,7 +48,9 @@ class MemoryWindows:
 
     SWEEP_EVERY = 60.0
 
-    def __init__(self, rates: Sequence[limits.RateLimitItem], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rates: Sequence[limits.RateLimitItem], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rates = [(rate.amount, float(rate.get_expiry())) for rate in rates]
         self.longest = max(seconds for _, seconds in self.rates)
         self.clock = clock
@@ -128,11 +130,15 @@ async def enforce(request: Request) -> None:
         wait = await limiter.hit(user.user_id)
     except limits.errors.StorageError as exc:
         raise ApiError(
-            503, "rate_limiter_unavailable", "The rate limiter cannot be reached right now.",
+            503,
+            "rate_limiter_unavailable",
+            "The rate limiter cannot be reached right now.",
             headers={"Retry-After": "5"},
         ) from exc
     if wait is not None:
         raise ApiError(
-            429, "rate_limited", f"Too many signing requests; try again in {wait} s.",
+            429,
+            "rate_limited",
+            f"Too many signing requests; try again in {wait} s.",
             headers={"Retry-After": str(wait)},
         )

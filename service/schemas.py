@@ -18,7 +18,8 @@ from starlette.responses import Response
 Filename = Annotated[
     str,
     Meta(
-        min_length=1, max_length=1024,
+        min_length=1,
+        max_length=1024,
         description="The name of the file on the user's device; only a sanitised copy is kept.",
         examples=["interview 2026-11-24.wav"],
     ),
@@ -26,7 +27,8 @@ Filename = Annotated[
 ContentType = Annotated[
     str,
     Meta(
-        min_length=1, max_length=255,
+        min_length=1,
+        max_length=255,
         description="The file's audio media type; common aliases are accepted and normalised.",
         examples=["audio/webm;codecs=opus"],
     ),
@@ -209,9 +211,14 @@ class JsonBody(Response):
     media_type = "application/json"
 
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
-        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), (b"content-type", b"application/json")]
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(self.body)),
+            (b"content-type", b"application/json"),
+        ]
         if headers:
-            self.raw_headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+            self.raw_headers += [
+                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+            ]
 
 
 def json_response(value: object, status_code: int = 200) -> Response:

@@ -95,7 +95,9 @@ class CoalescingTransport:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
-        if type(data) is not bytes or self.held_bytes + len(data) > HOLD_AT_MOST:  # bytes cannot change while held
+        if (
+            type(data) is not bytes or self.held_bytes + len(data) > HOLD_AT_MOST
+        ):  # bytes cannot change while held
             self.writelines((data,))
             return
         current = self.current_pass
@@ -200,8 +202,15 @@ def uvicorn_options(args: argparse.Namespace, root_path: str) -> dict[str, Any]:
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")),
-                        help="worker processes (each holds its own S3 clients)")
-    parser.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-                        help="proxies whose X-Forwarded-* headers are trusted")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WEB_CONCURRENCY", "1")),
+        help="worker processes (each holds its own S3 clients)",
+    )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        help="proxies whose X-Forwarded-* headers are trusted",
+    )
     parser.add_argument("--log-level", default="info")

@@ -36,7 +36,9 @@ VARY_COOKIE = (b"vary", b"Cookie")
 class CookieSessions:
     """Sessions kept in a signed cookie, with ``SessionMiddleware``'s parameters and output."""
 
-    REMEMBERED = 1024  # distinct Cookie headers kept (under 1 KB each); beyond that, the oldest is verified again
+    REMEMBERED = (
+        1024  # distinct Cookie headers kept (under 1 KB each); beyond that, the oldest is verified again
+    )
 
     def __init__(
         self,
@@ -69,7 +71,9 @@ class CookieSessions:
         if value is None:
             return Session(), False
         try:
-            data, signed = self.signer.unsign(value.encode("utf-8"), max_age=self.max_age, return_timestamp=True)
+            data, signed = self.signer.unsign(
+                value.encode("utf-8"), max_age=self.max_age, return_timestamp=True
+            )
         except BadSignature:
             return Session(), False
         payload = b64decode(data)
@@ -104,7 +108,9 @@ class CookieSessions:
             data = self.signer.sign(b64encode(json.dumps(session).encode("utf-8"))).decode("utf-8")
             return f"{self.session_cookie}={data}; path={self.path}; {max_age}{self.security_flags}"
         if had_session:
-            return f"{self.session_cookie}=null; path={self.path}; {CLEARED_COOKIE_EXPIRES}{self.security_flags}"
+            return (
+                f"{self.session_cookie}=null; path={self.path}; {CLEARED_COOKIE_EXPIRES}{self.security_flags}"
+            )
         return None
 
 

@@ -38,9 +38,7 @@ class SettingsError(ValueError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(
-            "invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 @dataclass(frozen=True)
@@ -147,9 +145,7 @@ class _Reader:
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         number = self.parsed(name, default, int, "a whole number")
         if not low <= number <= high:
-            self.problems.append(
-                f"{ENV_PREFIX}{name} must be between {low} and {high}, got {number}"
-            )
+            self.problems.append(f"{ENV_PREFIX}{name} must be between {low} and {high}, got {number}")
         return number
 
     def url(self, name: str, *, required: bool = False) -> str | None:
@@ -158,9 +154,7 @@ class _Reader:
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            self.problems.append(
-                f"{ENV_PREFIX}{name} must be an http(s) URL, got {value!r}"
-            )
+            self.problems.append(f"{ENV_PREFIX}{name} must be an http(s) URL, got {value!r}")
         if parts.query or parts.fragment:
             self.problems.append(f"{ENV_PREFIX}{name} must not have a query or fragment")
         return value.rstrip("/")
@@ -174,9 +168,7 @@ class _Reader:
 
 def _provider(read: _Reader, name: str) -> Provider | None:
     if not PROVIDER_NAME.match(name):
-        read.problems.append(
-            f"{ENV_PREFIX}PROVIDERS: {name!r} must be lowercase letters, digits or _"
-        )
+        read.problems.append(f"{ENV_PREFIX}PROVIDERS: {name!r} must be lowercase letters, digits or _")
         return None
     key = f"PROVIDER_{name.upper()}_"
     kind = read.raw(key + "KIND") or "oidc"
@@ -234,9 +226,7 @@ def _key_prefix(read: _Reader) -> str:
         return "uploads/"
     prefix = prefix.strip("/")
     if not re.fullmatch(r"[A-Za-z0-9._\-/]{0,200}", prefix) or "//" in prefix or ".." in prefix:
-        read.problems.append(
-            f"{ENV_PREFIX}S3_KEY_PREFIX may hold only letters, digits, . _ - and single /"
-        )
+        read.problems.append(f"{ENV_PREFIX}S3_KEY_PREFIX may hold only letters, digits, . _ - and single /")
     return f"{prefix}/" if prefix else ""
 
 
@@ -245,7 +235,9 @@ def _webhook_secret(read: _Reader, url: str | None) -> Secret | None:
     value = read.raw("WEBHOOK_SECRET")
     if value is None:
         if url:
-            read.problems.append(f"{ENV_PREFIX}WEBHOOK_SECRET is required when {ENV_PREFIX}WEBHOOK_URL is set")
+            read.problems.append(
+                f"{ENV_PREFIX}WEBHOOK_SECRET is required when {ENV_PREFIX}WEBHOOK_URL is set"
+            )
         return None
     try:
         key = base64.b64decode(value.removeprefix("whsec_"), validate=True)

@@ -116,12 +116,18 @@ class Storage:
         moment = signing_moment(int(time.time()), ttl)
         if self._post_target is None:
             post = await self.signer.generate_presigned_post(
-                Bucket=self.settings.s3_bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=ttl,
+                Bucket=self.settings.s3_bucket,
+                Key=key,
+                Fields=fields,
+                Conditions=conditions,
+                ExpiresIn=ttl,
             )
             self._post_target = PostTarget.from_botocore(post)
             return PresignedPost(url=post["url"], fields=post["fields"], expires_at=moment.expires_at)
         credentials = await self._frozen_credentials()
-        signed = sign_post(credentials, self._post_target, self.settings.s3_bucket, key, fields, conditions, moment)
+        signed = sign_post(
+            credentials, self._post_target, self.settings.s3_bucket, key, fields, conditions, moment
+        )
         return PresignedPost(url=self._post_target.url, fields=signed, expires_at=moment.expires_at)
 
     async def _frozen_credentials(self) -> ReadOnlyCredentials:
@@ -144,7 +150,9 @@ class Storage:
     async def head(self, key: str) -> StoredObject:
         with _missing_is_not_found():
             head = await self.s3.head_object(Bucket=self.settings.s3_bucket, Key=key)
-        return StoredObject(key, int(head["ContentLength"]), head.get("ContentType", ""), head["LastModified"])
+        return StoredObject(
+            key, int(head["ContentLength"]), head.get("ContentType", ""), head["LastModified"]
+        )
 
     async def read_head(self, key: str, length: int) -> bytes:
         """The first ``length`` bytes of an object (a ranged GET)."""
@@ -201,9 +209,7 @@ class Storage:
         """
         markers: dict[str, str] = {}
         while True:
-            page = await self.s3.list_multipart_uploads(
-                Bucket=self.settings.s3_bucket, Prefix=key, **markers
-            )
+            page = await self.s3.list_multipart_uploads(Bucket=self.settings.s3_bucket, Prefix=key, **markers)
             if any(u["Key"] == key and u["UploadId"] == upload_id for u in page.get("Uploads", [])):
                 return True
             if not page.get("IsTruncated"):
@@ -242,7 +248,10 @@ class Storage:
                 error = exc.response.get("Error", {})
                 raise PartsRejected(f"{error.get('Code')}: {error.get('Message')}") from None
             raise
-        return str(done.get("Location") or f"{self.settings.browser_s3_endpoint or ''}/{self.settings.s3_bucket}/{key}")
+        return str(
+            done.get("Location")
+            or f"{self.settings.browser_s3_endpoint or ''}/{self.settings.s3_bucket}/{key}"
+        )
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         with _missing_is_not_found():
@@ -296,7 +305,9 @@ STORAGE_DOWN: tuple[type[Exception], ...] = (
 
 def storage_unavailable() -> ApiError:
     return ApiError(
-        503, "storage_unavailable", "Storage cannot be reached right now. Try again in a moment.",
+        503,
+        "storage_unavailable",
+        "Storage cannot be reached right now. Try again in a moment.",
         headers={"Retry-After": "5"},
     )
 

@@ -92,7 +92,8 @@ def checked_content_type(settings: Settings, content_type: str, path: str = "$.c
     if canonical is None or canonical not in settings.allowed_types:
         allowed = ", ".join(settings.allowed_types)
         raise ApiError(
-            422, "unsupported_type",
+            422,
+            "unsupported_type",
             f"{content_type!r} is not an accepted audio type (accepted: {allowed}).",
             path,
         )
@@ -104,7 +105,8 @@ def checked_filename(filename: str, canonical: str, path: str = "$.filename") ->
     extension = keys.split_extension(name)[1]
     if not audio.extension_agrees(extension, canonical):
         raise ApiError(
-            422, "extension_mismatch",
+            422,
+            "extension_mismatch",
             f"A {extension} file cannot be uploaded as {canonical}.",
             path,
         )
@@ -115,7 +117,8 @@ def upload_limit(settings: Settings, declared: int | None, path: str = "$.size")
     """The most bytes the policy allows: the declared size, capped by the configured maximum."""
     if declared is not None and declared > settings.max_upload_bytes:
         raise ApiError(
-            413, "file_too_large",
+            413,
+            "file_too_large",
             f"Files may be at most {settings.max_upload_bytes} bytes.",
             path,
         )
@@ -124,14 +127,21 @@ def upload_limit(settings: Settings, declared: int | None, path: str = "$.size")
 
 PRESIGN = Spec(
     "Presign a POST of one audio file straight to the bucket, under a key the server chooses.",
-    response=PresignResponse, body=PresignRequest, signed_in=True, signing=True,
+    response=PresignResponse,
+    body=PresignRequest,
+    signed_in=True,
+    signing=True,
     errors={413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")},
     tag="uploads",
 )
 
 
 def new_upload(
-    settings: Settings, user: User, filename: str, content_type: str, size: int | None,
+    settings: Settings,
+    user: User,
+    filename: str,
+    content_type: str,
+    size: int | None,
     paths: FieldPaths = FieldPaths(),
 ) -> NewUpload:
     """Check what the client asks to upload and pick its key under the user's own prefix."""
@@ -152,7 +162,10 @@ async def presigned_url(request: Request) -> Response:
     PRESIGNED["post"].inc()
     return json_response(
         PresignResponse(
-            url=post.url, fields=post.fields, key=upload.key, expires_at=post.expires_at,
+            url=post.url,
+            fields=post.fields,
+            key=upload.key,
+            expires_at=post.expires_at,
             max_bytes=upload.max_bytes,
         )
     )

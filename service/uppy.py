@@ -60,7 +60,9 @@ def _declared_size(value: object, path: str) -> int | None:
     """Uppy sends whatever metadata the page set; a size, if present, must be a positive whole number."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+    if isinstance(value, bool) or not (
+        isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+    ):
         raise ApiError(422, "validation_error", "The size must be a whole number of bytes.", path)
     size = int(value)
     if size < 1:
@@ -86,7 +88,11 @@ async def create_multipart(request: Request) -> Response:
     ask = decode_json(multipart_request_decoder, await read_json_body(request))
     size = _declared_size(ask.metadata.get("size"), "$.metadata.size")
     upload = new_upload(
-        settings, user, ask.filename, ask.type, size,
+        settings,
+        user,
+        ask.filename,
+        ask.type,
+        size,
         FieldPaths(content_type="$.type", size="$.metadata.size"),
     )
     upload_id = await storage.create_multipart(upload.key, upload.content_type)
@@ -113,7 +119,9 @@ async def _owned_upload(request: Request) -> tuple[Settings, Storage, str, str]:
 
 def _part_number(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
-        raise ApiError(422, "validation_error", f"Part numbers run from 1 to {MAX_PART_NUMBER}.", "partNumbers")
+        raise ApiError(
+            422, "validation_error", f"Part numbers run from 1 to {MAX_PART_NUMBER}.", "partNumbers"
+        )
     return int(value)
 
 
@@ -130,7 +138,9 @@ async def sign_parts(request: Request) -> Response:
     """``GET /s3/multipart/{uploadId}/batch?partNumbers=1,2``: what older Uppy clients ask for."""
     listed = decode_query(request, BatchQuery).part_numbers.split(",")
     if len(listed) > MAX_BATCH:
-        raise ApiError(422, "validation_error", f"Ask for at most {MAX_BATCH} parts at a time.", "partNumbers")
+        raise ApiError(
+            422, "validation_error", f"Ask for at most {MAX_BATCH} parts at a time.", "partNumbers"
+        )
     numbers = sorted({_part_number(item.strip()) for item in listed})
     _, storage, key, upload_id = await _owned_upload(request)
     urls = {str(n): await storage.presign_part(key, upload_id, n) for n in numbers}
@@ -166,12 +176,15 @@ async def complete(request: Request) -> Response:
         have = uploaded.get(part.number)
         # Uppy v6 strips the quotes S3 puts around ETags; compare without them.
         if have is None or have.etag.strip('"') != part.etag.strip('"'):
-            raise ApiError(400, "invalid_part", f"Part {part.number} was not uploaded with that ETag.", "$.parts")
+            raise ApiError(
+                400, "invalid_part", f"Part {part.number} was not uploaded with that ETag.", "$.parts"
+            )
         chosen.append(have)
     if sum(p.size for p in chosen) > settings.max_upload_bytes:
         await storage.abort_multipart(key, upload_id)
         raise ApiError(
-            413, "file_too_large",
+            413,
+            "file_too_large",
             f"Files may be at most {settings.max_upload_bytes} bytes; the upload was discarded.",
         )
     try:
@@ -197,19 +210,69 @@ async def abort(request: Request) -> Response:
 
 _NEW_UPLOAD = {413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")}
 _OWNED = {403: ("forbidden",), 503: ("storage_unavailable",)}
-PARAMS = Spec("A presigned POST for Uppy, made exactly as POST /api/upload/presigned-url makes it.",
-              response=SignedPost, query=ParamsQuery, signed_in=True, signing=True, errors=_NEW_UPLOAD, tag="uppy")
-CREATE = Spec("Start a multipart upload under a key of the caller's.", response=MultipartCreated,
-              body=MultipartRequest, signed_in=True, signing=True,
-              errors={**_NEW_UPLOAD, 503: ("storage_unavailable",)}, tag="uppy")
-SIGN_PARTS = Spec("Presigned UploadPart URLs for several parts.", response=SignedParts, path=MultipartPath,
-                  query=BatchQuery, signed_in=True, signing=True, errors=_OWNED, tag="uppy")
-SIGN_PART = Spec("A presigned UploadPart URL for one part.", response=SignedPart, path=PartPath, query=KeyQuery,
-                 signed_in=True, signing=True, errors=_OWNED, tag="uppy")
-PARTS = Spec("The parts uploaded so far.", response=list[UploadedPart], path=MultipartPath, query=KeyQuery,
-             signed_in=True, errors=_OWNED, tag="uppy")
-COMPLETE = Spec("Assemble the parts, if their total size is allowed.", response=Completed, path=MultipartPath,
-                query=KeyQuery, body=CompleteRequest, signed_in=True,
-                errors={**_OWNED, 400: ("invalid_part",), 413: ("file_too_large",)}, tag="uppy")
-ABORT = Spec("Abandon a multipart upload.", response=dict[str, str], path=MultipartPath, query=KeyQuery,
-             signed_in=True, errors=_OWNED, tag="uppy")
+PARAMS = Spec(
+    "A presigned POST for Uppy, made exactly as POST /api/upload/presigned-url makes it.",
+    response=SignedPost,
+    query=ParamsQuery,
+    signed_in=True,
+    signing=True,
+    errors=_NEW_UPLOAD,
+    tag="uppy",
+)
+CREATE = Spec(
+    "Start a multipart upload under a key of the caller's.",
+    response=MultipartCreated,
+    body=MultipartRequest,
+    signed_in=True,
+    signing=True,
+    errors={**_NEW_UPLOAD, 503: ("storage_unavailable",)},
+    tag="uppy",
+)
+SIGN_PARTS = Spec(
+    "Presigned UploadPart URLs for several parts.",
+    response=SignedParts,
+    path=MultipartPath,
+    query=BatchQuery,
+    signed_in=True,
+    signing=True,
+    errors=_OWNED,
+    tag="uppy",
+)
+SIGN_PART = Spec(
+    "A presigned UploadPart URL for one part.",
+    response=SignedPart,
+    path=PartPath,
+    query=KeyQuery,
+    signed_in=True,
+    signing=True,
+    errors=_OWNED,
+    tag="uppy",
+)
+PARTS = Spec(
+    "The parts uploaded so far.",
+    response=list[UploadedPart],
+    path=MultipartPath,
+    query=KeyQuery,
+    signed_in=True,
+    errors=_OWNED,
+    tag="uppy",
+)
+COMPLETE = Spec(
+    "Assemble the parts, if their total size is allowed.",
+    response=Completed,
+    path=MultipartPath,
+    query=KeyQuery,
+    body=CompleteRequest,
+    signed_in=True,
+    errors={**_OWNED, 400: ("invalid_part",), 413: ("file_too_large",)},
+    tag="uppy",
+)
+ABORT = Spec(
+    "Abandon a multipart upload.",
+    response=dict[str, str],
+    path=MultipartPath,
+    query=KeyQuery,
+    signed_in=True,
+    errors=_OWNED,
+    tag="uppy",
+)

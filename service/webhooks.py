@@ -77,4 +77,6 @@ async def open_webhooks(settings: Settings) -> AsyncIterator[WebhookSender | Non
         return
     timeout = httpx.Timeout(settings.webhook_timeout, connect=min(3.0, settings.webhook_timeout))
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-        yield WebhookSender(client, settings.webhook_url, str(settings.webhook_secret), settings.webhook_timeout)
+        yield WebhookSender(
+            client, settings.webhook_url, str(settings.webhook_secret), settings.webhook_timeout
+        )

@@ -67,7 +67,9 @@ def github_idp(_github_provider: fake_idp.FakeIdP) -> fake_idp.FakeIdP:
 
 
 @pytest.fixture
-def app_env(s3: devstack.S3Endpoint, bucket: str, oidc_idp: fake_idp.FakeIdP, github_idp: fake_idp.FakeIdP) -> dict[str, str]:
+def app_env(
+    s3: devstack.S3Endpoint, bucket: str, oidc_idp: fake_idp.FakeIdP, github_idp: fake_idp.FakeIdP
+) -> dict[str, str]:
     """SOUNDPOST_* settings for an app wired to the test S3 and both providers (no public URL yet)."""
     return {
         "SOUNDPOST_SESSION_SECRET": secrets.token_urlsafe(48),

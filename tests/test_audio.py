@@ -20,7 +20,7 @@ from service import audio
         ("audio/m4a", "audio/mp4"),
         ("audio/aac", "audio/aac"),
         ("audio/webm;codecs=opus", "audio/webm"),
-        (" audio/webm ; codecs=\"opus\" ", "audio/webm"),
+        (' audio/webm ; codecs="opus" ', "audio/webm"),
         ("audio/ogg; codecs=opus", "audio/ogg"),
         ("audio/opus", "audio/opus"),
         ("audio/x-flac", "audio/flac"),
@@ -31,7 +31,8 @@ def test_aliases_normalise_to_one_canonical_type(given: str, canonical: str) -> 
 
 
 @pytest.mark.parametrize(
-    "given", ["", "audio", "audio/", "image/png", "text/plain", "video/webm", "audio/x-unknown", "application/json"]
+    "given",
+    ["", "audio", "audio/", "image/png", "text/plain", "video/webm", "audio/x-unknown", "application/json"],
 )
 def test_non_audio_and_unknown_types_have_no_canonical_type(given: str) -> None:
     assert audio.canonical_type(given) is None

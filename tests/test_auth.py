@@ -60,7 +60,9 @@ def test_sign_in_sends_pkce_s256_and_a_nonce_and_the_provider_checks_them(
     assert client.get("/api/me").status_code == 200
 
 
-def test_github_style_provider_without_id_token_signs_in_by_numeric_id(client: httpx.Client, github_idp: FakeIdP) -> None:
+def test_github_style_provider_without_id_token_signs_in_by_numeric_id(
+    client: httpx.Client, github_idp: FakeIdP
+) -> None:
     assert sign_in(client, "hub", "bob").status_code == 303
     me = client.get("/api/me").json()
     assert (me["provider"], me["subject"], me["name"]) == ("hub", "1002", "Bob Example")
@@ -97,7 +99,14 @@ def test_a_tampered_cookie_is_not_a_session(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "next_path",
-    ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", "%2F%2Fevil.example", "/%0d%0aSet-Cookie:x"],
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "%2F%2Fevil.example",
+        "/%0d%0aSet-Cookie:x",
+    ],
 )
 def test_next_never_leaves_the_site(client: httpx.Client, next_path: str) -> None:
     final = sign_in(client, "fake", "alice", next_path=next_path)
@@ -206,7 +215,9 @@ def test_logout_ends_the_session(alice: httpx.Client) -> None:
 
 
 def test_cross_site_logout_is_refused(alice: httpx.Client) -> None:
-    answer = alice.post("/auth/logout", headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    answer = alice.post(
+        "/auth/logout", headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    )
     assert answer.status_code == 403
     assert answer.json()["error"]["code"] == "cross_site_request"
     assert alice.get("/api/me").status_code == 200
@@ -217,7 +228,10 @@ def test_session_expires_after_its_lifetime(app_env: dict[str, str]) -> None:
     from tests.support.servers import serve_asgi
 
     env = {**app_env, "SOUNDPOST_SESSION_MAX_AGE": "60"}
-    with serve_asgi(lambda url: create_app({**env, "SOUNDPOST_PUBLIC_URL": url})) as url, httpx.Client(base_url=url) as c:
+    with (
+        serve_asgi(lambda url: create_app({**env, "SOUNDPOST_PUBLIC_URL": url})) as url,
+        httpx.Client(base_url=url) as c,
+    ):
         sign_in(c, "fake", "alice")
         value = c.cookies["soundpost_session"]
         signer = itsdangerous.TimestampSigner(env["SOUNDPOST_SESSION_SECRET"])
@@ -248,7 +262,10 @@ def test_full_sign_in_through_oidc_provider_mock(app_env: dict[str, str]) -> Non
             "SOUNDPOST_PROVIDER_DEV_CLIENT_ID": "soundpost-dev",
             "SOUNDPOST_PROVIDER_DEV_CLIENT_SECRET": "soundpost-dev-secret",
         }
-        with serve_asgi(lambda url: create_app({**env, "SOUNDPOST_PUBLIC_URL": url})) as url, httpx.Client(base_url=url) as c:
+        with (
+            serve_asgi(lambda url: create_app({**env, "SOUNDPOST_PUBLIC_URL": url})) as url,
+            httpx.Client(base_url=url) as c,
+        ):
             login = c.get("/auth/login", follow_redirects=False)
             authorize = login.headers["location"]
             query = parse_qs(urlsplit(authorize).query)

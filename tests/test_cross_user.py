@@ -13,11 +13,15 @@ from tests.support.uppy import Multipart
 def bucket_state(s3: devstack.S3Endpoint, bucket: str) -> dict[str, object]:
     """Every object (key, size, ETag), every open multipart upload and its parts."""
     admin = devstack.s3_admin(s3)
-    objects = [(o["Key"], o["Size"], o["ETag"]) for o in admin.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    objects = [
+        (o["Key"], o["Size"], o["ETag"]) for o in admin.list_objects_v2(Bucket=bucket).get("Contents", [])
+    ]
     uploads = admin.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     parts = {
-        u["UploadId"]: [(p["PartNumber"], p["ETag"], p["Size"]) for p in admin.list_parts(
-            Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", [])]
+        u["UploadId"]: [
+            (p["PartNumber"], p["ETag"], p["Size"])
+            for p in admin.list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", [])
+        ]
         for u in uploads
     }
     return {"objects": objects, "uploads": sorted((u["Key"], u["UploadId"]) for u in uploads), "parts": parts}
@@ -34,7 +38,9 @@ def alices_uploads(alice: httpx.Client) -> tuple[Multipart, list[dict[str, objec
     return upload, parts, parsed[1]
 
 
-def multipart_attempts(upload: Multipart, parts: list[dict[str, object]], key: str | None = None) -> list[httpx.Response]:
+def multipart_attempts(
+    upload: Multipart, parts: list[dict[str, object]], key: str | None = None
+) -> list[httpx.Response]:
     return [
         upload.sign_part(2, key),
         upload.sign_batch([2, 3], key),
@@ -45,8 +51,10 @@ def multipart_attempts(upload: Multipart, parts: list[dict[str, object]], key: s
 
 
 def test_another_users_multipart_upload_is_403_on_every_route(
-    alices_uploads: tuple[Multipart, list[dict[str, object]], str], bob: httpx.Client,
-    s3: devstack.S3Endpoint, bucket: str,
+    alices_uploads: tuple[Multipart, list[dict[str, object]], str],
+    bob: httpx.Client,
+    s3: devstack.S3Endpoint,
+    bucket: str,
 ) -> None:
     """Bob holding alice's key and upload id can sign, list, complete and abort nothing."""
     upload, parts, _ = alices_uploads
@@ -58,8 +66,10 @@ def test_another_users_multipart_upload_is_403_on_every_route(
 
 
 def test_another_users_upload_id_under_ones_own_key_is_403(
-    alices_uploads: tuple[Multipart, list[dict[str, object]], str], bob: httpx.Client,
-    s3: devstack.S3Endpoint, bucket: str,
+    alices_uploads: tuple[Multipart, list[dict[str, object]], str],
+    bob: httpx.Client,
+    s3: devstack.S3Endpoint,
+    bucket: str,
 ) -> None:
     """The upload id must belong to the key: bob's own key with alice's upload id reaches nothing."""
     upload, parts, _ = alices_uploads
@@ -74,8 +84,9 @@ def test_a_made_up_upload_id_is_403(alice: httpx.Client, s3: devstack.S3Endpoint
     """A key of one's own with an upload id S3 never issued for it touches nothing."""
     mine = Multipart.create(alice, "mine.wav", "audio/wav")
     before = bucket_state(s3, bucket)
-    answers = multipart_attempts(Multipart(alice, mine.key, "not-an-upload", mine.bucket),
-                                 [{"PartNumber": 1, "ETag": '"x"'}])
+    answers = multipart_attempts(
+        Multipart(alice, mine.key, "not-an-upload", mine.bucket), [{"PartNumber": 1, "ETag": '"x"'}]
+    )
     assert [a.status_code for a in answers] == [403] * 5
     assert bucket_state(s3, bucket) == before
 
@@ -88,16 +99,21 @@ def test_keys_this_service_did_not_build_are_403(alice: httpx.Client, key: str) 
 
 
 def test_another_users_upload_is_404_like_a_missing_one(
-    alices_uploads: tuple[Multipart, list[dict[str, object]], str], bob: httpx.Client,
-    s3: devstack.S3Endpoint, bucket: str,
+    alices_uploads: tuple[Multipart, list[dict[str, object]], str],
+    bob: httpx.Client,
+    s3: devstack.S3Endpoint,
+    bucket: str,
 ) -> None:
     """Confirm, play and delete answer bob exactly as for an id that never existed."""
     _, _, upload_id = alices_uploads
     missing = keys.new_upload_id()
     before = bucket_state(s3, bucket)
     headers = uppy.same_origin(bob)
-    for path, method in (("/api/uploads/{}/confirm", "POST"), ("/api/uploads/{}/url", "GET"),
-                         ("/api/uploads/{}", "DELETE")):
+    for path, method in (
+        ("/api/uploads/{}/confirm", "POST"),
+        ("/api/uploads/{}/url", "GET"),
+        ("/api/uploads/{}", "DELETE"),
+    ):
         theirs = bob.request(method, path.format(upload_id), headers=headers)
         nowhere = bob.request(method, path.format(missing), headers=headers)
         assert theirs.status_code == nowhere.status_code == 404

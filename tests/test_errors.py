@@ -25,7 +25,9 @@ async def not_mine(request: Request) -> None:
     raise ApiError(404, "upload_not_found", "No such upload.")
 
 
-def test_unexpected_exception_is_a_generic_500_and_logged(app_env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_exception_is_a_generic_500_and_logged(
+    app_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
     def make(url: str) -> object:
         app = create_app({**app_env, "SOUNDPOST_PUBLIC_URL": url})
         app.router.routes.append(Route("/explode", explode))
@@ -34,13 +36,16 @@ def test_unexpected_exception_is_a_generic_500_and_logged(app_env: dict[str, str
     with caplog.at_level(logging.ERROR, logger="soundpost"), serve_asgi(make) as url:
         answer = httpx.get(f"{url}/explode")
     assert answer.status_code == 500
-    assert answer.json() == {"error": {"code": "internal_error", "detail": "Something went wrong on our side."}}
+    assert answer.json() == {
+        "error": {"code": "internal_error", "detail": "Something went wrong on our side."}
+    }
     assert "hunter2" not in answer.text
     assert any("hunter2" in (r.exc_text or "") or r.exc_info for r in caplog.records)
 
 
 def test_error_answers_carry_the_security_headers_request_id_and_metrics(app_env: dict[str, str]) -> None:
     """Unexpected and expected errors alike pass through the edge layer: headers, request id, a metric."""
+
     def make(url: str) -> object:
         app = create_app({**app_env, "SOUNDPOST_PUBLIC_URL": url})
         app.router.routes += [Route("/boom", explode), Route("/not-mine", not_mine)]
@@ -57,7 +62,9 @@ def test_error_answers_carry_the_security_headers_request_id_and_metrics(app_env
         assert answer.headers["cache-control"] == "no-store"
     assert missing.json()["error"]["code"] == "upload_not_found"
     assert 'soundpost_request_duration_seconds_count{method="GET",route="/boom",status="500"} 1.0' in metrics
-    assert 'soundpost_request_duration_seconds_count{method="GET",route="/not-mine",status="404"} 1.0' in metrics
+    assert (
+        'soundpost_request_duration_seconds_count{method="GET",route="/not-mine",status="404"} 1.0' in metrics
+    )
 
 
 async def answer(request: Request, exc: Exception) -> Response:

@@ -49,8 +49,11 @@ def freeze_botocore_clock(monkeypatch: pytest.MonkeyPatch, at: datetime) -> None
 def botocore_client(region: str, endpoint: str | None, token: str | None) -> Any:
     addressing = "path" if endpoint else "auto"
     return boto3.client(
-        "s3", region_name=region, endpoint_url=endpoint,
-        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        "s3",
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         aws_session_token=token,
         config=botocore.config.Config(signature_version="s3v4", s3={"addressing_style": addressing}),
     )
@@ -112,12 +115,23 @@ def test_fast_path_pins_bucket_key_type_and_size_in_the_policy(monkeypatch: pyte
     at = datetime(2026, 11, 24, 12, 0, 0)
     credentials = ReadOnlyCredentials("AKIDEXAMPLE", "secret", None)
     freeze_botocore_clock(monkeypatch, at)
-    fields = sign_post(credentials, PostTarget("https://example", "us-east-1"), BUCKET, KEY, FIELDS, conditions(), moment(at, 60))
+    fields = sign_post(
+        credentials,
+        PostTarget("https://example", "us-east-1"),
+        BUCKET,
+        KEY,
+        FIELDS,
+        conditions(),
+        moment(at, 60),
+    )
     policy = policy_of(fields)
     assert policy["expiration"] == "2026-11-24T12:01:00Z"
     assert policy["conditions"][:5] == [
-        {"Content-Type": "audio/wav"}, {"success_action_status": "201"}, ["content-length-range", 1, 1_048_576],
-        {"bucket": BUCKET}, {"key": KEY},
+        {"Content-Type": "audio/wav"},
+        {"success_action_status": "201"},
+        ["content-length-range", 1, 1_048_576],
+        {"bucket": BUCKET},
+        {"key": KEY},
     ]
     assert fields["x-amz-signature"] == reference_signature(credentials, "us-east-1", fields)
 
@@ -135,10 +149,14 @@ class RotatingCredentials:
         self.issued.append(issued)
         # Five minutes left is inside botocore's mandatory refresh window: the next use refreshes.
         expiry = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return JSONResponse({
-            "AccessKeyId": issued.access_key, "SecretAccessKey": issued.secret_key,
-            "Token": issued.token, "Expiration": expiry,
-        })
+        return JSONResponse(
+            {
+                "AccessKeyId": issued.access_key,
+                "SecretAccessKey": issued.secret_key,
+                "Token": issued.token,
+                "Expiration": expiry,
+            }
+        )
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/credentials", self.credentials)])
@@ -148,8 +166,14 @@ class RotatingCredentials:
 def rotating_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[RotatingCredentials]:
     """The default AWS credential chain, finding only the rotating container endpoint."""
     source = RotatingCredentials()
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
@@ -160,18 +184,20 @@ def rotating_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
 
 
 def storage_settings(s3: S3Endpoint, bucket: str, **extra: str) -> Any:
-    return load_settings({
-        "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000",
-        "SOUNDPOST_SESSION_SECRET": "s" * 40,
-        "SOUNDPOST_PROVIDERS": "idp",
-        "SOUNDPOST_PROVIDER_IDP_DISCOVERY_URL": "http://127.0.0.1:9/.well-known/openid-configuration",
-        "SOUNDPOST_PROVIDER_IDP_CLIENT_ID": "soundpost",
-        "SOUNDPOST_PROVIDER_IDP_CLIENT_SECRET": "soundpost-secret",
-        "SOUNDPOST_S3_ENDPOINT": s3.url,
-        "SOUNDPOST_S3_REGION": s3.region,
-        "SOUNDPOST_S3_BUCKET": bucket,
-        **extra,
-    })
+    return load_settings(
+        {
+            "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000",
+            "SOUNDPOST_SESSION_SECRET": "s" * 40,
+            "SOUNDPOST_PROVIDERS": "idp",
+            "SOUNDPOST_PROVIDER_IDP_DISCOVERY_URL": "http://127.0.0.1:9/.well-known/openid-configuration",
+            "SOUNDPOST_PROVIDER_IDP_CLIENT_ID": "soundpost",
+            "SOUNDPOST_PROVIDER_IDP_CLIENT_SECRET": "soundpost-secret",
+            "SOUNDPOST_S3_ENDPOINT": s3.url,
+            "SOUNDPOST_S3_REGION": s3.region,
+            "SOUNDPOST_S3_BUCKET": bucket,
+            **extra,
+        }
+    )
 
 
 def test_rotating_credentials_from_the_default_chain_sign_the_next_presign(
@@ -195,10 +221,15 @@ def test_rotating_credentials_from_the_default_chain_sign_the_next_presign(
     assert len(set(keys_used)) == 3
 
 
-def test_configured_session_token_rides_in_fields_and_policy_on_the_fast_path(s3: S3Endpoint, bucket: str) -> None:
+def test_configured_session_token_rides_in_fields_and_policy_on_the_fast_path(
+    s3: S3Endpoint, bucket: str
+) -> None:
     """Temporary credentials from the settings put their token in the form and in the signed policy."""
     settings = storage_settings(
-        s3, bucket, SOUNDPOST_S3_ACCESS_KEY_ID="ASIATEMPORARY", SOUNDPOST_S3_SECRET_ACCESS_KEY="temporary-secret",
+        s3,
+        bucket,
+        SOUNDPOST_S3_ACCESS_KEY_ID="ASIATEMPORARY",
+        SOUNDPOST_S3_SECRET_ACCESS_KEY="temporary-secret",
         SOUNDPOST_S3_SESSION_TOKEN="temporary-token",
     )
 
@@ -214,14 +245,24 @@ def test_configured_session_token_rides_in_fields_and_policy_on_the_fast_path(s3
     assert set(fast) == set(slow)
 
 
-def test_fast_path_posts_upload_to_s3_like_botocores(alice: httpx.Client, s3: S3Endpoint, bucket: str) -> None:
+def test_fast_path_posts_upload_to_s3_like_botocores(
+    alice: httpx.Client, s3: S3Endpoint, bucket: str
+) -> None:
     """The first presign (botocore's) and the later ones (fast path) both store the file under their key."""
-    admin = boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key,
-                         aws_secret_access_key=s3.secret_key, region_name=s3.region)
+    admin = boto3.client(
+        "s3",
+        endpoint_url=s3.url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        region_name=s3.region,
+    )
     for attempt in range(3):
-        body = alice.post("/api/upload/presigned-url", json={"filename": f"take{attempt}.wav",
-                                                             "contentType": "audio/wav"}).json()
-        stored = httpx.post(body["url"], data=body["fields"], files={"file": ("take.wav", b"RIFF0000WAVE", "audio/wav")})
+        body = alice.post(
+            "/api/upload/presigned-url", json={"filename": f"take{attempt}.wav", "contentType": "audio/wav"}
+        ).json()
+        stored = httpx.post(
+            body["url"], data=body["fields"], files={"file": ("take.wav", b"RIFF0000WAVE", "audio/wav")}
+        )
         assert stored.status_code == 201, stored.text
         head = admin.head_object(Bucket=bucket, Key=body["key"])
         assert head["ContentType"] == "audio/wav"

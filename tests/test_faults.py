@@ -37,7 +37,10 @@ def test_with_s3_stopped_readiness_fails_presigning_goes_on_and_both_recover(app
             assert c.get("/healthz").status_code == 200
 
             with devstack.moto_s3(port_of(s3.url)):  # S3 is back where it was
-                assert c.get("/readyz").json() == {"status": "ready", "checks": {"s3": "ok", "idp:fake": "ok"}}
+                assert c.get("/readyz").json() == {
+                    "status": "ready",
+                    "checks": {"s3": "ok", "idp:fake": "ok"},
+                }
 
 
 def test_with_the_provider_stopped_sign_in_is_a_503_page_and_recovers(app_env: dict[str, str]) -> None:
@@ -45,8 +48,11 @@ def test_with_the_provider_stopped_sign_in_is_a_503_page_and_recovers(app_env: d
     provider = fake_idp.FakeIdP(kind="oidc")
     with contextlib.ExitStack() as first_run:
         url = first_run.enter_context(provider.serve())
-        env = {**app_env, "SOUNDPOST_PROVIDER_FAKE_DISCOVERY_URL": provider.discovery_url,
-               "SOUNDPOST_IDP_METADATA_TTL": "0"}
+        env = {
+            **app_env,
+            "SOUNDPOST_PROVIDER_FAKE_DISCOVERY_URL": provider.discovery_url,
+            "SOUNDPOST_IDP_METADATA_TTL": "0",
+        }
         with serve_app(env) as app, httpx.Client(base_url=app) as c:
             login = start_login(c, "?provider=fake")
             callback = approve_at_idp(login.headers["location"])
@@ -72,7 +78,9 @@ def follow_callback_with(client: httpx.Client, callback_url: str, headers: dict[
     return client.get(f"{parts.path}?{parts.query.decode()}", headers=headers)
 
 
-def test_discovery_metadata_is_cached_for_its_lifetime(app_env: dict[str, str], oidc_idp: fake_idp.FakeIdP) -> None:
+def test_discovery_metadata_is_cached_for_its_lifetime(
+    app_env: dict[str, str], oidc_idp: fake_idp.FakeIdP
+) -> None:
     """With the default lifetime, many sign-ins fetch the discovery document once."""
     with serve_app(app_env) as url, httpx.Client(base_url=url) as c:
         before = oidc_idp.discovery_requests
@@ -81,7 +89,9 @@ def test_discovery_metadata_is_cached_for_its_lifetime(app_env: dict[str, str], 
     assert oidc_idp.discovery_requests - before == 1
 
 
-def test_discovery_metadata_is_fetched_again_once_stale(app_env: dict[str, str], oidc_idp: fake_idp.FakeIdP) -> None:
+def test_discovery_metadata_is_fetched_again_once_stale(
+    app_env: dict[str, str], oidc_idp: fake_idp.FakeIdP
+) -> None:
     """With a lifetime of zero, every sign-in fetches the document again."""
     with serve_app({**app_env, "SOUNDPOST_IDP_METADATA_TTL": "0"}) as url, httpx.Client(base_url=url) as c:
         before = oidc_idp.discovery_requests

@@ -23,7 +23,10 @@ from tests.support.flows import sign_in
 @pytest.fixture
 def fuzzed_app(app_env: dict[str, str]) -> Iterator[tuple[str, str]]:
     """The app and a session cookie for alice; the rate limit is high enough not to hide other answers."""
-    with serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "100000/minute"}) as url, httpx.Client(base_url=url) as c:
+    with (
+        serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "100000/minute"}) as url,
+        httpx.Client(base_url=url) as c,
+    ):
         assert sign_in(c, "fake", "alice").status_code == 303
         yield url, c.cookies["soundpost_session"]
 

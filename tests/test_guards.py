@@ -34,7 +34,13 @@ def code_of(answer: httpx.Response) -> str:
         {"Sec-Fetch-Site": "cross-site"},
         {"Sec-Fetch-Site": "same-site"},
     ],
-    ids=["foreign-origin", "foreign-origin-and-site", "opaque-origin", "cross-site-no-origin", "sibling-subdomain"],
+    ids=[
+        "foreign-origin",
+        "foreign-origin-and-site",
+        "opaque-origin",
+        "cross-site-no-origin",
+        "sibling-subdomain",
+    ],
 )
 def test_cross_site_presign_is_refused_before_any_work(alice: httpx.Client, headers: dict[str, str]) -> None:
     """A browser that says the request comes from another site gets 403, whatever else it sends."""
@@ -45,16 +51,26 @@ def test_cross_site_presign_is_refused_before_any_work(alice: httpx.Client, head
 
 def test_a_cross_site_html_form_post_is_refused(alice: httpx.Client) -> None:
     """The classic CSRF: a form on another site posting with the victim's cookie."""
-    answer = alice.post(PRESIGN, data={"filename": "a.wav", "contentType": "audio/wav"},
-                        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    answer = alice.post(
+        PRESIGN,
+        data={"filename": "a.wav", "contentType": "audio/wav"},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
     assert answer.status_code == 403
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
-def test_a_same_site_body_that_is_not_json_is_415(alice: httpx.Client, app_url: str, content_type: str) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_same_site_body_that_is_not_json_is_415(
+    alice: httpx.Client, app_url: str, content_type: str
+) -> None:
     """Simple (CORS-preflight-free) content types are refused, so no form can forge a JSON call."""
-    answer = alice.post(PRESIGN, content=b'{"filename": "a.wav", "contentType": "audio/wav"}',
-                        headers={"Content-Type": content_type, "Origin": app_url})
+    answer = alice.post(
+        PRESIGN,
+        content=b'{"filename": "a.wav", "contentType": "audio/wav"}',
+        headers={"Content-Type": content_type, "Origin": app_url},
+    )
     assert answer.status_code == 415
     assert code_of(answer) == "unsupported_media_type"
 
@@ -69,8 +85,12 @@ def test_a_configured_extra_origin_may_post(app_env: dict[str, str]) -> None:
     """SOUNDPOST_TRUSTED_ORIGINS lets a named other site make state-changing calls."""
     env = {**app_env, "SOUNDPOST_TRUSTED_ORIGINS": "https://admin.example"}
     with serve_app(env) as url, httpx.Client(base_url=url) as c:
-        assert c.post("/auth/logout", headers={"Origin": "https://admin.example",
-                                               "Sec-Fetch-Site": "cross-site"}).status_code == 204
+        assert (
+            c.post(
+                "/auth/logout", headers={"Origin": "https://admin.example", "Sec-Fetch-Site": "cross-site"}
+            ).status_code
+            == 204
+        )
         assert c.post("/auth/logout", headers={"Origin": "https://other.example"}).status_code == 403
 
 
@@ -88,7 +108,9 @@ def test_an_oversized_json_body_is_413_even_without_content_length(alice: httpx.
     assert code_of(answer) == "body_too_large"
 
 
-@pytest.mark.parametrize("path", ["/", "/api/me", "/api/providers", "/healthz", "/openapi.json", "/nope", "/static/app.js"])
+@pytest.mark.parametrize(
+    "path", ["/", "/api/me", "/api/providers", "/healthz", "/openapi.json", "/nope", "/static/app.js"]
+)
 def test_every_response_carries_the_security_headers(client: httpx.Client, path: str) -> None:
     """nosniff and no framing on pages, JSON, errors and static files alike."""
     headers = client.get(path).headers
@@ -110,7 +132,9 @@ def test_a_presigned_post_is_never_stored_by_caches(alice: httpx.Client) -> None
     assert answer.headers["cache-control"] == "no-store"
 
 
-@pytest.mark.parametrize(("path", "accept"), [("/", "*/*"), ("/static/app.js", "*/*"), ("/nope", "text/html")])
+@pytest.mark.parametrize(
+    ("path", "accept"), [("/", "*/*"), ("/static/app.js", "*/*"), ("/nope", "text/html")]
+)
 def test_documents_also_carry_the_document_headers(client: httpx.Client, path: str, accept: str) -> None:
     """What only documents act on: the referrer policy, legacy framing refusal, a browsing context of their own."""
     headers = client.get(path, headers={"Accept": accept}).headers
@@ -172,6 +196,7 @@ def test_cookies_codes_and_tokens_never_reach_the_logs(
 
 def read_body(headers: list[tuple[bytes, bytes]], body: bytes = b"{}") -> bytes | int:
     """read_json_body on a raw ASGI request: the body, or the error status it raises."""
+
     async def receive() -> dict[str, object]:
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -182,7 +207,9 @@ def read_body(headers: list[tuple[bytes, bytes]], body: bytes = b"{}") -> bytes 
         return exc.status
 
 
-@pytest.mark.parametrize("content_type", [b"application/json", b"Application/JSON; charset=utf-8", b" application/json "])
+@pytest.mark.parametrize(
+    "content_type", [b"application/json", b"Application/JSON; charset=utf-8", b" application/json "]
+)
 def test_json_is_recognised_whatever_its_case_and_parameters(content_type: bytes) -> None:
     assert read_body([(b"content-type", content_type)]) == b"{}"
 
@@ -198,4 +225,9 @@ def test_a_declared_length_over_the_limit_is_413_before_reading() -> None:
 
 def test_a_length_in_other_digits_is_not_taken_for_a_number() -> None:
     """Latin-1 superscript digits pass str.isdigit but not int(): they are not a length, so none is declared."""
-    assert read_body([(b"content-type", b"application/json"), (b"content-length", "\u00b9\u00b2".encode("latin-1"))]) == b"{}"
+    assert (
+        read_body(
+            [(b"content-type", b"application/json"), (b"content-length", "\u00b9\u00b2".encode("latin-1"))]
+        )
+        == b"{}"
+    )

@@ -47,8 +47,11 @@ def test_normalising_a_type_gives_a_known_canonical_type_or_none(content_type: s
     assert canonical is None or canonical in audio.CANONICAL_TYPES
 
 
-@given(st.sampled_from([name for c, (_, aliases) in audio.AUDIO_TYPES.items() for name in (c, *aliases)]),
-       st.sampled_from(["", ";codecs=opus", "; charset=x", " "]), st.booleans())
+@given(
+    st.sampled_from([name for c, (_, aliases) in audio.AUDIO_TYPES.items() for name in (c, *aliases)]),
+    st.sampled_from(["", ";codecs=opus", "; charset=x", " "]),
+    st.booleans(),
+)
 def test_aliases_parameters_and_case_normalise_to_the_same_type(name: str, params: str, upper: bool) -> None:
     """Case and parameters never change which canonical type a known name means, and it is idempotent."""
     given_type = (name.upper() if upper else name) + params

@@ -39,7 +39,12 @@ def test_confirm_answers_the_upload_with_its_duration(alice: httpx.Client) -> No
     body = answer.json()
     assert set(body) == {"id", "key", "filename", "size", "contentType", "uploadedAt", "durationSeconds"}
     assert (body["id"], body["filename"], body["size"], body["contentType"], body["durationSeconds"]) == (
-        upload_id, "Standup.wav", len(data), "audio/wav", 2.0)
+        upload_id,
+        "Standup.wav",
+        len(data),
+        "audio/wav",
+        2.0,
+    )
     assert body["key"].endswith(f"/{upload_id}/Standup.wav")
     uploaded = datetime.fromisoformat(body["uploadedAt"])
     assert uploaded.tzinfo is not None and abs((datetime.now(UTC) - uploaded).total_seconds()) < 3600
@@ -65,21 +70,24 @@ def test_confirm_deletes_a_non_audio_file(alice: httpx.Client, s3: devstack.S3En
     assert confirm(alice, upload_id).status_code == 404
 
 
-def test_confirm_deletes_audio_of_another_format_than_declared(alice: httpx.Client, s3: devstack.S3Endpoint,
-                                                               bucket: str) -> None:
+def test_confirm_deletes_audio_of_another_format_than_declared(
+    alice: httpx.Client, s3: devstack.S3Endpoint, bucket: str
+) -> None:
     """FLAC bytes stored as audio/wav do not match their type."""
     upload_id = upload(alice, "mislabelled.wav", audio_samples.flac(), "audio/wav")
     assert confirm(alice, upload_id).json()["error"]["code"] == "not_audio"
     assert not exists(s3, bucket, upload_id)
 
 
-def test_confirm_deletes_an_object_over_the_size_limit(alice: httpx.Client, s3: devstack.S3Endpoint,
-                                                       bucket: str) -> None:
+def test_confirm_deletes_an_object_over_the_size_limit(
+    alice: httpx.Client, s3: devstack.S3Endpoint, bucket: str
+) -> None:
     """An object that got past the policy (written straight to the bucket) is still refused at confirm."""
     owner = keys.user_id("fake", "alice")
     key = keys.build_key("uploads/", owner, keys.new_upload_id(), "big.wav")
-    devstack.s3_admin(s3).put_object(Bucket=bucket, Key=key, ContentType="audio/wav",
-                                     Body=audio_samples.wav_of(bytes(10 * 1024 * 1024)))
+    devstack.s3_admin(s3).put_object(
+        Bucket=bucket, Key=key, ContentType="audio/wav", Body=audio_samples.wav_of(bytes(10 * 1024 * 1024))
+    )
     answer = confirm(alice, key.split("/")[2])
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "file_too_large"
@@ -87,8 +95,9 @@ def test_confirm_deletes_an_object_over_the_size_limit(alice: httpx.Client, s3: 
         devstack.s3_admin(s3).head_object(Bucket=bucket, Key=key)
 
 
-def test_confirm_deletes_an_object_of_a_type_that_is_not_allowed(alice: httpx.Client, s3: devstack.S3Endpoint,
-                                                                 bucket: str) -> None:
+def test_confirm_deletes_an_object_of_a_type_that_is_not_allowed(
+    alice: httpx.Client, s3: devstack.S3Endpoint, bucket: str
+) -> None:
     """A stored Content-Type outside the allowlist is refused and removed."""
     key = keys.build_key("uploads/", keys.user_id("fake", "alice"), keys.new_upload_id(), "page.wav")
     devstack.s3_admin(s3).put_object(Bucket=bucket, Key=key, ContentType="text/html", Body=b"<script>")
@@ -108,8 +117,11 @@ def test_list_is_newest_first_and_pages_with_an_opaque_cursor(alice: httpx.Clien
     assert [u["id"] for u in second["uploads"]] == [ids[0]]
     assert second["nextCursor"] is None
     entry = second["uploads"][0]
-    assert (entry["filename"], entry["contentType"], entry["size"]) == ("take-0.wav", "audio/wav",
-                                                                        len(audio_samples.wav(0.1)))
+    assert (entry["filename"], entry["contentType"], entry["size"]) == (
+        "take-0.wav",
+        "audio/wav",
+        len(audio_samples.wav(0.1)),
+    )
 
 
 def test_list_shows_only_the_callers_uploads(alice: httpx.Client, bob: httpx.Client) -> None:
@@ -141,7 +153,9 @@ def test_cursor_round_trips() -> None:
     assert decode_cursor(encode_cursor(after)) == after
 
 
-def test_play_url_downloads_the_bytes_with_the_stored_type(alice: httpx.Client, s3: devstack.S3Endpoint) -> None:
+def test_play_url_downloads_the_bytes_with_the_stored_type(
+    alice: httpx.Client, s3: devstack.S3Endpoint
+) -> None:
     """The presigned GET is on the browser endpoint and serves the file as audio, inline, under its name."""
     data = audio_samples.wav(0.5)
     upload_id = upload(alice, "Ünïcode talk.wav", data, "audio/wav")
@@ -156,11 +170,14 @@ def test_play_url_downloads_the_bytes_with_the_stored_type(alice: httpx.Client, 
     assert got.headers["content-disposition"] == content_disposition("Ünïcode-talk.wav")
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("talk.wav", "inline; filename=\"talk.wav\"; filename*=UTF-8''talk.wav"),
-    ("Ünï.wav", "inline; filename=\"_n_.wav\"; filename*=UTF-8''%C3%9Cn%C3%AF.wav"),
-    ('a";b\\.wav', "inline; filename=\"a__b_.wav\"; filename*=UTF-8''a%22%3Bb%5C.wav"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("talk.wav", "inline; filename=\"talk.wav\"; filename*=UTF-8''talk.wav"),
+        ("Ünï.wav", "inline; filename=\"_n_.wav\"; filename*=UTF-8''%C3%9Cn%C3%AF.wav"),
+        ('a";b\\.wav', "inline; filename=\"a__b_.wav\"; filename*=UTF-8''a%22%3Bb%5C.wav"),
+    ],
+)
 def test_content_disposition_cannot_be_broken_out_of(name: str, expected: str) -> None:
     """Quotes, semicolons and backslashes never reach the quoted fallback; the exact name is percent-encoded."""
     assert content_disposition(name) == expected
@@ -185,6 +202,10 @@ def test_unknown_or_malformed_ids_are_404(alice: httpx.Client, upload_id: str) -
 def test_library_needs_a_signed_in_user(client: httpx.Client) -> None:
     """Signed out, every library route is 401."""
     some = keys.new_upload_id()
-    answers = [client.get("/api/uploads"), client.get(f"/api/uploads/{some}/url"),
-               client.post(f"/api/uploads/{some}/confirm"), client.delete(f"/api/uploads/{some}")]
+    answers = [
+        client.get("/api/uploads"),
+        client.get(f"/api/uploads/{some}/url"),
+        client.post(f"/api/uploads/{some}/confirm"),
+        client.delete(f"/api/uploads/{some}"),
+    ]
     assert [a.status_code for a in answers] == [401] * 4

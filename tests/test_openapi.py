@@ -29,7 +29,9 @@ def test_every_route_is_an_api_route_or_a_known_page() -> None:
         assert isinstance(route, ApiRoute) or route.name in PAGE_ROUTES, route.name
 
 
-def test_the_document_is_openapi_3_1_and_lists_every_api_route(document: dict[str, object], app_url: str) -> None:
+def test_the_document_is_openapi_3_1_and_lists_every_api_route(
+    document: dict[str, object], app_url: str
+) -> None:
     """Each ApiRoute appears under its path and method, with its name as the operation id."""
     assert document["openapi"] == "3.1.0"
     assert document["servers"] == [{"url": app_url}]

@@ -58,16 +58,25 @@ def test_readyz_is_503_when_the_bucket_is_missing(app_env: dict[str, str]) -> No
 def test_metrics_count_requests_by_route_template_presigns_and_error_codes(alice: httpx.Client) -> None:
     """Counters move by exactly what was done, labelled by template, not raw path."""
     route = {"method": "POST", "route": "/api/upload/presigned-url", "status": "200"}
-    before = (sample(alice, "soundpost_request_duration_seconds_count", **route),
-              sample(alice, "soundpost_presigns_issued_total", kind="post"),
-              sample(alice, "soundpost_errors_total", code="not_found"),
-              sample(alice, "soundpost_request_duration_seconds_bucket", le="+Inf", **route))
-    assert alice.post("/api/upload/presigned-url", json={"filename": "a.wav", "contentType": "audio/wav"}).status_code == 200
+    before = (
+        sample(alice, "soundpost_request_duration_seconds_count", **route),
+        sample(alice, "soundpost_presigns_issued_total", kind="post"),
+        sample(alice, "soundpost_errors_total", code="not_found"),
+        sample(alice, "soundpost_request_duration_seconds_bucket", le="+Inf", **route),
+    )
+    assert (
+        alice.post(
+            "/api/upload/presigned-url", json={"filename": "a.wav", "contentType": "audio/wav"}
+        ).status_code
+        == 200
+    )
     assert alice.get("/api/nothing/here").status_code == 404
-    after = (sample(alice, "soundpost_request_duration_seconds_count", **route),
-             sample(alice, "soundpost_presigns_issued_total", kind="post"),
-             sample(alice, "soundpost_errors_total", code="not_found"),
-             sample(alice, "soundpost_request_duration_seconds_bucket", le="+Inf", **route))
+    after = (
+        sample(alice, "soundpost_request_duration_seconds_count", **route),
+        sample(alice, "soundpost_presigns_issued_total", kind="post"),
+        sample(alice, "soundpost_errors_total", code="not_found"),
+        sample(alice, "soundpost_request_duration_seconds_bucket", le="+Inf", **route),
+    )
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
     assert 'route="/api/nothing/here"' not in alice.get("/metrics").text
 
@@ -77,11 +86,13 @@ def test_a_request_id_is_taken_from_the_caller_or_made_and_always_echoed(client:
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
     made = client.get("/healthz").headers["x-request-id"]
     assert len(made) == 32 and made != client.get("/healthz").headers["x-request-id"]
-    hostile = client.get("/healthz", headers={"X-Request-ID": "x\" injected=1"}).headers["x-request-id"]
-    assert hostile != "x\" injected=1" and len(hostile) == 32
+    hostile = client.get("/healthz", headers={"X-Request-ID": 'x" injected=1'}).headers["x-request-id"]
+    assert hostile != 'x" injected=1' and len(hostile) == 32
 
 
-def test_access_log_lines_are_json_with_the_request_id(app_env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+def test_access_log_lines_are_json_with_the_request_id(
+    app_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
     """One JSON object per request: template, status, duration and the request id."""
     caplog.set_level(logging.INFO, logger="soundpost.access")
     with serve_app({**app_env, "SOUNDPOST_ACCESS_LOG": "true"}) as url:
@@ -89,7 +100,12 @@ def test_access_log_lines_are_json_with_the_request_id(app_env: dict[str, str], 
     [record] = [r for r in caplog.records if r.name == "soundpost.access"]
     line = json.loads(JsonFormatter().format(record))
     assert line["requestId"] == "req-42"
-    assert (line["level"], line["route"], line["status"], line["message"]) == ("info", "/api/me", 401, "GET /api/me 401")
+    assert (line["level"], line["route"], line["status"], line["message"]) == (
+        "info",
+        "/api/me",
+        401,
+        "GET /api/me 401",
+    )
     assert line["durationMs"] >= 0
 
 
@@ -113,7 +129,7 @@ def test_a_client_that_leaves_mid_body_is_counted_not_logged_as_an_error(
         with socket.create_connection((host, int(port))) as raw:
             raw.sendall(
                 f"POST /api/upload/presigned-url HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
-                "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"filename\": ".encode()
+                'Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{"filename": '.encode()
             )
         for _ in range(500):  # the server notices the closed connection on its own schedule
             if sample(c, "soundpost_request_duration_seconds_count", **route) == 1:
@@ -138,8 +154,21 @@ def two_workers(app_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"],
-            env=env, stdout=sink, stderr=sink,
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=sink,
+            stderr=sink,
         )
     try:
         for _ in range(300):
@@ -159,11 +188,15 @@ def two_workers(app_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
 def test_metrics_are_summed_over_several_workers(two_workers: str, tmp_path: Path) -> None:
     """With two worker processes, /metrics reports every request whichever worker answered it."""
     with httpx.Client(base_url=two_workers) as c:
-        start = sample(c, "soundpost_request_duration_seconds_count", method="GET", route="/healthz", status="200")
+        start = sample(
+            c, "soundpost_request_duration_seconds_count", method="GET", route="/healthz", status="200"
+        )
         for _ in range(40):
             with httpx.Client(base_url=two_workers) as fresh:  # new connections spread over the workers
                 assert fresh.get("/healthz").status_code == 200
-        end = sample(c, "soundpost_request_duration_seconds_count", method="GET", route="/healthz", status="200")
+        end = sample(
+            c, "soundpost_request_duration_seconds_count", method="GET", route="/healthz", status="200"
+        )
     assert end - start == 40
     writers = {p.name.rsplit("_", 1)[1] for p in (tmp_path / "metrics").glob("histogram_*.db")}
     assert len(writers) >= 2  # more than one process counted

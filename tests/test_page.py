@@ -27,10 +27,17 @@ ARTIFACTS = ROOT / "artifacts"
 MiB = 1024 * 1024
 UPLOAD_WAIT = 60_000  # ms: an upper bound on waiting, not an assertion about speed
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
@@ -50,7 +57,9 @@ def site(app_env: dict[str, str], s3: devstack.S3Endpoint, bucket: str) -> Itera
 
     def make(base_url: str) -> object:
         devstack.create_bucket(s3, bucket, [base_url])
-        return create_app({**app_env, "SOUNDPOST_PUBLIC_URL": base_url, "SOUNDPOST_MAX_UPLOAD_BYTES": str(64 * MiB)})
+        return create_app(
+            {**app_env, "SOUNDPOST_PUBLIC_URL": base_url, "SOUNDPOST_MAX_UPLOAD_BYTES": str(64 * MiB)}
+        )
 
     with serve_asgi(make) as url:
         yield url
@@ -59,7 +68,9 @@ def site(app_env: dict[str, str], s3: devstack.S3Endpoint, bucket: str) -> Itera
 @pytest.fixture
 def page(browser: Any, site: str) -> Iterator[Any]:
     """A fresh browser context per test; any Content-Security-Policy violation fails the test."""
-    context = browser.new_context(base_url=site, permissions=["microphone"], viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        base_url=site, permissions=["microphone"], viewport={"width": 1280, "height": 900}
+    )
     tab = context.new_page()
     violations: list[str] = []
     tab.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
@@ -253,6 +264,7 @@ def test_a_large_file_goes_up_in_several_parts(alice: Any, stored: Any, tmp_path
     path = tmp_path / "long.wav"
     path.write_bytes(audio)
     parts: set[str] = set()
+
     def record_part(request: Any) -> None:
         found = re.search(r"partNumber=(\d+)", request.url)
         if request.method == "PUT" and found:
@@ -283,6 +295,7 @@ def test_a_multipart_upload_resumes_after_the_network_drops(alice: Any, stored: 
             route.continue_()
 
     listings: list[str] = []
+
     def record_listing(request: Any) -> None:
         if request.method == "GET" and re.search(r"/s3/multipart/[^/?]+\?key=", request.url):
             listings.append(request.url)
@@ -291,7 +304,9 @@ def test_a_multipart_upload_resumes_after_the_network_drops(alice: Any, stored: 
     alice.route(re.compile(r"partNumber="), cut_part_two_once)
     alice.locator("#file").set_input_files(path)
     expect(transfer(alice, "dropped.wav")).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
-    assert len(cut) == 1 and listings, "the drop happened and the page listed the stored parts before resuming"
+    assert len(cut) == 1 and listings, (
+        "the drop happened and the page listed the stored parts before resuming"
+    )
     assert stored("dropped.wav") == audio
 
 
@@ -359,7 +374,9 @@ def test_cancelling_a_multipart_upload_aborts_it_at_s3(
     with alice.expect_request(lambda r: r.method == "PUT" and "partNumber=" in r.url):
         alice.locator("#file").set_input_files(path)
     row = transfer(alice, "abandoned.wav")
-    with alice.expect_response(lambda r: r.request.method == "DELETE" and "/s3/multipart/" in r.url) as aborted:
+    with alice.expect_response(
+        lambda r: r.request.method == "DELETE" and "/s3/multipart/" in r.url
+    ) as aborted:
         row.get_by_role("button", name="Cancel uploading abandoned.wav").click()
     assert aborted.value.status == 200
     expect(row).to_have_attribute("data-state", "cancelled")

@@ -195,7 +195,9 @@ def test_signature_is_sigv4_of_the_policy_with_the_configured_secret(settings: S
     document = base64.b64decode(post.fields["policy"])
     # one byte: the size limit 1024 becomes 9024
     tampered = document.replace(b'"content-length-range",1,1024]', b'"content-length-range",1,9024]')
-    assert len(tampered) == len(document) and sum(a != b for a, b in zip(tampered, document, strict=False)) == 1
+    assert (
+        len(tampered) == len(document) and sum(a != b for a, b in zip(tampered, document, strict=False)) == 1
+    )
     forged = {**post.fields, "policy": base64.b64encode(tampered).decode()}
     assert recomputed_signature(settings, forged) != post.fields["x-amz-signature"]
 

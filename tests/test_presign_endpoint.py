@@ -74,8 +74,13 @@ def test_the_returned_fields_upload_the_file_to_s3(alice: httpx.Client, s3: S3En
     body = ask(alice, {"filename": "take.wav", "contentType": "audio/wav", "size": len(audio)}).json()
     stored = httpx.post(body["url"], data=body["fields"], files={"file": ("take.wav", audio, "audio/wav")})
     assert stored.status_code == 201
-    s3_client = boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key,
-                             aws_secret_access_key=s3.secret_key, region_name=s3.region)
+    s3_client = boto3.client(
+        "s3",
+        endpoint_url=s3.url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        region_name=s3.region,
+    )
     obj = s3_client.get_object(Bucket=bucket, Key=body["key"])
     assert obj["Body"].read() == audio
     assert obj["ContentType"] == "audio/wav"
@@ -88,8 +93,11 @@ def test_non_json_body_is_415(alice: httpx.Client) -> None:
 
 
 def test_json_with_charset_is_accepted(alice: httpx.Client) -> None:
-    answer = alice.post(PRESIGN, content=b'{"filename":"a.wav","contentType":"audio/wav"}',
-                        headers={"Content-Type": "application/json; charset=utf-8"})
+    answer = alice.post(
+        PRESIGN,
+        content=b'{"filename":"a.wav","contentType":"audio/wav"}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     assert answer.status_code == 200
 
 
@@ -130,7 +138,9 @@ def test_malformed_json_is_400(alice: httpx.Client, raw: bytes) -> None:
         ([], "$"),
     ],
 )
-def test_rule_breaking_bodies_are_422_with_the_field_path(alice: httpx.Client, body: object, path: str) -> None:
+def test_rule_breaking_bodies_are_422_with_the_field_path(
+    alice: httpx.Client, body: object, path: str
+) -> None:
     answer = ask(alice, body)
     assert answer.status_code == 422
     error = error_of(answer)
@@ -148,7 +158,11 @@ def test_unknown_field_is_named_in_the_error(alice: httpx.Client) -> None:
 def test_non_audio_types_are_422(alice: httpx.Client, content_type: str) -> None:
     answer = ask(alice, {"filename": "a.wav", "contentType": content_type})
     assert answer.status_code == 422
-    assert error_of(answer) | {"detail": ""} == {"code": "unsupported_type", "path": "$.contentType", "detail": ""}
+    assert error_of(answer) | {"detail": ""} == {
+        "code": "unsupported_type",
+        "path": "$.contentType",
+        "detail": "",
+    }
 
 
 @pytest.mark.parametrize(
@@ -161,7 +175,9 @@ def test_non_audio_types_are_422(alice: httpx.Client, content_type: str) -> None
         ("AUDIO/FLAC", "audio/flac", "a.flac"),
     ],
 )
-def test_aliases_are_pinned_as_the_canonical_type(alice: httpx.Client, given: str, canonical: str, filename: str) -> None:
+def test_aliases_are_pinned_as_the_canonical_type(
+    alice: httpx.Client, given: str, canonical: str, filename: str
+) -> None:
     answer = ask(alice, {"filename": filename, "contentType": given})
     assert answer.status_code == 200
     assert answer.json()["fields"]["Content-Type"] == canonical
@@ -189,15 +205,21 @@ def test_declared_size_over_the_maximum_is_413(alice: httpx.Client) -> None:
 
 
 def test_cross_site_post_is_refused(alice: httpx.Client) -> None:
-    answer = ask(alice, {"filename": "a.wav", "contentType": "audio/wav"},
-                 headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    answer = ask(
+        alice,
+        {"filename": "a.wav", "contentType": "audio/wav"},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
     assert answer.status_code == 403
     assert error_of(answer)["code"] == "cross_site_request"
 
 
 def test_same_origin_post_is_accepted(alice: httpx.Client, app_url: str) -> None:
-    answer = ask(alice, {"filename": "a.wav", "contentType": "audio/wav"},
-                 headers={"Origin": app_url, "Sec-Fetch-Site": "same-origin"})
+    answer = ask(
+        alice,
+        {"filename": "a.wav", "contentType": "audio/wav"},
+        headers={"Origin": app_url, "Sec-Fetch-Site": "same-origin"},
+    )
     assert answer.status_code == 200
 
 

@@ -41,9 +41,21 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     port = sock.getsockname()[1]
     sock.close()
     process = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(200):
@@ -72,22 +84,33 @@ def test_over_the_budget_is_429_with_retry_after(app_env: dict[str, str]) -> Non
 
 def test_each_user_has_their_own_budget(app_env: dict[str, str]) -> None:
     """One user spending their budget does not slow another down."""
-    with serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "2/minute"}) as url, \
-            signed_in(url, "alice") as alice, signed_in(url, "bob") as bob:
+    with (
+        serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "2/minute"}) as url,
+        signed_in(url, "alice") as alice,
+        signed_in(url, "bob") as bob,
+    ):
         assert [presign(alice).status_code for _ in range(3)] == [200, 200, 429]
         assert presign(bob).status_code == 200
 
 
 def test_signed_out_requests_are_401_and_spend_nothing(app_env: dict[str, str]) -> None:
     """The limit is per user; a request without a user is answered 401 by the route."""
-    with serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "1/minute"}) as url, httpx.Client(base_url=url) as anon:
+    with (
+        serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "1/minute"}) as url,
+        httpx.Client(base_url=url) as anon,
+    ):
         assert [presign(anon).status_code for _ in range(3)] == [401, 401, 401]
 
 
 def test_in_memory_budgets_are_per_process(app_env: dict[str, str]) -> None:
     """Without Redis, two replicas count separately (which is why Redis exists)."""
     env = {**app_env, "SOUNDPOST_RATE_LIMIT": "2/minute"}
-    with serve_app(env) as one, serve_app(env) as two, signed_in(one, "alice") as a1, signed_in(two, "alice") as a2:
+    with (
+        serve_app(env) as one,
+        serve_app(env) as two,
+        signed_in(one, "alice") as a1,
+        signed_in(two, "alice") as a2,
+    ):
         assert [presign(a1).status_code for _ in range(2)] == [200, 200]
         assert presign(a2).status_code == 200
 
@@ -95,7 +118,12 @@ def test_in_memory_budgets_are_per_process(app_env: dict[str, str]) -> None:
 def test_replicas_share_one_budget_through_redis(app_env: dict[str, str], redis_url: str) -> None:
     """Two app processes with the same Redis URL draw from one budget per user."""
     env = {**app_env, "SOUNDPOST_RATE_LIMIT": "3/minute", "SOUNDPOST_REDIS_URL": redis_url}
-    with serve_app(env) as one, serve_app(env) as two, signed_in(one, "alice") as a1, signed_in(two, "alice") as a2:
+    with (
+        serve_app(env) as one,
+        serve_app(env) as two,
+        signed_in(one, "alice") as a1,
+        signed_in(two, "alice") as a2,
+    ):
         assert [presign(a1).status_code for _ in range(2)] == [200, 200]
         assert presign(a2).status_code == 200
         refused = presign(a2)

@@ -25,8 +25,9 @@ class Replicas:
     def browser(self, replica: devstack.ServeProcess, cookies: httpx.Cookies | None = None) -> httpx.Client:
         """A browser's requests as the load balancer hands them to one replica: the page's origin, its cookies."""
         headers = {"Origin": self.public_url, "Sec-Fetch-Site": "same-origin", "Accept": "application/json"}
-        return httpx.Client(base_url=replica.url, headers=headers, cookies=cookies, follow_redirects=False,
-                            timeout=30)
+        return httpx.Client(
+            base_url=replica.url, headers=headers, cookies=cookies, follow_redirects=False, timeout=30
+        )
 
 
 @pytest.fixture
@@ -72,7 +73,9 @@ def test_an_upload_presigned_by_one_replica_confirms_on_the_other(replicas: Repl
         assert sign_in(on_a, "fake", "alice").status_code == 303
         on_b = stack.enter_context(replicas.browser(replicas.b, on_a.cookies))
 
-        signed = on_a.post("/api/upload/presigned-url", json={"filename": "take.wav", "contentType": "audio/wav"})
+        signed = on_a.post(
+            "/api/upload/presigned-url", json={"filename": "take.wav", "contentType": "audio/wav"}
+        )
         assert signed.status_code == 200, signed.text
         stored = uppy.post_form(signed.json(), "take.wav", data, "audio/wav")
         assert stored.status_code == 201, stored.text
@@ -83,5 +86,8 @@ def test_an_upload_presigned_by_one_replica_confirms_on_the_other(replicas: Repl
         confirmed = on_b.post(f"/api/uploads/{upload_id}/confirm")
         assert confirmed.status_code == 200, confirmed.text
         assert (confirmed.json()["id"], confirmed.json()["size"], confirmed.json()["durationSeconds"]) == (
-            upload_id, len(data), 1.5)
+            upload_id,
+            len(data),
+            1.5,
+        )
         assert [u["id"] for u in on_b.get("/api/uploads").json()["uploads"]] == [upload_id]

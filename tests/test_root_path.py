@@ -22,7 +22,9 @@ def strip_prefix(request: httpx.Request) -> None:
 @pytest.fixture
 def prefixed(app_env: dict[str, str]) -> Iterator[httpx.Client]:
     """The app with a public URL ending in /soundpost, behind a proxy that strips the prefix."""
-    with serve_asgi(lambda url: create_app({**app_env, "SOUNDPOST_PUBLIC_URL": url}), root_path=PREFIX) as url:
+    with serve_asgi(
+        lambda url: create_app({**app_env, "SOUNDPOST_PUBLIC_URL": url}), root_path=PREFIX
+    ) as url:
         hooks = {"request": [strip_prefix]}
         origin = url.removesuffix(PREFIX)
         with httpx.Client(base_url=origin, follow_redirects=False, timeout=10, event_hooks=hooks) as client:
@@ -37,7 +39,10 @@ def test_sign_in_lands_on_the_prefixed_page(prefixed: httpx.Client) -> None:
 
 def test_login_links_carry_the_prefix(prefixed: httpx.Client) -> None:
     providers = prefixed.get(f"{PREFIX}/api/providers").json()["providers"]
-    assert {p["loginUrl"] for p in providers} == {f"{PREFIX}/auth/login?provider=fake", f"{PREFIX}/auth/login?provider=hub"}
+    assert {p["loginUrl"] for p in providers} == {
+        f"{PREFIX}/auth/login?provider=fake",
+        f"{PREFIX}/auth/login?provider=hub",
+    }
 
 
 def test_sign_out_returns_to_the_prefixed_page(prefixed: httpx.Client) -> None:
@@ -64,7 +69,10 @@ def test_uppy_reaches_its_routes_under_the_prefix(prefixed: httpx.Client) -> Non
     assert signed.status_code == 200, signed.text
     assert signed.json()["method"] == "POST"
     origin = str(prefixed.base_url).rstrip("/")
-    created = prefixed.post(f"{PREFIX}/s3/multipart", json={"filename": "a.wav", "type": "audio/wav", "metadata": {}},
-                            headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"})
+    created = prefixed.post(
+        f"{PREFIX}/s3/multipart",
+        json={"filename": "a.wav", "type": "audio/wav", "metadata": {}},
+        headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"},
+    )
     assert created.status_code == 200, created.text
     assert prefixed.get(f"{PREFIX}/api/uploads").json() == {"uploads": [], "nextCursor": None}

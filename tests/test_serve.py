@@ -22,7 +22,9 @@ def test_serve_options_carry_workers_trusted_proxies_and_the_root_path() -> None
     """What `soundpost serve` hands uvicorn: worker count, proxy headers from the trusted list, root path."""
     parser = argparse.ArgumentParser()
     add_serve_options(parser)
-    args = parser.parse_args(["--workers", "3", "--forwarded-allow-ips", "10.0.0.0/8", "--log-level", "warning"])
+    args = parser.parse_args(
+        ["--workers", "3", "--forwarded-allow-ips", "10.0.0.0/8", "--log-level", "warning"]
+    )
     options = uvicorn_options(args, "/soundpost")
     assert options["workers"] == 3
     assert options["proxy_headers"] is True and options["forwarded_allow_ips"] == "10.0.0.0/8"
@@ -34,8 +36,10 @@ def test_serve_options_carry_workers_trusted_proxies_and_the_root_path() -> None
 def test_root_path_comes_from_the_public_url() -> None:
     """Hosting under a prefix is configured once, by SOUNDPOST_PUBLIC_URL's path."""
     env = {
-        "SOUNDPOST_PUBLIC_URL": "https://example.com/soundpost/", "SOUNDPOST_SESSION_SECRET": "x" * 40,
-        "SOUNDPOST_PROVIDERS": "idp", "SOUNDPOST_PROVIDER_IDP_CLIENT_ID": "c",
+        "SOUNDPOST_PUBLIC_URL": "https://example.com/soundpost/",
+        "SOUNDPOST_SESSION_SECRET": "x" * 40,
+        "SOUNDPOST_PROVIDERS": "idp",
+        "SOUNDPOST_PROVIDER_IDP_CLIENT_ID": "c",
         "SOUNDPOST_PROVIDER_IDP_CLIENT_SECRET": "s",
         "SOUNDPOST_PROVIDER_IDP_DISCOVERY_URL": "https://idp.example/.well-known/openid-configuration",
         "SOUNDPOST_S3_BUCKET": "soundpost",

@@ -102,9 +102,13 @@ async def streamed(request: Request) -> Response:
 
 
 def app() -> Starlette:
-    application = Starlette(routes=[
-        Route("/small", small), Route("/streamed", streamed), Route("/echo", echo_length, methods=["POST"]),
-    ])
+    application = Starlette(
+        routes=[
+            Route("/small", small),
+            Route("/streamed", streamed),
+            Route("/echo", echo_length, methods=["POST"]),
+        ]
+    )
     application.state.release = asyncio.Event()
     application.state.events = []
     return application
@@ -116,7 +120,9 @@ async def passes(count: int = 5) -> None:
 
 
 def connect(
-    protocol_class: type[asyncio.Protocol], application: Starlette, name: str = "",
+    protocol_class: type[asyncio.Protocol],
+    application: Starlette,
+    name: str = "",
 ) -> tuple[Any, RecordingTransport]:
     config = uvicorn.Config(application, http=protocol_class, lifespan="off", log_level="warning")
     protocol: Any = protocol_class(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
@@ -161,7 +167,9 @@ async def test_a_streaming_head_is_not_held_for_its_body(protocol_class: type[as
     protocol.data_received(b"GET /streamed HTTP/1.1\r\nHost: example.com\r\n\r\n")
     await passes()
     assert len(transport.writes) == 1
-    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and transport.writes[0].endswith(b"\r\n\r\n")
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and transport.writes[0].endswith(
+        b"\r\n\r\n"
+    )
     application.state.release.set()
     await passes()
     assert b"late body" in b"".join(transport.writes[1:])
@@ -192,12 +200,19 @@ async def test_the_first_answer_of_a_pass_leaves_at_once_and_the_others_together
     load every answer is the first of its pass.
     """
     application = app()
-    connections = [connect(protocol_class, application, f"{name} ")[0] for name in ("first", "second", "third")]
+    connections = [
+        connect(protocol_class, application, f"{name} ")[0] for name in ("first", "second", "third")
+    ]
     for protocol in connections:
         protocol.data_received(b"GET /small HTTP/1.1\r\nHost: example.com\r\n\r\n")
     await passes()
     assert application.state.events == [
-        "answered /small", "first write", "answered /small", "answered /small", "second write", "third write",
+        "answered /small",
+        "first write",
+        "answered /small",
+        "answered /small",
+        "second write",
+        "third write",
     ]
 
 
@@ -270,10 +285,15 @@ def test_serving_uses_the_coalescing_protocol() -> None:
 
 def test_a_client_waiting_for_100_continue_gets_it_before_sending_its_body() -> None:
     """The interim answer is held only until the end of the loop pass, so the client is not left waiting."""
-    with serve_asgi(lambda url: app()) as url, socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as conn:
+    with (
+        serve_asgi(lambda url: app()) as url,
+        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as conn,
+    ):
         conn.settimeout(5)
-        conn.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        conn.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
         assert conn.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
         conn.sendall(b"{}")
         answer = conn.recv(4096)

@@ -30,7 +30,9 @@ COOKIE = "soundpost_session"
 
 def soundpost() -> Middleware:
     return Middleware(
-        Edge, guard=SiteGuard((), https=False), recorder=RequestRecorder(access_log=False),
+        Edge,
+        guard=SiteGuard((), https=False),
+        recorder=RequestRecorder(access_log=False),
         sessions=CookieSessions(SECRET, session_cookie=COOKIE, max_age=600),
     )
 
@@ -104,7 +106,9 @@ def test_a_remembered_cookie_gives_each_request_its_own_session(app_client: Test
     assert app_client.get("/me", headers=headers).json() == {"user": {"s": "alice"}}
 
 
-def test_a_tampered_cookie_is_no_session_even_after_the_real_one_was_remembered(app_client: TestClient) -> None:
+def test_a_tampered_cookie_is_no_session_even_after_the_real_one_was_remembered(
+    app_client: TestClient,
+) -> None:
     cookie = signed_cookie(soundpost)
     assert app_client.get("/me", headers={"cookie": f"{COOKIE}={cookie}"}).json()["user"] == {"s": "alice"}
     tampered = cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")
@@ -120,7 +124,8 @@ def test_a_remembered_cookie_still_expires(app_client: TestClient, monkeypatch: 
 
 
 def test_a_cookie_signed_in_the_future_is_refused_even_when_remembered(
-    app_client: TestClient, monkeypatch: pytest.MonkeyPatch,
+    app_client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     headers = {"cookie": f"{COOKIE}={signed_cookie(soundpost)}"}
     assert app_client.get("/me", headers=headers).json()["user"] == {"s": "alice"}
@@ -138,7 +143,9 @@ def test_reading_the_session_varies_on_cookie_and_sends_no_cookie(app_client: Te
 @pytest.mark.parametrize("layer", [soundpost, starlette], ids=["soundpost", "starlette"])
 def test_an_answer_that_already_varies_also_varies_on_cookie(layer: Callable[[], Middleware]) -> None:
     with TestClient(app_with(layer)) as client:
-        answer = client.get("/me", params={"vary": "Accept"}, headers={"cookie": f"{COOKIE}={signed_cookie(layer)}"})
+        answer = client.get(
+            "/me", params={"vary": "Accept"}, headers={"cookie": f"{COOKIE}={signed_cookie(layer)}"}
+        )
     assert answer.headers.get_list("vary") == ["Accept, Cookie"]
 
 

@@ -47,13 +47,23 @@ def test_a_complete_configuration_loads_with_safe_defaults() -> None:
 
 def test_secrets_never_show_in_repr() -> None:
     text = repr(load_settings(GOOD))
-    for secret in ("s" * 40, "google-client-secret-value", "github-client-secret-value", "s3-secret-access-key-value"):
+    for secret in (
+        "s" * 40,
+        "google-client-secret-value",
+        "github-client-secret-value",
+        "s3-secret-access-key-value",
+    ):
         assert secret not in text
 
 
 def test_an_empty_environment_names_every_required_setting() -> None:
     found = "\n".join(problems({}))
-    for name in ("SOUNDPOST_PUBLIC_URL", "SOUNDPOST_SESSION_SECRET", "SOUNDPOST_PROVIDERS", "SOUNDPOST_S3_BUCKET"):
+    for name in (
+        "SOUNDPOST_PUBLIC_URL",
+        "SOUNDPOST_SESSION_SECRET",
+        "SOUNDPOST_PROVIDERS",
+        "SOUNDPOST_S3_BUCKET",
+    ):
         assert name in found
 
 
@@ -104,7 +114,9 @@ def test_s3_keys_go_together() -> None:
 
 def test_a_session_token_without_keys_is_refused() -> None:
     env = {k: v for k, v in GOOD.items() if "ACCESS_KEY" not in k}
-    assert any("SOUNDPOST_S3_SESSION_TOKEN" in p for p in problems({**env, "SOUNDPOST_S3_SESSION_TOKEN": "token"}))
+    assert any(
+        "SOUNDPOST_S3_SESSION_TOKEN" in p for p in problems({**env, "SOUNDPOST_S3_SESSION_TOKEN": "token"})
+    )
 
 
 def test_without_keys_the_default_credential_chain_is_used() -> None:
@@ -124,13 +136,24 @@ def test_plain_http_public_url_means_cookies_without_secure() -> None:
 
 def test_public_url_path_is_the_root_path() -> None:
     settings = load_settings({**GOOD, "SOUNDPOST_PUBLIC_URL": "https://example.com/soundpost/"})
-    assert (settings.root_path, settings.home, settings.public_origin) == ("/soundpost", "/soundpost/", "https://example.com")
+    assert (settings.root_path, settings.home, settings.public_origin) == (
+        "/soundpost",
+        "/soundpost/",
+        "https://example.com",
+    )
 
 
 def test_serve_refuses_to_start_when_misconfigured() -> None:
     """The production command exits at once with every bad setting named, no traceback."""
     env = {"PATH": "/usr/bin:/bin", "SOUNDPOST_PUBLIC_URL": "nope"}
-    done = subprocess.run([sys.executable, "-m", "service", "serve"], check=False, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "serve"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "SOUNDPOST_PUBLIC_URL must be an http(s) URL" in done.stderr
     assert "SOUNDPOST_SESSION_SECRET is required" in done.stderr

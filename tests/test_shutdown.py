@@ -73,10 +73,17 @@ def test_sigterm_lets_an_in_flight_confirm_finish_refuses_new_connections_and_ex
     """A confirm waiting on its webhook when SIGTERM arrives still answers 200; the listener closes; exit 0."""
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     with held_receiver() as (receiver, hook_url):
-        env = {**app_env, "SOUNDPOST_WEBHOOK_URL": hook_url, "SOUNDPOST_WEBHOOK_SECRET": secret,
-               "SOUNDPOST_WEBHOOK_TIMEOUT": "60"}
-        with devstack.soundpost_serve(env) as server, httpx.Client(base_url=server.url, timeout=120) as c, \
-                concurrent.futures.ThreadPoolExecutor(1) as pool:
+        env = {
+            **app_env,
+            "SOUNDPOST_WEBHOOK_URL": hook_url,
+            "SOUNDPOST_WEBHOOK_SECRET": secret,
+            "SOUNDPOST_WEBHOOK_TIMEOUT": "60",
+        }
+        with (
+            devstack.soundpost_serve(env) as server,
+            httpx.Client(base_url=server.url, timeout=120) as c,
+            concurrent.futures.ThreadPoolExecutor(1) as pool,
+        ):
             assert sign_in(c, "fake", "alice").status_code == 303
             key = uppy.simple_upload(c, "last.wav", audio_samples.wav(1.0), "audio/wav")
             parsed = keys.parse_key("uploads/", key)

@@ -31,15 +31,18 @@ def test_a_pdf_passes_for_no_audio_type(canonical: str) -> None:
     assert not sniff.matches_type(audio_samples.not_audio(), canonical)
 
 
-@pytest.mark.parametrize(("head", "claimed"), [
-    (audio_samples.wav(), "audio/flac"),
-    (audio_samples.flac(), "audio/wav"),
-    (b"OggS" + bytes(20), "audio/webm"),
-    (b"\xff\xfb\x90\x64" + bytes(8), "audio/aac"),   # an MP3 frame is not ADTS
-    (b"\xff\xf1\x50\x80" + bytes(8), "audio/mpeg"),  # an ADTS frame is not MPEG audio
-    (b"RIFF\x00\x00\x00\x00AVI ", "audio/wav"),      # RIFF, but a video
-    (b"", "audio/wav"),
-])
+@pytest.mark.parametrize(
+    ("head", "claimed"),
+    [
+        (audio_samples.wav(), "audio/flac"),
+        (audio_samples.flac(), "audio/wav"),
+        (b"OggS" + bytes(20), "audio/webm"),
+        (b"\xff\xfb\x90\x64" + bytes(8), "audio/aac"),  # an MP3 frame is not ADTS
+        (b"\xff\xf1\x50\x80" + bytes(8), "audio/mpeg"),  # an ADTS frame is not MPEG audio
+        (b"RIFF\x00\x00\x00\x00AVI ", "audio/wav"),  # RIFF, but a video
+        (b"", "audio/wav"),
+    ],
+)
 def test_another_formats_signature_does_not_pass(head: bytes, claimed: str) -> None:
     """Bytes of one format under another format's type are a mismatch."""
     assert not sniff.matches_type(head, claimed)

@@ -13,23 +13,35 @@ class PagedParts:
     """Answers ListParts two parts per page, as S3 does past 1,000 parts."""
 
     def __init__(self, total: int) -> None:
-        self.parts: list[dict[str, Any]] = [{"PartNumber": n, "ETag": f'"{n}"', "Size": n * 10} for n in range(1, total + 1)]
+        self.parts: list[dict[str, Any]] = [
+            {"PartNumber": n, "ETag": f'"{n}"', "Size": n * 10} for n in range(1, total + 1)
+        ]
         self.markers: list[int] = []
 
     async def list_parts(self, *, PartNumberMarker: int, **_: Any) -> dict[str, Any]:
         self.markers.append(PartNumberMarker)
         page = [p for p in self.parts if p["PartNumber"] > PartNumberMarker][:2]
         more = page[-1]["PartNumber"] < len(self.parts) if page else False
-        return {"Parts": page, "IsTruncated": more, "NextPartNumberMarker": page[-1]["PartNumber"] if page else 0}
+        return {
+            "Parts": page,
+            "IsTruncated": more,
+            "NextPartNumberMarker": page[-1]["PartNumber"] if page else 0,
+        }
 
 
 def test_list_parts_follows_every_page() -> None:
     """Five parts over three pages come back whole and in order."""
-    settings = load_settings({
-        "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1", "SOUNDPOST_SESSION_SECRET": "x" * 32,
-        "SOUNDPOST_PROVIDERS": "p", "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i", "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
-        "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d", "SOUNDPOST_S3_BUCKET": "bucket",
-    })
+    settings = load_settings(
+        {
+            "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1",
+            "SOUNDPOST_SESSION_SECRET": "x" * 32,
+            "SOUNDPOST_PROVIDERS": "p",
+            "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i",
+            "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
+            "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d",
+            "SOUNDPOST_S3_BUCKET": "bucket",
+        }
+    )
     s3 = PagedParts(5)
     parts = asyncio.run(Storage(settings, s3, None).list_parts("k", "u"))
     assert parts == [Part(n, f'"{n}"', n * 10) for n in range(1, 6)]

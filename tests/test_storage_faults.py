@@ -27,15 +27,18 @@ def upload_id_of(key: str) -> str:
     return parsed[1]
 
 
-def needs_s3(c: httpx.Client, upload_id: str, multipart: uppy.Multipart,
-             parts: list[dict[str, object]]) -> dict[str, Callable[[], httpx.Response]]:
+def needs_s3(
+    c: httpx.Client, upload_id: str, multipart: uppy.Multipart, parts: list[dict[str, object]]
+) -> dict[str, Callable[[], httpx.Response]]:
     """Every route that has to talk to S3, as a browser would call it."""
     return {
         "list": lambda: c.get("/api/uploads"),
         "confirm": lambda: c.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(c)),
         "playback url": lambda: c.get(f"/api/uploads/{upload_id}/url"),
         "delete": lambda: c.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(c)),
-        "multipart create": lambda: uppy.create(c, "b.wav", "audio/wav", {"name": "b.wav", "type": "audio/wav"}),
+        "multipart create": lambda: uppy.create(
+            c, "b.wav", "audio/wav", {"name": "b.wav", "type": "audio/wav"}
+        ),
         "multipart list parts": lambda: multipart.list_parts(),
         # Signing a part first checks with S3 that the upload id is one of the caller's key's uploads.
         "multipart sign part": lambda: multipart.sign_part(2),
@@ -62,12 +65,17 @@ def stoppable_s3() -> Iterator[tuple[devstack.S3Endpoint, contextlib.ExitStack]]
 
 
 def test_with_s3_stopped_lifecycle_routes_answer_503_presigning_goes_on_and_all_recovers(
-    app_env: dict[str, str], stoppable_s3: tuple[devstack.S3Endpoint, contextlib.ExitStack],
+    app_env: dict[str, str],
+    stoppable_s3: tuple[devstack.S3Endpoint, contextlib.ExitStack],
 ) -> None:
     """Each S3 route says storage_unavailable (never 500) while S3 is down, and works again once it is back."""
     s3, running = stoppable_s3
-    env = {**app_env, "SOUNDPOST_S3_ENDPOINT": s3.url, "SOUNDPOST_S3_BUCKET": "storage-faults",
-           "SOUNDPOST_S3_CONNECT_TIMEOUT": "1"}
+    env = {
+        **app_env,
+        "SOUNDPOST_S3_ENDPOINT": s3.url,
+        "SOUNDPOST_S3_BUCKET": "storage-faults",
+        "SOUNDPOST_S3_CONNECT_TIMEOUT": "1",
+    }
     with serve_app(env) as url, httpx.Client(base_url=url, timeout=60) as c:
         assert sign_in(c, "fake", "alice").status_code == 303
         upload_id = upload_id_of(uppy.simple_upload(c, "kept.wav", audio_samples.wav(0.5), "audio/wav"))
@@ -112,8 +120,12 @@ def hung_s3() -> Iterator[str]:
 def test_a_hung_s3_answers_503_instead_of_holding_the_request(app_env: dict[str, str]) -> None:
     """With short configured timeouts, a silent S3 turns into storage_unavailable; presigning is unaffected."""
     with hung_s3() as endpoint:
-        env = {**app_env, "SOUNDPOST_S3_ENDPOINT": endpoint,
-               "SOUNDPOST_S3_CONNECT_TIMEOUT": "1", "SOUNDPOST_S3_READ_TIMEOUT": "1"}
+        env = {
+            **app_env,
+            "SOUNDPOST_S3_ENDPOINT": endpoint,
+            "SOUNDPOST_S3_CONNECT_TIMEOUT": "1",
+            "SOUNDPOST_S3_READ_TIMEOUT": "1",
+        }
         with serve_app(env) as url, httpx.Client(base_url=url, timeout=60) as c:
             assert sign_in(c, "fake", "alice").status_code == 303
             listed = c.get("/api/uploads")
@@ -124,4 +136,6 @@ def test_a_hung_s3_answers_503_instead_of_holding_the_request(app_env: dict[str,
             assert confirm.json()["error"]["code"] == "storage_unavailable"
             ready = c.get("/readyz")
             assert ready.status_code == 503 and ready.json()["checks"]["s3"].startswith("unreachable")
-            assert c.post("/api/upload/presigned-url", json=BODY, headers=uppy.same_origin(c)).status_code == 200
+            assert (
+                c.post("/api/upload/presigned-url", json=BODY, headers=uppy.same_origin(c)).status_code == 200
+            )

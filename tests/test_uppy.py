@@ -26,7 +26,9 @@ def recording() -> bytes:
 
 
 @pytest.fixture
-def target(request: pytest.FixtureRequest, s3: devstack.S3Endpoint, bucket: str) -> tuple[devstack.S3Endpoint, str]:
+def target(
+    request: pytest.FixtureRequest, s3: devstack.S3Endpoint, bucket: str
+) -> tuple[devstack.S3Endpoint, str]:
     """The S3 server the protocol runs against (moto unless a test asks for more), and a fresh bucket on it."""
     if getattr(request, "param", "moto") == "moto":
         return s3, bucket
@@ -46,7 +48,9 @@ def max_upload_mib() -> int:
 
 
 @pytest.fixture
-def app_env(app_env: dict[str, str], target: tuple[devstack.S3Endpoint, str], max_upload_mib: int) -> dict[str, str]:
+def app_env(
+    app_env: dict[str, str], target: tuple[devstack.S3Endpoint, str], max_upload_mib: int
+) -> dict[str, str]:
     endpoint, bucket = target
     return {
         **app_env,
@@ -89,7 +93,9 @@ def play_and_compare(client: httpx.Client, upload_id: str, data: bytes, content_
 
 @EVERY_S3
 def test_simple_upload_then_list_play_confirm_delete(
-    alice: httpx.Client, admin, target: tuple[devstack.S3Endpoint, str]  # type: ignore[no-untyped-def]
+    alice: httpx.Client,
+    admin,
+    target: tuple[devstack.S3Endpoint, str],  # type: ignore[no-untyped-def]
 ) -> None:
     """A small file goes up as one signed POST, then the whole library lifecycle works on it."""
     data = audio_samples.wav(1.5)
@@ -110,7 +116,10 @@ def test_simple_upload_then_list_play_confirm_delete(
 
 @EVERY_S3
 def test_multipart_upload_then_list_play_confirm_delete(
-    alice: httpx.Client, admin, target: tuple[devstack.S3Endpoint, str], recording: bytes  # type: ignore[no-untyped-def]
+    alice: httpx.Client,
+    admin,
+    target: tuple[devstack.S3Endpoint, str],
+    recording: bytes,  # type: ignore[no-untyped-def]
 ) -> None:
     """Three parts (5 MiB, 5 MiB, 1 MiB) assemble into the original bytes, which then play, confirm and delete."""
     completed = uppy.multipart_upload(alice, "meeting.wav", recording, "audio/wav", PART)
@@ -129,11 +138,13 @@ def test_multipart_upload_then_list_play_confirm_delete(
     assert stored_keys(admin, target[1]) == [] and open_uploads(admin, target[1]) == []
 
 
-def test_listing_parts_shows_what_was_uploaded_so_uppy_can_resume(alice: httpx.Client, recording: bytes) -> None:
+def test_listing_parts_shows_what_was_uploaded_so_uppy_can_resume(
+    alice: httpx.Client, recording: bytes
+) -> None:
     """After two parts, ListParts answers their numbers, ETags and sizes in Uppy's shape."""
     upload = Multipart.create(alice, "resume.wav", "audio/wav")
     first = upload.put_part(1, recording[:PART])
-    second = upload.put_part(2, recording[PART:PART + 100])
+    second = upload.put_part(2, recording[PART : PART + 100])
     answer = upload.list_parts()
     assert answer.status_code == 200
     assert [{**p, "ETag": p["ETag"].strip('"')} for p in answer.json()] == [
@@ -150,8 +161,10 @@ def test_batch_signing_gives_a_working_url_per_part(alice: httpx.Client, recordi
     assert answer.status_code == 200
     urls = answer.json()["presignedUrls"]
     assert sorted(urls) == ["1", "2"]
-    etags = [httpx.put(urls[str(n)], content=chunk).headers["ETag"]
-             for n, chunk in ((1, recording[:PART]), (2, recording[PART:PART + 10]))]
+    etags = [
+        httpx.put(urls[str(n)], content=chunk).headers["ETag"]
+        for n, chunk in ((1, recording[:PART]), (2, recording[PART : PART + 10]))
+    ]
     done = upload.complete([{"PartNumber": 1, "ETag": etags[0]}, {"PartNumber": 2, "ETag": etags[1]}])
     assert done.status_code == 200, done.text
 
@@ -184,11 +197,14 @@ def test_params_follow_the_presign_rules(alice: httpx.Client) -> None:
     assert body["fields"]["key"].startswith(keys.user_prefix("uploads/", keys.user_id("fake", "alice")))
 
 
-@pytest.mark.parametrize(("filename", "content_type", "size", "status", "code"), [
-    ("a.pdf", "application/pdf", None, 422, "unsupported_type"),
-    ("a.txt", "audio/wav", None, 422, "extension_mismatch"),
-    ("a.wav", "audio/wav", 16 * MiB + 1, 413, "file_too_large"),
-])
+@pytest.mark.parametrize(
+    ("filename", "content_type", "size", "status", "code"),
+    [
+        ("a.pdf", "application/pdf", None, 422, "unsupported_type"),
+        ("a.txt", "audio/wav", None, 422, "extension_mismatch"),
+        ("a.wav", "audio/wav", 16 * MiB + 1, 413, "file_too_large"),
+    ],
+)
 def test_params_refuse_what_presign_refuses(
     alice: httpx.Client, filename: str, content_type: str, size: int | None, status: int, code: str
 ) -> None:
@@ -198,14 +214,17 @@ def test_params_refuse_what_presign_refuses(
     assert answer.json()["error"]["code"] == code
 
 
-@pytest.mark.parametrize(("query", "path"), [
-    ({"type": "audio/wav"}, "filename"),
-    ({"filename": "", "type": "audio/wav"}, "filename"),
-    ({"filename": "a.wav"}, "type"),
-    ({"filename": "a.wav", "type": "audio/wav", "metadata[size]": "0"}, "metadata[size]"),
-    ({"filename": "a.wav", "type": "audio/wav", "metadata[size]": "many"}, "metadata[size]"),
-    ({"filename": "a" * 1025 + ".wav", "type": "audio/wav"}, "filename"),
-])
+@pytest.mark.parametrize(
+    ("query", "path"),
+    [
+        ({"type": "audio/wav"}, "filename"),
+        ({"filename": "", "type": "audio/wav"}, "filename"),
+        ({"filename": "a.wav"}, "type"),
+        ({"filename": "a.wav", "type": "audio/wav", "metadata[size]": "0"}, "metadata[size]"),
+        ({"filename": "a.wav", "type": "audio/wav", "metadata[size]": "many"}, "metadata[size]"),
+        ({"filename": "a" * 1025 + ".wav", "type": "audio/wav"}, "filename"),
+    ],
+)
 def test_params_query_is_checked_by_its_struct(alice: httpx.Client, query: dict[str, str], path: str) -> None:
     """The query string is validated by ParamsQuery, the Struct /openapi.json documents: 422 naming the parameter."""
     answer = alice.get("/s3/params", params=query)
@@ -216,8 +235,16 @@ def test_params_query_is_checked_by_its_struct(alice: httpx.Client, query: dict[
 
 def test_params_take_an_empty_size_as_unknown_and_ignore_other_metadata(alice: httpx.Client) -> None:
     """Uppy sends metadata[size]= when the size is unknown, and any metadata the page set."""
-    answer = alice.get("/s3/params", params={"filename": "a.wav", "type": "audio/wav", "metadata[size]": "",
-                                             "metadata[name]": "a.wav", "metadata[relativePath]": "null"})
+    answer = alice.get(
+        "/s3/params",
+        params={
+            "filename": "a.wav",
+            "type": "audio/wav",
+            "metadata[size]": "",
+            "metadata[name]": "a.wav",
+            "metadata[relativePath]": "null",
+        },
+    )
     assert answer.status_code == 200
     policy = json.loads(base64.b64decode(answer.json()["fields"]["policy"]))
     assert ["content-length-range", 1, 16 * MiB] in policy["conditions"]
@@ -243,12 +270,19 @@ def test_multipart_refuses_non_audio_types(alice: httpx.Client) -> None:
     """Starting a multipart upload follows the same type rules."""
     answer = uppy.create(alice, "a.exe", "application/x-msdownload", {})
     assert answer.status_code == 422
-    assert answer.json()["error"] | {"detail": ""} == {"code": "unsupported_type", "path": "$.type", "detail": ""}
+    assert answer.json()["error"] | {"detail": ""} == {
+        "code": "unsupported_type",
+        "path": "$.type",
+        "detail": "",
+    }
 
 
 @pytest.mark.parametrize("max_upload_mib", [10])
 def test_an_oversized_multipart_upload_is_refused_and_aborted(
-    alice: httpx.Client, admin, target, recording: bytes  # type: ignore[no-untyped-def]
+    alice: httpx.Client,
+    admin,
+    target,
+    recording: bytes,  # type: ignore[no-untyped-def]
 ) -> None:
     """S3 cannot cap a multipart upload, so completion adds up the parts: 11 MiB over a 10 MiB limit is discarded.
 
@@ -262,11 +296,17 @@ def test_an_oversized_multipart_upload_is_refused_and_aborted(
 
 
 @pytest.mark.parametrize("max_upload_mib", [10])
-def test_a_declared_size_over_the_limit_starts_no_multipart_upload(alice: httpx.Client, admin, target) -> None:  # type: ignore[no-untyped-def]
+def test_a_declared_size_over_the_limit_starts_no_multipart_upload(
+    alice: httpx.Client, admin, target
+) -> None:  # type: ignore[no-untyped-def]
     """Uppy sends the file's size in the metadata; an oversized one is refused up front."""
     answer = uppy.create(alice, "big.wav", "audio/wav", {"size": 10 * MiB + 1})
     assert answer.status_code == 413
-    assert answer.json()["error"] | {"detail": ""} == {"code": "file_too_large", "path": "$.metadata.size", "detail": ""}
+    assert answer.json()["error"] | {"detail": ""} == {
+        "code": "file_too_large",
+        "path": "$.metadata.size",
+        "detail": "",
+    }
     assert open_uploads(admin, target[1]) == []
 
 
@@ -294,9 +334,15 @@ def test_every_route_needs_a_signed_in_user(client: httpx.Client) -> None:
     answers = [
         uppy.params(client, "a.wav", "audio/wav"),
         uppy.create(client, "a.wav", "audio/wav", {}),
-        *[getattr(Multipart(client, key, "some-upload", "b"), name)(*args) for name, args in (
-            ("sign_part", (1,)), ("sign_batch", ([1],)), ("list_parts", ()), ("complete", ([{"PartNumber": 1, "ETag": "x"}],)),
-            ("abort", ()),
-        )],
+        *[
+            getattr(Multipart(client, key, "some-upload", "b"), name)(*args)
+            for name, args in (
+                ("sign_part", (1,)),
+                ("sign_batch", ([1],)),
+                ("list_parts", ()),
+                ("complete", ([{"PartNumber": 1, "ETag": "x"}],)),
+                ("abort", ()),
+            )
+        ],
     ]
     assert [a.status_code for a in answers] == [401] * 7

@@ -37,8 +37,13 @@ MiB = 1024 * 1024
 # The uppy package's prebuilt bundle (it exports Uppy and AwsS3), with the option each major calls Companion by.
 UPPY_RELEASES = {"6.0.1": "companionEndpoint", "5.2.4": "endpoint"}
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 UPLOAD_TIMEOUT_MS = 120_000  # a bound on a hang, not a performance assertion
 ETAG_STALL = "Could not read the ETag header"
@@ -87,7 +92,10 @@ def fetch_uppy(version: str, cache: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=cache) as work:
         packed = subprocess.run(
             ["npm", "pack", f"uppy@{version}", "--pack-destination", work, "--silent"],
-            capture_output=True, text=True, timeout=300, check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         assert packed.returncode == 0, packed.stderr
         with tarfile.open(Path(work) / f"uppy-{version}.tgz") as tgz:
@@ -146,7 +154,10 @@ def app_env(app_env: dict[str, str], target: devstack.S3Endpoint) -> dict[str, s
 
 @pytest.fixture
 def harness_url(
-    app_env: dict[str, str], target: devstack.S3Endpoint, uppy_bundle: tuple[str, Path], samples: dict[str, bytes]
+    app_env: dict[str, str],
+    target: devstack.S3Endpoint,
+    uppy_bundle: tuple[str, Path],
+    samples: dict[str, bytes],
 ) -> Iterator[str]:
     """The app plus test-only routes for the harness page, Uppy's bundle and the sample bytes; yields its origin."""
     version, bundle = uppy_bundle
@@ -164,11 +175,13 @@ def harness_url(
         # The browser PUTs and POSTs to the bucket from this origin, and reads part ETags.
         devstack.create_bucket(target, app_env["SOUNDPOST_S3_BUCKET"], [url])
         app = create_app({**app_env, "SOUNDPOST_PUBLIC_URL": url})
-        app.router.routes.extend([
-            Route("/test/harness", page),
-            Route(f"/test/uppy/{version}/uppy.min.mjs", script),
-            Route("/test/sample/{name}", sample),
-        ])
+        app.router.routes.extend(
+            [
+                Route("/test/harness", page),
+                Route(f"/test/uppy/{version}/uppy.min.mjs", script),
+                Route("/test/sample/{name}", sample),
+            ]
+        )
         return app
 
     with serve_asgi(make) as url:
@@ -233,7 +246,11 @@ def assert_clean(result: dict[str, Any] | None, name: str) -> None:
 
 
 def test_uppy_uploads_a_small_wav_with_one_signed_post(
-    page: Page, harness_url: str, target: devstack.S3Endpoint, app_env: dict[str, str], samples: dict[str, bytes],
+    page: Page,
+    harness_url: str,
+    target: devstack.S3Endpoint,
+    app_env: dict[str, str],
+    samples: dict[str, bytes],
     uppy_bundle: tuple[str, Path],
 ) -> None:
     """A small file goes up as the presigned POST /s3/params gives; it lands under alice's prefix, intact, and confirms."""
@@ -253,13 +270,19 @@ def test_uppy_uploads_a_small_wav_with_one_signed_post(
 
 
 def test_uppy_uploads_a_large_wav_in_parts(
-    page: Page, harness_url: str, target: devstack.S3Endpoint, app_env: dict[str, str], samples: dict[str, bytes]
+    page: Page,
+    harness_url: str,
+    target: devstack.S3Endpoint,
+    app_env: dict[str, str],
+    samples: dict[str, bytes],
 ) -> None:
     """11 MiB goes up as a multipart upload (5 MiB, 5 MiB, 1 MiB) that assembles into the original bytes and confirms."""
     samples["meeting.wav"] = data = audio_samples.wav_of(os.urandom(11 * MiB - 44))
     sign_in(page, harness_url, "alice")
     parts: list[str] = []
-    page.on("request", lambda r: parts.append(r.url) if r.method == "PUT" and "partNumber=" in r.url else None)
+    page.on(
+        "request", lambda r: parts.append(r.url) if r.method == "PUT" and "partNumber=" in r.url else None
+    )
     result = upload(page, harness_url, "meeting.wav", "audio/wav")
     assert_clean(result, "meeting.wav")
     assert len(parts) == 3, parts
@@ -272,11 +295,18 @@ def test_uppy_uploads_a_large_wav_in_parts(
     assert confirm(page, key)["size"] == len(data)
 
 
-@pytest.mark.parametrize("target", ["moto"], indirect=True)  # nothing may reach S3, so one S3 server is enough
+@pytest.mark.parametrize(
+    "target", ["moto"], indirect=True
+)  # nothing may reach S3, so one S3 server is enough
 @pytest.mark.parametrize(("name", "size"), [("small.wav", 0), ("large.wav", 7 * MiB)])
 def test_uppy_signed_out_fails_with_401_and_stores_nothing(
-    page: Page, harness_url: str, target: devstack.S3Endpoint, app_env: dict[str, str], samples: dict[str, bytes],
-    name: str, size: int,
+    page: Page,
+    harness_url: str,
+    target: devstack.S3Endpoint,
+    app_env: dict[str, str],
+    samples: dict[str, bytes],
+    name: str,
+    size: int,
 ) -> None:
     """Without a session the /s3 routes answer 401, Uppy reports the upload failed, and the bucket stays empty."""
     samples[name] = audio_samples.wav_of(os.urandom(size)) if size else audio_samples.wav(1)

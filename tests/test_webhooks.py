@@ -65,10 +65,16 @@ def silent_url() -> Iterator[str]:
 @contextlib.contextmanager
 def signed_in_app(app_env: dict[str, str], webhook_url: str, timeout: str = "5") -> Iterator[httpx.Client]:
     """The app with the webhook configured, and alice signed in to it."""
-    env = {**app_env, "SOUNDPOST_WEBHOOK_URL": webhook_url, "SOUNDPOST_WEBHOOK_SECRET": SECRET,
-           "SOUNDPOST_WEBHOOK_TIMEOUT": timeout}
-    with serve_asgi(lambda base: create_app({**env, "SOUNDPOST_PUBLIC_URL": base})) as url, \
-            httpx.Client(base_url=url, follow_redirects=False, timeout=30) as client:
+    env = {
+        **app_env,
+        "SOUNDPOST_WEBHOOK_URL": webhook_url,
+        "SOUNDPOST_WEBHOOK_SECRET": SECRET,
+        "SOUNDPOST_WEBHOOK_TIMEOUT": timeout,
+    }
+    with (
+        serve_asgi(lambda base: create_app({**env, "SOUNDPOST_PUBLIC_URL": base})) as url,
+        httpx.Client(base_url=url, follow_redirects=False, timeout=30) as client,
+    ):
         assert sign_in(client, "fake", "alice").status_code == 303
         yield client
 
@@ -89,8 +95,13 @@ def test_confirm_posts_a_signed_event_the_library_verifies(
     [event] = receiver.verified()
     assert event["type"] == "upload.confirmed"
     assert event["data"] == {
-        "id": upload_id, "key": answer.json()["key"], "bucket": bucket, "user": keys.user_id("fake", "alice"),
-        "size": answer.json()["size"], "contentType": "audio/wav", "durationSeconds": 1.25,
+        "id": upload_id,
+        "key": answer.json()["key"],
+        "bucket": bucket,
+        "user": keys.user_id("fake", "alice"),
+        "size": answer.json()["size"],
+        "contentType": "audio/wav",
+        "durationSeconds": 1.25,
     }
     assert receiver.received[0][0]["webhook-id"] == f"msg_{upload_id}"
 
@@ -104,7 +115,9 @@ def test_a_tampered_event_fails_verification(app_env: dict[str, str], receiver: 
         Webhook(SECRET).verify(body.replace(b"audio/wav", b"audio/xxx"), headers)
 
 
-def test_a_receiver_that_fails_twice_then_succeeds_gets_the_event(app_env: dict[str, str], receiver: Receiver) -> None:
+def test_a_receiver_that_fails_twice_then_succeeds_gets_the_event(
+    app_env: dict[str, str], receiver: Receiver
+) -> None:
     """Two 5xx answers are retried; the third delivery's 2xx lets the confirm succeed."""
     receiver.statuses = [500, 503]
     with signed_in_app(app_env, receiver.url) as alice:
@@ -147,19 +160,26 @@ def test_a_failed_confirm_sends_no_event(app_env: dict[str, str], receiver: Rece
 
 
 BASE = {
-    "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1", "SOUNDPOST_SESSION_SECRET": "x" * 32, "SOUNDPOST_PROVIDERS": "p",
-    "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i", "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
-    "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d", "SOUNDPOST_S3_BUCKET": "bucket",
+    "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1",
+    "SOUNDPOST_SESSION_SECRET": "x" * 32,
+    "SOUNDPOST_PROVIDERS": "p",
+    "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i",
+    "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
+    "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d",
+    "SOUNDPOST_S3_BUCKET": "bucket",
 }
 
 
-@pytest.mark.parametrize(("extra", "problem"), [
-    ({"SOUNDPOST_WEBHOOK_URL": "https://hooks.example/x"}, "WEBHOOK_SECRET is required"),
-    ({"SOUNDPOST_WEBHOOK_SECRET": "not-a-secret"}, "WEBHOOK_SECRET must be whsec_"),
-    ({"SOUNDPOST_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"short").decode()}, "at least 24 bytes"),
-    ({"SOUNDPOST_WEBHOOK_URL": "ftp://hooks.example"}, "WEBHOOK_URL must be an http(s) URL"),
-    ({"SOUNDPOST_WEBHOOK_TIMEOUT": "0"}, "WEBHOOK_TIMEOUT must be between 1 and 60"),
-])
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"SOUNDPOST_WEBHOOK_URL": "https://hooks.example/x"}, "WEBHOOK_SECRET is required"),
+        ({"SOUNDPOST_WEBHOOK_SECRET": "not-a-secret"}, "WEBHOOK_SECRET must be whsec_"),
+        ({"SOUNDPOST_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"short").decode()}, "at least 24 bytes"),
+        ({"SOUNDPOST_WEBHOOK_URL": "ftp://hooks.example"}, "WEBHOOK_URL must be an http(s) URL"),
+        ({"SOUNDPOST_WEBHOOK_TIMEOUT": "0"}, "WEBHOOK_TIMEOUT must be between 1 and 60"),
+    ],
+)
 def test_webhook_settings_are_validated_at_start_up(extra: dict[str, str], problem: str) -> None:
     """A half-configured or malformed webhook stops start-up, naming the setting."""
     with pytest.raises(SettingsError, match=problem.replace("(", r"\(").replace(")", r"\)")):
@@ -168,7 +188,8 @@ def test_webhook_settings_are_validated_at_start_up(extra: dict[str, str], probl
 
 def test_a_valid_webhook_configuration_loads() -> None:
     """URL and secret together are accepted, the secret kept out of reprs."""
-    settings = load_settings({**BASE, "SOUNDPOST_WEBHOOK_URL": "https://hooks.example/x",
-                              "SOUNDPOST_WEBHOOK_SECRET": SECRET})
+    settings = load_settings(
+        {**BASE, "SOUNDPOST_WEBHOOK_URL": "https://hooks.example/x", "SOUNDPOST_WEBHOOK_SECRET": SECRET}
+    )
     assert settings.webhook_url == "https://hooks.example/x"
     assert SECRET not in repr(settings)

@@ -119,7 +119,8 @@ class FakeIdP:
             if params.get("client_id") != CLIENT_ID or params.get("response_type") != "code":
                 return HTMLResponse("bad client or response type", status_code=400)
             hidden = "".join(
-                f"<input type=hidden name={html.escape(k)} value='{html.escape(v)}'>" for k, v in params.items()
+                f"<input type=hidden name={html.escape(k)} value='{html.escape(v)}'>"
+                for k, v in params.items()
             )
             return HTMLResponse(
                 f"<form method=post>{hidden}<input name=user><button name=action value=allow>Sign in</button>"
@@ -128,7 +129,9 @@ class FakeIdP:
         form = dict(await request.form())
         redirect_uri, state = str(form["redirect_uri"]), str(form.get("state", ""))
         if form.get("action") == "deny":
-            return RedirectResponse(f"{redirect_uri}?{urlencode({'error': 'access_denied', 'state': state})}", 302)
+            return RedirectResponse(
+                f"{redirect_uri}?{urlencode({'error': 'access_denied', 'state': state})}", 302
+            )
         code = secrets.token_urlsafe(16)
         self.codes[code] = {k: str(v) for k, v in form.items()}
         return RedirectResponse(f"{redirect_uri}?{urlencode({'code': code, 'state': state})}", 302)
@@ -137,8 +140,11 @@ class FakeIdP:
         form = {k: str(v) for k, v in (await request.form()).items()}
         self.token_requests.append(form)
         if self.knobs.token_status is not None:
-            return Response(self.knobs.token_body or "", status_code=self.knobs.token_status,
-                            media_type="application/json")
+            return Response(
+                self.knobs.token_body or "",
+                status_code=self.knobs.token_status,
+                media_type="application/json",
+            )
         if self.knobs.token_body is not None:
             return Response(self.knobs.token_body, media_type="application/json")
         if not self._client_authenticated(request, form):
@@ -147,7 +153,9 @@ class FakeIdP:
         if grant is None or form.get("redirect_uri") != grant["redirect_uri"]:
             return JSONResponse({"error": "invalid_grant"}, status_code=400)
         if not _pkce_matches(grant, form.get("code_verifier")):
-            return JSONResponse({"error": "invalid_grant", "error_description": "PKCE check failed"}, status_code=400)
+            return JSONResponse(
+                {"error": "invalid_grant", "error_description": "PKCE check failed"}, status_code=400
+            )
         user = USERS[grant["user"]]
         access_token = secrets.token_urlsafe(24)
         self.tokens[access_token] = grant["user"]
@@ -155,11 +163,14 @@ class FakeIdP:
         if self.kind == "oidc" and not self.knobs.omit_id_token:
             now = int(time.time())
             claims = {
-                "iss": self.base_url, "sub": grant["user"], "aud": CLIENT_ID,
+                "iss": self.base_url,
+                "sub": grant["user"],
+                "aud": CLIENT_ID,
                 "iat": now + self.knobs.id_token_iat_offset,
                 "exp": now + self.knobs.id_token_exp_offset,
                 "nonce": self.knobs.nonce or grant.get("nonce", ""),
-                "email": user["email"], "name": user["name"],
+                "email": user["email"],
+                "name": user["name"],
             }
             body["id_token"] = jwt.encode({"alg": "RS256", "kid": "test-key"}, claims, self.key)
         return JSONResponse(body)
@@ -181,7 +192,9 @@ class FakeIdP:
             return JSONResponse({"message": "Bad credentials"}, status_code=401)
         user = USERS[name]
         if self.kind == "github":
-            return JSONResponse({"id": user["github_id"], "login": name, "name": user["name"], "email": user["email"]})
+            return JSONResponse(
+                {"id": user["github_id"], "login": name, "name": user["name"], "email": user["email"]}
+            )
         return JSONResponse({"sub": name, "email": user["email"], "name": user["name"]})
 
 

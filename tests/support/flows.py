@@ -30,7 +30,9 @@ def follow_callback(client: httpx.Client, callback_url: str) -> httpx.Response:
     return client.get(f"{parts.path}?{parts.query}")
 
 
-def sign_in(client: httpx.Client, provider: str = "fake", user: str = "alice", next_path: str = "") -> httpx.Response:
+def sign_in(
+    client: httpx.Client, provider: str = "fake", user: str = "alice", next_path: str = ""
+) -> httpx.Response:
     """The whole dance; returns the app's final answer to the callback."""
     query = f"?provider={provider}" + (f"&next={next_path}" if next_path else "")
     login = start_login(client, query)

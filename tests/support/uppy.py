@@ -21,7 +21,12 @@ def same_origin(client: httpx.Client) -> dict[str, str]:
 
 def params(client: httpx.Client, filename: str, content_type: str, size: int | None = None) -> httpx.Response:
     """``getUploadParameters``: Uppy puts the file's meta in ``metadata[...]``."""
-    query = {"filename": filename, "type": content_type, "metadata[name]": filename, "metadata[type]": content_type}
+    query = {
+        "filename": filename,
+        "type": content_type,
+        "metadata[name]": filename,
+        "metadata[type]": content_type,
+    }
     if size is not None:
         query["metadata[size]"] = str(size)
     return client.get("/s3/params", params=query, headers=JSON)
@@ -57,7 +62,9 @@ class Multipart:
     bucket: str
 
     @classmethod
-    def create(cls, client: httpx.Client, filename: str, content_type: str, size: int | None = None) -> Multipart:
+    def create(
+        cls, client: httpx.Client, filename: str, content_type: str, size: int | None = None
+    ) -> Multipart:
         metadata: dict[str, object] = {"name": filename, "type": content_type}
         if size is not None:
             metadata["size"] = size
@@ -67,8 +74,9 @@ class Multipart:
         return cls(client, body["key"], body["uploadId"], body["bucket"])
 
     def sign_part(self, number: int, key: str | None = None) -> httpx.Response:
-        return self.client.get(upload_path(self.upload_id, f"/{number}"), params={"key": key or self.key},
-                               headers=JSON)
+        return self.client.get(
+            upload_path(self.upload_id, f"/{number}"), params={"key": key or self.key}, headers=JSON
+        )
 
     def sign_batch(self, numbers: list[int], key: str | None = None) -> httpx.Response:
         query = {"key": key or self.key, "partNumbers": ",".join(map(str, numbers))}
@@ -86,28 +94,44 @@ class Multipart:
         return self.client.get(upload_path(self.upload_id), params={"key": key or self.key}, headers=JSON)
 
     def complete(self, parts: list[dict[str, object]], key: str | None = None) -> httpx.Response:
-        return self.client.post(upload_path(self.upload_id, "/complete"), params={"key": key or self.key},
-                                json={"parts": parts}, headers=same_origin(self.client))
+        return self.client.post(
+            upload_path(self.upload_id, "/complete"),
+            params={"key": key or self.key},
+            json={"parts": parts},
+            headers=same_origin(self.client),
+        )
 
     def abort(self, key: str | None = None) -> httpx.Response:
-        return self.client.delete(upload_path(self.upload_id), params={"key": key or self.key},
-                                  headers=same_origin(self.client))
+        return self.client.delete(
+            upload_path(self.upload_id), params={"key": key or self.key}, headers=same_origin(self.client)
+        )
 
     def as_seen_by(self, other: httpx.Client) -> Multipart:
         """The same upload, driven by another user's client."""
         return Multipart(other, self.key, self.upload_id, self.bucket)
 
 
-def create(client: httpx.Client, filename: str, content_type: str, metadata: dict[str, object]) -> httpx.Response:
+def create(
+    client: httpx.Client, filename: str, content_type: str, metadata: dict[str, object]
+) -> httpx.Response:
     """``createMultipartUpload``."""
-    return client.post("/s3/multipart", json={"filename": filename, "type": content_type, "metadata": metadata},
-                       headers=same_origin(client))
+    return client.post(
+        "/s3/multipart",
+        json={"filename": filename, "type": content_type, "metadata": metadata},
+        headers=same_origin(client),
+    )
 
 
-def multipart_upload(client: httpx.Client, filename: str, data: bytes, content_type: str,
-                     part_size: int, declare_size: bool = True) -> httpx.Response:
+def multipart_upload(
+    client: httpx.Client,
+    filename: str,
+    data: bytes,
+    content_type: str,
+    part_size: int,
+    declare_size: bool = True,
+) -> httpx.Response:
     """The whole multipart path; returns the answer to complete."""
     upload = Multipart.create(client, filename, content_type, len(data) if declare_size else None)
-    chunks = [data[i:i + part_size] for i in range(0, len(data), part_size)]
+    chunks = [data[i : i + part_size] for i in range(0, len(data), part_size)]
     parts = [upload.put_part(n, chunk) for n, chunk in enumerate(chunks, start=1)]
     return upload.complete(parts)
