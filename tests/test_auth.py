@@ -43,6 +43,7 @@ def test_oidc_sign_in_lands_on_next_and_me_reports_the_user(client: httpx.Client
         "subject": "alice",
         "userId": keys.user_id("fake", "alice"),
         "email": "alice@example.com",
+        "emailVerified": True,
         "name": "Alice Example",
     }
 
@@ -76,7 +77,16 @@ def test_session_cookie_is_httponly_lax_and_holds_identity_only(client: httpx.Cl
     assert "httponly" in header and "samesite=lax" in header
     assert "secure" not in header  # plain-http public URL: local development
     payload = cookie_payload(session_cookie(client))
-    assert payload == {"user": {"p": "fake", "s": "alice", "e": "alice@example.com", "n": "Alice Example"}}
+    user = payload["user"]
+    assert isinstance(user, dict) and set(user) == {"p", "s", "i", "t", "e", "v", "n"}
+    assert (user["p"], user["s"], user["e"], user["v"], user["n"]) == (
+        "fake",
+        "alice",
+        "alice@example.com",
+        True,
+        "Alice Example",
+    )
+    assert len(user["i"]) >= 16 and abs(user["t"] / 1000 - time.time()) < 60  # session id, sign-in time
     assert len(final.headers["set-cookie"]) < 1024
 
 
