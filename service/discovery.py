@@ -8,9 +8,11 @@ client stays in use until the new one has loaded a usable document. A
 document without the endpoints sign-in needs is refused here, by name, instead
 of failing later inside Authlib.
 
-Readiness asks ``probe()``: at most one fetch of the discovery document every
-``PROBE_WINDOW`` seconds per provider, each bounded by ``PROBE_TIMEOUT``, so
-``/readyz`` reflects the provider's reachability within a few seconds.
+Readiness asks ``probe()``: a successful fetch (by a probe or a sign-in) stands
+for ``PROBE_WINDOW`` seconds, after which the document is fetched again, one
+fetch at a time per provider, each bounded by ``PROBE_TIMEOUT``. A failure is not
+remembered (and a failed fetch by a sign-in ends the window early), so ``/readyz`` shows a provider down within ``PROBE_WINDOW`` seconds
+and back at the next check after it returns.
 """
 
 from __future__ import annotations
@@ -80,8 +82,7 @@ class ProviderClient:
         self.client = new_client(provider)
         self.loaded_at: float | None = None  # our clock, when the client's metadata was fetched
         self.lock = asyncio.Lock()
-        self.probed_at: float | None = None
-        self.probe_result = "unknown"
+        self.probed_at: float | None = None  # when a fetch last succeeded
 
     def fresh(self) -> bool:
         if self.provider.kind != "oidc":
@@ -103,21 +104,26 @@ class ProviderClient:
     async def reload(self) -> None:
         """Fetch the discovery document into a fresh client; only a usable one replaces the current."""
         client = new_client(self.provider)
-        metadata = await client.load_server_metadata()
-        check_metadata(metadata)
+        try:
+            metadata = await client.load_server_metadata()
+            check_metadata(metadata)
+        except BaseException:
+            self.probed_at = None  # a failed fetch is news for readiness too
+            raise
         self.client, self.loaded_at = client, self.clock()
+        self.probed_at = self.loaded_at
+
+    def probed_recently(self) -> bool:
+        return self.probed_at is not None and self.clock() - self.probed_at < PROBE_WINDOW
 
     async def probe(self) -> str:
-        """ "ok", or why not: from a fetch at most ``PROBE_WINDOW`` seconds old."""
-        if self.provider.kind != "oidc":
+        """Readiness: "ok" if the document loaded within ``PROBE_WINDOW`` seconds or loads now, else why not."""
+        if self.provider.kind != "oidc" or self.probed_recently():
             return "ok"
-        if self.probed_at is not None and self.clock() - self.probed_at < PROBE_WINDOW:
-            return self.probe_result
         async with self.lock:
-            if self.probed_at is None or self.clock() - self.probed_at >= PROBE_WINDOW:
-                self.probe_result = await self._probe_now()
-                self.probed_at = self.clock()
-        return self.probe_result
+            if self.probed_recently():  # loaded while this probe waited for the lock
+                return "ok"
+            return await self._probe_now()
 
     async def _probe_now(self) -> str:
         try:
