@@ -63,12 +63,14 @@ class Revocations:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def apply_session(self, session_id: str, user_id: str, issued_ms: int) -> None:
+    def apply_session(self, session_id: str, user_id: str, issued_ms: int) -> bool:
+        """Revoke one session; False if the table was full and the user's earlier sessions went instead."""
         self.sweep()
         if len(self.sessions) >= self.MAX_SESSIONS:
             self.apply_user(user_id, self.now_ms())  # bounded memory: every earlier session of the user
-        else:
-            self.sessions[session_id] = issued_ms
+            return False
+        self.sessions[session_id] = issued_ms
+        return True
 
     def apply_user(self, user_id: str, before_ms: int) -> None:
         self.sweep()
@@ -116,8 +118,10 @@ class SharedRevocations(Revocations):
         self.redis.connection_pool.disconnect()
 
     async def revoke_session(self, session_id: str, user_id: str, issued_ms: int) -> None:
-        self.apply_session(session_id, user_id, issued_ms)
-        await self.append({"s": session_id, "u": user_id, "t": str(issued_ms)})
+        if self.apply_session(session_id, user_id, issued_ms):
+            await self.append({"s": session_id, "u": user_id, "t": str(issued_ms)})
+        else:  # the table is full here: tell the others what this replica did instead
+            await self.append({"u": user_id, "b": str(self.users[user_id])})
 
     async def revoke_user(self, user_id: str) -> None:
         before = self.now_ms()
@@ -150,6 +154,11 @@ class SharedRevocations(Revocations):
                     logger.error(
                         "cannot follow sign-outs in Redis (SOUNDPOST_REDIS_URL): %s", type(exc).__name__
                     )
+                self.healthy = False
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            except Exception:  # a bug must not end the following for the process's life
+                logger.exception("following sign-outs in Redis failed; trying again")
                 self.healthy = False
                 await asyncio.sleep(RETRY_SECONDS)
                 continue

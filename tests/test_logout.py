@@ -15,6 +15,7 @@ import itsdangerous
 from service.revocation import Revocations
 from tests.conftest import serve_app
 from tests.support.flows import approve_at_dev_idp, follow_callback, sign_in, start_login
+from tests.support.servers import bound_socket
 
 
 @contextlib.contextmanager
@@ -154,3 +155,21 @@ def test_revocations_stay_bounded_and_forget_what_has_expired() -> None:
     now[0] += 3600 + Revocations.SWEEP_EVERY + 1
     table.sweep()
     assert table.sessions == {} and table.users == {}
+
+
+def test_with_redis_down_sign_out_still_ends_the_session_here_and_says_so(app_env: dict[str, str]) -> None:
+    """The replica refuses the session at once; the 503 says other replicas could not be told; readiness agrees."""
+    dead = bound_socket()
+    port = dead.getsockname()[1]
+    dead.close()
+    env = {**app_env, "SOUNDPOST_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    with serve_app(env) as url, signed_in(url) as alice:
+        with with_cookie(url, alice.cookies["soundpost_session"]) as copy:
+            answer = alice.post("/auth/logout")
+            assert answer.status_code == 503
+            assert answer.json()["error"]["code"] == "revocation_unavailable"
+            assert "soundpost_session=null" in answer.headers["set-cookie"]
+            assert copy.get("/api/me").status_code == 401
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["revocations"] == "unreachable (Redis)"
