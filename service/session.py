@@ -9,9 +9,10 @@ the Cookie header, checking the HMAC and decoding base64 was a large part of an
 API call. A session cookie value that verified once is remembered (a bounded
 table, per process) with its signing time; its age is still checked against the
 lifetime on every request, and every request still gets a fresh ``Session`` of
-its own. The table is keyed on the session cookie's value alone, never on the
-whole Cookie header, and only values we signed are kept, so its memory does not
-depend on what else a client puts in its Cookie header.
+its own. The table is keyed on the session cookie alone (``name=value``, which
+is the whole Cookie header when a browser sends only ours, so that common case
+needs no parsing), never on a header with other cookies in it, and only values
+we signed are kept: its memory does not depend on what else a client sends.
 
 This is not a middleware of its own: ``service.edge.Edge`` loads the session
 before the routes run and adds ``headers_for`` to the answer, in the one layer
@@ -21,7 +22,6 @@ every request passes through.
 from __future__ import annotations
 
 import json
-import re
 import time
 from base64 import b64decode, b64encode
 from typing import Any, Literal
@@ -56,19 +56,21 @@ class CookieSessions:
         self.max_age = max_age
         self.path = path
         self.security_flags = "httponly; samesite=" + same_site + ("; secure" if https_only else "")
-        self.remembered: dict[bytes, tuple[int, bytes]] = {}  # session cookie value -> (signed at, JSON)
-        # The value of the last "name=value" pair for our cookie: what cookie_parser finds, for plain values.
-        self.plain_value = re.compile(
-            rb"(?:^|;)[ \t]*" + re.escape(session_cookie.encode()) + rb"[ \t]*=[ \t]*([^;]*?)[ \t]*(?=;|$)"
-        )
+        self.remembered: dict[bytes, tuple[int, bytes]] = {}  # b"name=value" -> (signed at, JSON)
+        self.cookie_name = session_cookie.encode("latin-1")
+        self.cookie_prefix = self.cookie_name + b"="
 
     def cookie_value(self, header: bytes) -> bytes | None:
-        """The session cookie's value in a Cookie header, as ``cookie_parser`` reads it."""
-        found = self.plain_value.findall(header)
-        if not found:
-            return None
-        value: bytes = found[-1]
-        if b'"' in value or b"\\" in value:  # quoted: cookie_parser unquotes; let it
+        """The session cookie's value in a Cookie header, as ``cookie_parser`` reads it (the last one counts)."""
+        if header.startswith(self.cookie_prefix) and b";" not in header:  # a browser sending only ours
+            value: bytes | None = header[len(self.cookie_prefix) :].strip()
+        else:
+            value = None
+            for chunk in header.split(b";"):
+                key, equals, rest = chunk.partition(b"=")
+                if equals and key.strip() == self.cookie_name:
+                    value = rest.strip()
+        if value is not None and (b'"' in value or b"\\" in value):  # quoted: cookie_parser unquotes; let it
             parsed = cookie_parser(header.decode("latin-1")).get(self.session_cookie)
             return None if parsed is None else parsed.encode("latin-1")
         return value
@@ -77,16 +79,22 @@ class CookieSessions:
         """The request's session, and whether it came from a valid cookie."""
         if header is None:
             return Session(), False
-        value = self.cookie_value(header)
-        if value is None:
-            return Session(), False
-        known = self.remembered.get(value)
+        # Keys are "name=value" for a value that verified: a browser sending only our cookie sends a key.
+        key = header
+        known = self.remembered.get(key)
+        if known is None:
+            value = self.cookie_value(header)
+            if value is None:
+                return Session(), False
+            key = self.cookie_prefix + value
+            known = self.remembered.get(key)
         if known is not None:
             signed_at, payload = known
             if self.fresh(signed_at):
                 return Session(decode_payload(payload)), True
-            del self.remembered[value]
+            del self.remembered[key]
             return Session(), False
+        value = key[len(self.cookie_prefix) :]  # not remembered: here key is always name=value
         try:
             data, signed = self.signer.unsign(value, max_age=self.max_age, return_timestamp=True)
         except BadSignature:
@@ -94,7 +102,7 @@ class CookieSessions:
         payload = b64decode(data)
         session = Session(decode_payload(payload))
         if len(value) <= self.MAX_REMEMBERED_VALUE:
-            self.remember(value, int(signed.timestamp()), payload)
+            self.remember(key, int(signed.timestamp()), payload)
         return session, True
 
     def fresh(self, signed_at: int) -> bool:
@@ -102,10 +110,10 @@ class CookieSessions:
         age = int(time.time()) - signed_at
         return age >= 0 and (self.max_age is None or age <= self.max_age)
 
-    def remember(self, value: bytes, signed_at: int, payload: bytes) -> None:
+    def remember(self, key: bytes, signed_at: int, payload: bytes) -> None:
         if len(self.remembered) >= self.REMEMBERED:
             del self.remembered[next(iter(self.remembered))]  # the oldest entry goes first
-        self.remembered[value] = (signed_at, payload)
+        self.remembered[key] = (signed_at, payload)
 
     def add_headers(self, headers: list[tuple[bytes, bytes]], session: Session, had_session: bool) -> None:
         """What SessionMiddleware adds to an answer: ``Vary: Cookie`` if the session was read, the cookie if changed."""
