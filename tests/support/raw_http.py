@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import socket
 
-
-def port_of(url: str) -> int:
-    """The port of an ``http://host:port[/path]`` URL."""
-    return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+from tests.support.servers import port_of
 
 
 def connect(url: str, timeout: float = 5) -> socket.socket:

@@ -14,6 +14,11 @@ import uvicorn
 from service.serving import protocol_options
 
 
+def port_of(url: str) -> int:
+    """The port of an ``http://host:port[/path]`` URL."""
+    return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
 def bound_socket(port: int = 0) -> socket.socket:
     """A listening socket on a free loopback port, so the URL is known before the app is built."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
