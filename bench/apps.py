@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.app import create_app
+from service.app import Soundpost, create_app
 from service.settings import Settings, load_settings
 from service.storage import PresignedPost, Storage, _client_config, policy_conditions
 
@@ -109,13 +109,13 @@ class ClientPerRequestStorage(Storage):
         return PresignedPost(url=post["url"], fields=post["fields"], expires_at=expires_at)
 
 
-def naive() -> Starlette:
+def naive() -> Soundpost:
     settings: Settings = load_settings(os.environ)
     app = create_app(settings)
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[Any]:
+    async def lifespan(app: Soundpost) -> AsyncIterator[Any]:
         async with inner(app) as state:
             yield {**(state or {}), "storage": ClientPerRequestStorage(settings, None, None)}
 

@@ -13,7 +13,7 @@ from types import FrameType
 import uvicorn
 
 from service.observability import configure_logging
-from service.serving import add_serve_options, http_protocol, uvicorn_options
+from service.serving import add_serve_options, protocol_options, uvicorn_options
 from service.settings import SettingsError, load_settings
 
 
@@ -41,7 +41,7 @@ def dev(args: argparse.Namespace) -> int:
             port=args.port,
             log_level="warning",
             server_header=False,
-            http=http_protocol(),
+            **protocol_options(),
         )
     return 0
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
+from starlette.datastructures import State, URLPath
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ExceptionHandler, Lifespan, Receive, Scope, Send
 
 from service import __version__, api, auth, discovery, health, library, observability, uploads, uppy
 from service.api import ApiRoute, Spec
@@ -33,32 +33,53 @@ from service.webhooks import open_webhooks
 STATIC = Path(__file__).parent / "static"
 
 
-class Soundpost(Starlette):
-    """Starlette with the edge layer as its only layer in front of the routes.
+class Soundpost:
+    """The ASGI app: the edge layer in front of Starlette's Router, and nothing else.
 
-    Starlette puts ServerErrorMiddleware and ExceptionMiddleware around every
-    app, and each wraps ``send`` again on every request; the edge layer already
-    sees every answer start, so it answers exceptions itself, with the app's
-    exception handlers chosen as those two layers choose them (``ErrorHandlers``).
+    Starlette's application class puts two error layers of its own (ServerErrorMiddleware,
+    ExceptionMiddleware) around every app, each wrapping ``send`` again on every request;
+    the edge layer already sees every answer start, so it answers exceptions itself,
+    with these handlers chosen as those layers choose them (``ErrorHandlers``). Measured
+    in-process: presign 58.5 -> 52 µs of CPU. Routing, lifespan and ``url_for`` are the
+    public Router's; ``state`` is what ``request.app.state`` reads.
     """
 
     def __init__(
-        self, *, guard: SiteGuard, sessions: CookieSessions, recorder: RequestRecorder, **options: Any
+        self,
+        *,
+        guard: SiteGuard,
+        sessions: CookieSessions,
+        recorder: RequestRecorder,
+        routes: Sequence[BaseRoute],
+        exception_handlers: Mapping[Any, ExceptionHandler],
+        lifespan: Lifespan[Any],
     ) -> None:
         self.guard = guard
         self.sessions = sessions
         self.recorder = recorder
-        super().__init__(**options)
-
-    def build_middleware_stack(self) -> ASGIApp:
-        if self.user_middleware:
-            raise RuntimeError(
-                "Soundpost has one layer, service.edge.Edge: add the concern there, not as middleware"
-            )
-        errors = ErrorHandlers(self.exception_handlers)
-        return Edge(
-            self.router, guard=self.guard, sessions=self.sessions, recorder=self.recorder, errors=errors
+        self.state = State()
+        self.router = Router(list(routes), lifespan=lifespan)
+        self.exception_handlers = dict(exception_handlers)
+        self.edge = Edge(
+            self.router,
+            guard=guard,
+            sessions=sessions,
+            recorder=recorder,
+            errors=ErrorHandlers(self.exception_handlers),
         )
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return self.router.routes
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        return self.router.url_path_for(name, **path_params)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = (
+            self  # what request.app reads, and what makes the router raise 404 and 405 for the edge
+        )
+        await self.edge(scope, receive, send)
 
 
 def page_csp(settings: Settings) -> str:
@@ -173,7 +194,7 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
     config = settings
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[Resources]:
+    async def lifespan(app: Soundpost) -> AsyncIterator[Resources]:
         async with (
             open_storage(config) as storage,
             open_webhooks(config) as webhooks,

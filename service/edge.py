@@ -10,7 +10,8 @@ Given the app's ``ErrorHandlers`` (``service.app.Soundpost`` does this), it also
 answers exceptions in place of Starlette's ServerErrorMiddleware and
 ExceptionMiddleware, which would each wrap ``send`` again: it already sees
 every answer start. Error answers then carry the security headers and the
-request id like any other.
+request id like any other. An exception answered in full is not raised again:
+its handler has logged it (once), and the keep-alive connection stays usable.
 """
 
 from __future__ import annotations
@@ -77,21 +78,18 @@ class Edge:
 
         try:
             if self.guard.allows(scope["method"], origin, fetch_site):
-                if self.errors is not None:
-                    scope["starlette.exception_handlers"] = self.errors.scope_value
                 await self.app(scope, receive, send_with_headers)
             else:
                 await self.guard.refusal(Request(scope))(scope, receive, send_with_headers)
         except ClientDisconnect:
             status = CLIENT_CLOSED  # the client left mid-request: nobody to answer, nothing went wrong
         except Exception as exc:
-            handler, expected = self.errors.handler_for(exc) if self.errors is not None else (None, False)
+            handler = self.errors.handler_for(exc) if self.errors is not None else None
             if handler is None or status:
-                raise  # nothing to answer with, or the answer has begun: the server closes the connection
+                raise  # nothing to answer with, or the answer has begun: the server logs it, closes the connection
             response = await handler(Request(scope, receive), exc)
+            # Answered in full (a 500's handler logs it, once), so the connection stays usable: not raised again.
             await response(scope, receive, send_with_headers)
-            if not expected:
-                raise  # answered with a 500; raised again for the server to log, as Starlette does
         finally:
             self.recorder.record(scope, status or 500, time.perf_counter() - started, request_id)
             REQUEST_ID.reset(token)

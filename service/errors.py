@@ -8,14 +8,15 @@ answered with a generic 500 that carries no exception text.
 
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 import msgspec
-from starlette._utils import is_async_callable
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -130,18 +131,26 @@ EXCEPTION_HANDLERS = {
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
+def is_async(handler: object) -> bool:
+    """A coroutine function, a partial of one, or an object whose ``__call__`` is one."""
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    call = handler if inspect.isroutine(handler) else type(handler).__call__
+    return inspect.iscoroutinefunction(call)
+
+
 class ErrorHandlers:
     """An app's exception handlers, chosen the way Starlette's two error layers choose them.
 
     Starlette's ExceptionMiddleware answers an HTTPException by its status or an
     exception by the nearest class in its MRO; its ServerErrorMiddleware answers
-    everything else with the ``Exception`` (or 500) handler and raises it again
-    for the server to log. ``service.edge.Edge`` does both jobs with this table.
+    everything else with the ``Exception`` (or 500) handler. ``service.edge.Edge``
+    does both jobs with this table.
     """
 
     def __init__(self, handlers: Mapping[Any, Callable[..., Any]]) -> None:
         for key, handler in handlers.items():
-            if not is_async_callable(handler):
+            if not is_async(handler):
                 raise TypeError(f"the exception handler for {key!r} must be async: {handler!r}")
         self.by_status: dict[int, Handler] = {
             key: h for key, h in handlers.items() if isinstance(key, int) and key != 500
@@ -150,14 +159,10 @@ class ErrorHandlers:
             key: h for key, h in handlers.items() if not isinstance(key, int) and key is not Exception
         }
         self.unexpected: Handler | None = handlers.get(Exception, handlers.get(500))
-        # What Starlette's own request_response routes look up in the scope, as ExceptionMiddleware sets it.
-        self.scope_value = (self.by_class, self.by_status)
 
-    def handler_for(self, exc: Exception) -> tuple[Handler | None, bool]:
-        """The handler that answers ``exc``, and whether ``exc`` was expected (else it is raised again)."""
+    def handler_for(self, exc: Exception) -> Handler | None:
+        """The handler that answers ``exc``: by status, else by the nearest class, else the unexpected one."""
         handler = self.by_status.get(exc.status_code) if isinstance(exc, HTTPException) else None
         if handler is None:
             handler = next((self.by_class[kind] for kind in type(exc).__mro__ if kind in self.by_class), None)
-        if handler is None:
-            return self.unexpected, False
-        return handler, True
+        return handler if handler is not None else self.unexpected

@@ -84,14 +84,14 @@ class RequestRecorder:
 
     def __init__(self, *, access_log: bool) -> None:
         self.access_log = access_log
-        self._children: dict[tuple[str, str, int], Histogram] = {}
+        self.children: dict[tuple[str, str, int], Histogram] = {}
 
     def record(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         route = route_template(scope)
         method = scope["method"]
-        latency = self._children.get((method, route, status))
+        latency = self.children.get((method, route, status))
         if latency is None:
-            latency = self._children[method, route, status] = LATENCY.labels(method, route, str(status))
+            latency = self.children[method, route, status] = LATENCY.labels(method, route, str(status))
         latency.observe(elapsed)
         if self.access_log:
             logger.info(

@@ -23,6 +23,7 @@ from service.app import create_app
 from tests.support import fake_idp
 from tests.support.flows import sign_in
 from tests.support.servers import bound_socket, serve_asgi
+from tests.support.settings import s3_settings
 from tests.support.tools import require_tool
 
 
@@ -91,11 +92,7 @@ def app_env(
         "SOUNDPOST_PROVIDER_HUB_USERINFO_URL": f"{github_idp.base_url}/user",
         "SOUNDPOST_PROVIDER_HUB_CLIENT_ID": fake_idp.CLIENT_ID,
         "SOUNDPOST_PROVIDER_HUB_CLIENT_SECRET": fake_idp.CLIENT_SECRET,
-        "SOUNDPOST_S3_ENDPOINT": s3.url,
-        "SOUNDPOST_S3_REGION": s3.region,
-        "SOUNDPOST_S3_BUCKET": bucket,
-        "SOUNDPOST_S3_ACCESS_KEY_ID": s3.access_key,
-        "SOUNDPOST_S3_SECRET_ACCESS_KEY": s3.secret_key,
+        **s3_settings(s3, bucket),
         "SOUNDPOST_MAX_UPLOAD_BYTES": str(10 * 1024 * 1024),
     }
 

@@ -265,14 +265,12 @@ def test_full_sign_in_through_oidc_provider_mock(app_env: dict[str, str]) -> Non
     from service import devstack
     from service.app import create_app
     from tests.support.servers import serve_asgi
+    from tests.support.settings import dev_provider_settings
 
     with devstack.dev_identity_provider() as issuer:
         env = {
             **app_env,
-            "SOUNDPOST_PROVIDERS": "dev",
-            "SOUNDPOST_PROVIDER_DEV_DISCOVERY_URL": f"{issuer}/.well-known/openid-configuration",
-            "SOUNDPOST_PROVIDER_DEV_CLIENT_ID": "soundpost-dev",
-            "SOUNDPOST_PROVIDER_DEV_CLIENT_SECRET": "soundpost-dev-secret",
+            **dev_provider_settings(issuer),
         }
         with (
             serve_asgi(lambda url: create_app({**env, "SOUNDPOST_PUBLIC_URL": url})) as url,

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from service.app import create_app
 from service.errors import ApiError, ErrorHandlers
+from tests.support import raw_http
 from tests.support.servers import serve_asgi
 
 
@@ -41,6 +42,37 @@ def test_unexpected_exception_is_a_generic_500_and_logged(
     }
     assert "hunter2" not in answer.text
     assert any("hunter2" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_after_a_500_the_keep_alive_connection_serves_the_next_request_and_the_error_is_logged_once(
+    app_env: dict[str, str], caplog: pytest.LogCaptureFixture, parser: str
+) -> None:
+    """A 500 is a complete answer on a connection that stays open, and one log record carries its traceback."""
+
+    def make(url: str) -> object:
+        app = create_app({**app_env, "SOUNDPOST_PUBLIC_URL": url})
+        app.router.routes.append(Route("/explode", explode))
+        return app
+
+    with serve_asgi(make, parser=parser) as url, caplog.at_level(logging.INFO):
+        logging.getLogger("uvicorn").addHandler(caplog.handler)  # uvicorn's loggers do not propagate
+        try:
+            with raw_http.connect(url) as conn:
+                conn.sendall(raw_http.get("/explode"))
+                status, headers, body = raw_http.read_response(conn)
+                conn.sendall(raw_http.get("/healthz"))
+                after = raw_http.read_response(conn)
+        finally:
+            logging.getLogger("uvicorn").removeHandler(caplog.handler)
+    assert status == 500
+    assert b"internal_error" in body
+    assert headers.get("connection", "keep-alive") != "close"
+    assert after[0] == 200 and after[2] == b'{"status":"ok"}'
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert len(tracebacks) == 1, [record.getMessage() for record in tracebacks]
+    exc_info = tracebacks[0].exc_info
+    assert tracebacks[0].name == "soundpost" and exc_info is not None and "hunter2" in str(exc_info[1])
 
 
 def test_error_answers_carry_the_security_headers_request_id_and_metrics(app_env: dict[str, str]) -> None:
@@ -76,13 +108,13 @@ async def teapot(request: Request, exc: Exception) -> Response:
 
 
 def test_error_handlers_are_chosen_as_starlettes_error_layers_choose_them() -> None:
-    """An HTTPException by its status first, else the nearest class; anything else is unexpected."""
+    """An HTTPException by its status first, else the nearest class, else the handler for the unexpected."""
     handlers = ErrorHandlers({HTTPException: answer, 418: teapot, LookupError: answer, Exception: explode})
-    assert handlers.handler_for(HTTPException(418)) == (teapot, True)
-    assert handlers.handler_for(HTTPException(404)) == (answer, True)
-    assert handlers.handler_for(KeyError("x")) == (answer, True)  # KeyError is a LookupError
-    assert handlers.handler_for(ValueError("x")) == (explode, False)
-    assert ErrorHandlers({}).handler_for(ValueError("x")) == (None, False)
+    assert handlers.handler_for(HTTPException(418)) is teapot
+    assert handlers.handler_for(HTTPException(404)) is answer
+    assert handlers.handler_for(KeyError("x")) is answer  # KeyError is a LookupError
+    assert handlers.handler_for(ValueError("x")) is explode
+    assert ErrorHandlers({}).handler_for(ValueError("x")) is None
 
 
 def test_a_sync_exception_handler_is_refused_at_start_up() -> None:
@@ -93,12 +125,12 @@ def test_a_sync_exception_handler_is_refused_at_start_up() -> None:
         ErrorHandlers({ValueError: sync})
 
 
-def test_the_app_has_one_layer_and_refuses_more_middleware(app_env: dict[str, str]) -> None:
-    """Every concern of a layer lives in the edge layer; a middleware added later would be silently skipped."""
+def test_the_app_is_the_edge_layer_over_the_router_and_takes_no_middleware(app_env: dict[str, str]) -> None:
+    """Every concern of a layer lives in the edge layer; there is no middleware list to add to and skip."""
     app = create_app({**app_env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000"})
-    app.add_middleware(HTTPSRedirectMiddleware)
-    with pytest.raises(RuntimeError, match=r"service\.edge\.Edge"):
-        app.build_middleware_stack()
+    assert app.edge.app is app.router
+    with pytest.raises(AttributeError):
+        app.add_middleware(HTTPSRedirectMiddleware)  # type: ignore[attr-defined]
 
 
 def test_browser_navigation_to_a_missing_page_gets_an_html_404(client: httpx.Client) -> None:
@@ -106,16 +138,3 @@ def test_browser_navigation_to_a_missing_page_gets_an_html_404(client: httpx.Cli
     assert answer.status_code == 404
     assert answer.headers["content-type"].startswith("text/html")
     assert "not_found" in answer.text
-
-
-def test_every_response_carries_security_headers(client: httpx.Client) -> None:
-    answer = client.get("/api/me")
-    assert answer.headers["x-content-type-options"] == "nosniff"
-    assert answer.headers["cache-control"] == "no-store"
-    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
-
-
-def test_the_page_has_a_strict_csp(client: httpx.Client, app_env: dict[str, str]) -> None:
-    csp = client.get("/").headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp
-    assert f"connect-src 'self' {app_env['SOUNDPOST_S3_ENDPOINT']}" in csp

@@ -28,6 +28,7 @@ from service.devstack import S3Endpoint
 from service.post_policy import PostTarget, SigningMoment, sign_post, signing_moment
 from service.settings import load_settings
 from service.storage import open_storage, policy_conditions
+from tests.support.s3 import admin as s3_admin
 from tests.support.servers import serve_asgi
 
 BUCKET = "soundpost-uploads"
@@ -249,21 +250,16 @@ def test_fast_path_posts_upload_to_s3_like_botocores(
     alice: httpx.Client, s3: S3Endpoint, bucket: str
 ) -> None:
     """The first presign (botocore's) and the later ones (fast path) both store the file under their key."""
-    admin = boto3.client(
-        "s3",
-        endpoint_url=s3.url,
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-        region_name=s3.region,
-    )
-    for attempt in range(3):
-        body = alice.post(
-            "/api/upload/presigned-url", json={"filename": f"take{attempt}.wav", "contentType": "audio/wav"}
-        ).json()
-        stored = httpx.post(
-            body["url"], data=body["fields"], files={"file": ("take.wav", b"RIFF0000WAVE", "audio/wav")}
-        )
-        assert stored.status_code == 201, stored.text
-        head = admin.head_object(Bucket=bucket, Key=body["key"])
-        assert head["ContentType"] == "audio/wav"
-        assert head["ContentLength"] == 12
+    with s3_admin(s3) as admin:
+        for attempt in range(3):
+            body = alice.post(
+                "/api/upload/presigned-url",
+                json={"filename": f"take{attempt}.wav", "contentType": "audio/wav"},
+            ).json()
+            stored = httpx.post(
+                body["url"], data=body["fields"], files={"file": ("take.wav", b"RIFF0000WAVE", "audio/wav")}
+            )
+            assert stored.status_code == 201, stored.text
+            head = admin.head_object(Bucket=bucket, Key=body["key"])
+            assert head["ContentType"] == "audio/wav"
+            assert head["ContentLength"] == 12

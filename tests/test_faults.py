@@ -12,12 +12,10 @@ from service import devstack
 from tests.conftest import serve_app
 from tests.support import fake_idp
 from tests.support.flows import approve_at_dev_idp, approve_at_idp, follow_callback, sign_in, start_login
+from tests.support.servers import port_of
+from tests.support.settings import dev_provider_settings
 
 BODY = {"filename": "a.wav", "contentType": "audio/wav"}
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
 
 
 def test_with_s3_stopped_readiness_fails_presigning_goes_on_and_both_recover(app_env: dict[str, str]) -> None:
@@ -101,17 +99,6 @@ def test_discovery_metadata_is_fetched_again_once_stale(
     assert oidc_idp.discovery_requests - before == 2 * 3  # at the login and at the callback
 
 
-def dev_provider_env(app_env: dict[str, str], issuer: str, ttl: str) -> dict[str, str]:
-    return {
-        **app_env,
-        "SOUNDPOST_PROVIDERS": "dev",
-        "SOUNDPOST_PROVIDER_DEV_DISCOVERY_URL": f"{issuer}/.well-known/openid-configuration",
-        "SOUNDPOST_PROVIDER_DEV_CLIENT_ID": "soundpost-dev",
-        "SOUNDPOST_PROVIDER_DEV_CLIENT_SECRET": "soundpost-dev-secret",
-        "SOUNDPOST_IDP_METADATA_TTL": ttl,
-    }
-
-
 @pytest.mark.parametrize("ttl", ["0", "3600"])
 def test_the_dev_provider_stopped_and_restarted_on_its_port(app_env: dict[str, str], ttl: str) -> None:
     """oidc-provider-mock goes away mid sign-in: 503 pages; back on its port (new keys), sign-in works again."""
@@ -119,7 +106,10 @@ def test_the_dev_provider_stopped_and_restarted_on_its_port(app_env: dict[str, s
     page = {"Accept": "text/html"}
     with contextlib.ExitStack() as first_run:
         issuer = first_run.enter_context(devstack.dev_identity_provider(port=port))
-        with serve_app(dev_provider_env(app_env, issuer, ttl)) as app, httpx.Client(base_url=app) as c:
+        with (
+            serve_app({**app_env, **dev_provider_settings(issuer), "SOUNDPOST_IDP_METADATA_TTL": ttl}) as app,
+            httpx.Client(base_url=app) as c,
+        ):
             login = start_login(c)
             assert login.status_code == 302
             callback = approve_at_dev_idp(login.headers["location"], "alice")

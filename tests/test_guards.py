@@ -144,10 +144,12 @@ def test_documents_also_carry_the_document_headers(client: httpx.Client, path: s
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
 
 
-def test_the_page_has_a_strict_content_security_policy(client: httpx.Client) -> None:
+def test_the_page_has_a_strict_content_security_policy(client: httpx.Client, app_env: dict[str, str]) -> None:
     """The page may run only its own scripts and talk only to itself and the S3 endpoint."""
     csp = client.get("/").headers["content-security-policy"]
     assert "script-src 'self'" in csp and "object-src 'none'" in csp and "default-src 'self'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert f"connect-src 'self' {app_env['SOUNDPOST_S3_ENDPOINT']};" in csp
 
 
 def test_hsts_is_sent_when_served_over_https(app_env: dict[str, str]) -> None:

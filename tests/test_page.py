@@ -404,6 +404,8 @@ def test_signed_in_page_screenshot(alice: Any, width: int, height: int) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     target = ARTIFACTS / f"page-signed-in-{width}.png"
     alice.screenshot(path=str(target), full_page=True)
-    assert target.stat().st_size > 0
+    png = target.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(png[16:20], "big") == width and int.from_bytes(png[20:24], "big") >= height
     overflow = alice.evaluate("() => document.documentElement.scrollWidth > window.innerWidth")
     assert overflow is False, "nothing is wider than the screen"

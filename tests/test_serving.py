@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import json
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -19,12 +21,14 @@ from uvicorn.server import ServerState
 
 from service.serving import (
     HOLD_AT_MOST,
+    MAX_REQUEST_HEAD,
     CoalescingH11Protocol,
     CoalescingHttpToolsProtocol,
     CoalescingTransport,
     add_serve_options,
     uvicorn_options,
 )
+from tests.support import raw_http
 from tests.support.servers import serve_asgi
 
 PROTOCOLS = [CoalescingHttpToolsProtocol, CoalescingH11Protocol]
@@ -299,3 +303,73 @@ def test_a_client_waiting_for_100_continue_gets_it_before_sending_its_body() -> 
         answer = conn.recv(4096)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert answer.endswith(b'{"received":2}')
+
+
+PARSERS = ["httptools", "h11"]
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_request_head_over_the_bound_is_answered_431_and_the_connection_closed(parser: str) -> None:
+    """A header that would take the head past MAX_REQUEST_HEAD gets 431 in the one error shape, then a close."""
+    with serve_asgi(lambda url: app(), parser=parser) as url, raw_http.connect(url) as conn:
+        conn.sendall(raw_http.get("/small", "X-Big: " + "a" * MAX_REQUEST_HEAD)[:-4])  # never ends
+        status, headers, body = raw_http.read_response(conn)
+        assert raw_http.closed_by_server(conn)
+    assert status == 431
+    assert headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "request_header_too_large"
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_16_mb_header_is_refused_before_it_is_read(parser: str) -> None:
+    """The server stops at the bound: the client's 16 MB header is cut off by a close, not buffered."""
+    with serve_asgi(lambda url: app(), parser=parser) as url, raw_http.connect(url) as conn:
+        sent = 0
+        with contextlib.suppress(OSError):  # the server closes, so sending the rest fails
+            conn.sendall(b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+            for _ in range(16 * 64):
+                conn.sendall(b"a" * 16384)
+                sent += 16384
+        assert sent < 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_heads_just_under_the_bound_are_served_one_after_another_on_a_connection(parser: str) -> None:
+    """Each request's head is counted on its own: three large heads on one keep-alive connection all pass."""
+    filler = "X-Filler: " + "f" * (MAX_REQUEST_HEAD - 200)
+    with serve_asgi(lambda url: app(), parser=parser) as url, raw_http.connect(url) as conn:
+        for _ in range(3):
+            conn.sendall(raw_http.get("/small", filler))
+            status, _, body = raw_http.read_response(conn)
+            assert status == 200 and json.loads(body)["key"] == "uploads/abc/take.wav"
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_body_sent_with_its_head_does_not_count_toward_the_head(parser: str) -> None:
+    """A small head followed at once by a 200 KB body in the same write is an ordinary request."""
+    body = b"x" * 200_000
+    head = f"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    with serve_asgi(lambda url: app(), parser=parser) as url, raw_http.connect(url) as conn:
+        conn.sendall(head + body)
+        status, _, answer = raw_http.read_response(conn)
+    assert status == 200 and json.loads(answer) == {"received": len(body)}
+
+
+def test_a_websocket_upgrade_request_is_answered_as_plain_http() -> None:
+    """WebSockets are off: an upgrade request gets the route's ordinary answer, never a 101 over the wrapper."""
+    with serve_asgi(lambda url: app()) as url, raw_http.connect(url) as conn:
+        conn.sendall(
+            raw_http.get(
+                "/small",
+                "Connection: Upgrade",
+                "Upgrade: websocket",
+                "Sec-WebSocket-Version: 13",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            )
+        )
+        status, headers, _ = raw_http.read_response(conn)
+    assert status == 200
+    assert "upgrade" not in headers
+    parser = argparse.ArgumentParser()
+    add_serve_options(parser)
+    assert uvicorn_options(parser.parse_args([]), "")["ws"] == "none"

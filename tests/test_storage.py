@@ -7,6 +7,7 @@ from typing import Any
 
 from service.settings import load_settings
 from service.storage import Part, Storage
+from tests.support.settings import MINIMAL_SETTINGS
 
 
 class PagedParts:
@@ -31,17 +32,7 @@ class PagedParts:
 
 def test_list_parts_follows_every_page() -> None:
     """Five parts over three pages come back whole and in order."""
-    settings = load_settings(
-        {
-            "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1",
-            "SOUNDPOST_SESSION_SECRET": "x" * 32,
-            "SOUNDPOST_PROVIDERS": "p",
-            "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i",
-            "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
-            "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d",
-            "SOUNDPOST_S3_BUCKET": "bucket",
-        }
-    )
+    settings = load_settings(MINIMAL_SETTINGS)
     s3 = PagedParts(5)
     parts = asyncio.run(Storage(settings, s3, None).list_parts("k", "u"))
     assert parts == [Part(n, f'"{n}"', n * 10) for n in range(1, 6)]

@@ -12,19 +12,10 @@ from service import devstack, keys
 from tests.conftest import serve_app
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
-from tests.support.servers import bound_socket
+from tests.support.s3 import upload_id_of
+from tests.support.servers import bound_socket, port_of
 
 BODY = {"filename": "a.wav", "contentType": "audio/wav"}
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
-
-
-def upload_id_of(key: str) -> str:
-    parsed = keys.parse_key("uploads/", key)
-    assert parsed is not None
-    return parsed[1]
 
 
 def needs_s3(

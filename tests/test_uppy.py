@@ -13,6 +13,8 @@ import pytest
 from service import devstack, keys
 from tests.support import audio_samples, uppy
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
+from tests.support.s3 import upload_id_of
+from tests.support.settings import s3_settings
 from tests.support.uppy import Multipart
 
 MiB = 1024 * 1024
@@ -54,11 +56,7 @@ def app_env(
     endpoint, bucket = target
     return {
         **app_env,
-        "SOUNDPOST_S3_ENDPOINT": endpoint.url,
-        "SOUNDPOST_S3_REGION": endpoint.region,
-        "SOUNDPOST_S3_BUCKET": bucket,
-        "SOUNDPOST_S3_ACCESS_KEY_ID": endpoint.access_key,
-        "SOUNDPOST_S3_SECRET_ACCESS_KEY": endpoint.secret_key,
+        **s3_settings(endpoint, bucket),
         "SOUNDPOST_MAX_UPLOAD_BYTES": str(max_upload_mib * MiB),
     }
 
@@ -74,12 +72,6 @@ def stored_keys(admin, bucket: str) -> list[str]:  # type: ignore[no-untyped-def
 
 def open_uploads(admin, bucket: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     return [(u["Key"], u["UploadId"]) for u in admin.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
-
-
-def upload_id_of(key: str) -> str:
-    parsed = keys.parse_key("uploads/", key)
-    assert parsed is not None
-    return parsed[1]
 
 
 def play_and_compare(client: httpx.Client, upload_id: str, data: bytes, content_type: str) -> None:

@@ -31,6 +31,7 @@ from tests.support import audio_samples
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, object_keys, stored_object
 from tests.support.servers import serve_asgi
+from tests.support.settings import s3_settings
 from tests.support.tools import require_tool
 
 MiB = 1024 * 1024
@@ -143,11 +144,7 @@ def target(request: pytest.FixtureRequest, s3: devstack.S3Endpoint) -> devstack.
 def app_env(app_env: dict[str, str], target: devstack.S3Endpoint) -> dict[str, str]:
     return {
         **app_env,
-        "SOUNDPOST_S3_ENDPOINT": target.url,
-        "SOUNDPOST_S3_REGION": target.region,
-        "SOUNDPOST_S3_BUCKET": f"uppy-{secrets.token_hex(6)}",
-        "SOUNDPOST_S3_ACCESS_KEY_ID": target.access_key,
-        "SOUNDPOST_S3_SECRET_ACCESS_KEY": target.secret_key,
+        **s3_settings(target, f"uppy-{secrets.token_hex(6)}"),
         "SOUNDPOST_MAX_UPLOAD_BYTES": str(16 * MiB),
     }
 

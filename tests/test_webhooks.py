@@ -24,6 +24,7 @@ from service.settings import SettingsError, load_settings
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
 from tests.support.servers import serve_asgi
+from tests.support.settings import MINIMAL_SETTINGS
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
@@ -159,15 +160,7 @@ def test_a_failed_confirm_sends_no_event(app_env: dict[str, str], receiver: Rece
     assert receiver.received == []
 
 
-BASE = {
-    "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1",
-    "SOUNDPOST_SESSION_SECRET": "x" * 32,
-    "SOUNDPOST_PROVIDERS": "p",
-    "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i",
-    "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
-    "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d",
-    "SOUNDPOST_S3_BUCKET": "bucket",
-}
+BASE = MINIMAL_SETTINGS
 
 
 @pytest.mark.parametrize(

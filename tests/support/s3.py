@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
-from service import devstack
+from service import devstack, keys
 from service.devstack import S3Endpoint
 
 
@@ -38,3 +38,10 @@ def stored_object(endpoint: S3Endpoint, bucket: str, key: str) -> tuple[bytes, s
         got = client.get_object(Bucket=bucket, Key=key)
         with contextlib.closing(got["Body"]) as body:
             return body.read(), got["ContentType"]
+
+
+def upload_id_of(key: str, prefix: str = "uploads/") -> str:
+    """The upload id in an object key the app built (``{prefix}{userId}/{uploadId}/{filename}``)."""
+    parsed = keys.parse_key(prefix, key)
+    assert parsed is not None, key
+    return parsed[1]

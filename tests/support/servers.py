@@ -11,7 +11,12 @@ from typing import Any
 
 import uvicorn
 
-from service.serving import http_protocol
+from service.serving import protocol_options
+
+
+def port_of(url: str) -> int:
+    """The port of an ``http://host:port[/path]`` URL."""
+    return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
 
 def bound_socket(port: int = 0) -> socket.socket:
@@ -24,10 +29,13 @@ def bound_socket(port: int = 0) -> socket.socket:
 
 
 @contextlib.contextmanager
-def serve_asgi(make_app: Callable[[str], Any], root_path: str = "", port: int = 0) -> Iterator[str]:
+def serve_asgi(
+    make_app: Callable[[str], Any], root_path: str = "", port: int = 0, parser: str | None = None
+) -> Iterator[str]:
     """Serve ``make_app(base_url)`` with uvicorn; yields the base URL once the lifespan has started.
 
-    It is served with Soundpost's own HTTP protocol (service.serving). With
+    It is served with Soundpost's own HTTP protocol (service.serving; ``parser`` picks
+    ``"httptools"`` or ``"h11"``, by default the one production uses). With
     ``root_path`` the app is served the way ``soundpost serve`` serves it
     under a path prefix, and the base URL includes the prefix. A fixed ``port``
     lets a test stop a server and start it again where its clients expect it.
@@ -35,7 +43,11 @@ def serve_asgi(make_app: Callable[[str], Any], root_path: str = "", port: int = 
     sock = bound_socket(port)
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}{root_path}"
     config = uvicorn.Config(
-        make_app(base_url), log_level="warning", lifespan="on", root_path=root_path, http=http_protocol()
+        make_app(base_url),
+        log_level="warning",
+        lifespan="on",
+        root_path=root_path,
+        **protocol_options(parser),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
