@@ -285,6 +285,35 @@ def test_another_user_on_the_same_browser_is_not_offered_the_recording(
     expect(alice.locator("#unfinished .unfinished")).to_have_count(1)
 
 
+def test_a_recording_outlives_an_ended_session_and_is_finished_after_signing_in_again(
+    alice: Any, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """Signed out in another tab mid-recording, Stop keeps the recording here; signed in again, it is finished."""
+    start_recording(alice)
+    parts_in_s3(alice, s3, bucket, at_least=1)
+    other = alice.context.new_page()
+    other.goto("/")
+    expect(other.locator("#library")).to_have_attribute("aria-busy", "false")
+    expect(other.locator("#unfinished-section")).to_be_hidden()  # the recording tab holds it
+    other.get_by_role("button", name="Sign out").click()
+    expect(other.locator("#signed-out")).to_be_visible()
+    other.close()
+    alice.wait_for_timeout(1000)
+    alice.get_by_role("button", name="Stop recording").click()
+    row = transfer(alice, "recording-")
+    expect(row).to_have_attribute("data-state", "failed", timeout=UPLOAD_WAIT)
+    expect(row.locator(".message")).to_contain_text("Your session has ended.")
+    expect(row.locator(".message")).to_contain_text(
+        'It is kept on this device: finish it from "Unfinished uploads"'
+    )
+    name = row.locator(".name").inner_text()
+    sign_in(alice, "alice", "Alice Example")
+    alice.get_by_role("button", name=f"Finish recording upload: {name}").click()
+    expect(transfer(alice, name)).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    assert pending_uploads(s3, bucket) == [] and browser_storage(alice) == {"uploads": 0, "chunks": 0}
+    wait_playable(listed(alice, name))
+
+
 def test_a_recording_whose_upload_expired_says_so_and_can_be_discarded(
     alice: Any, s3: devstack.S3Endpoint, bucket: str
 ) -> None:

@@ -9,7 +9,21 @@ import { listParts, multipart, upload, uploadIdOf } from "./transfer.js";
 
 const $ = (id) => document.getElementById(id);
 let me = null;  // the signed-in user; stored uploads are theirs only
-const running = new Set();  // upload ids this tab is moving now, never offered as unfinished
+const claimed = new Map();  // upload id -> release, for the uploads this tab is moving now
+
+// Claim an upload for this tab (true), unless another tab is moving it (false).
+async function claim(uploadId) {
+  if (claimed.has(uploadId)) return true;
+  const release = await store.hold(uploadId);
+  if (release) claimed.set(uploadId, release);
+  return Boolean(release);
+}
+
+async function unclaim(uploadId) {
+  const release = claimed.get(uploadId);
+  claimed.delete(uploadId);
+  await release?.();
+}
 const announce = (text) => { $("announce").textContent = text; };
 const fromTemplate = (id) => $(id).content.firstElementChild.cloneNode(true);
 
@@ -88,8 +102,10 @@ async function keepFile(file, contentType, created, warn) {
       uploadId: created.uploadId, key: created.key, userId: me.userId, kind: "file", filename: file.name,
       contentType, size: file.size, partSize: created.partSize, startedAt: Date.now(), file,
     });
+    return true;
   } catch (error) {
     warn(`${describe(error)} This upload continues, but a reload would start it over.`);
+    return false;
   }
 }
 
@@ -109,24 +125,25 @@ async function transfer(file, { resumeFrom = null } = {}) {
   const warn = (text) => { message.textContent = text; message.hidden = false; };
   const contentType = resumeFrom?.contentType ?? contentTypeOf(file);
   let kept = resumeFrom?.uploadId ?? null;
-  if (kept) running.add(kept);
+  let saving = Promise.resolve(Boolean(resumeFrom));  // whether the File is kept in this browser
   const onCreated = async (created) => {
     kept = created.uploadId;
-    running.add(kept);
-    await keepFile(file, contentType, created, warn);
+    await claim(kept);
+    saving = keepFile(file, contentType, created, warn);  // parts need not wait for the copy
   };
 
   announce(resumeFrom ? `Resuming ${file.name}` : `Uploading ${file.name}`);
   try {
     const key = await upload(file, contentType, { signal: controller.signal, onProgress, resumeFrom, onCreated });
     onProgress(file.size);
+    await saving;
     if (kept) await store.forget(kept).catch(() => {});
     const uploaded = await api(`api/uploads/${uploadIdOf(key)}/confirm`, { method: "POST" });
     finish("done", "Uploaded.");
     showUploads([uploaded], "newest");
   } catch (error) {
-    if (kept && !error.aborted && error.name !== "AbortError") {
-      running.delete(kept);
+    if (kept && await saving && !error.aborted && error.name !== "AbortError") {
+      await unclaim(kept);
       finish("failed", keptBecause(error));
       await showUnfinished();
       return;
@@ -135,7 +152,7 @@ async function transfer(file, { resumeFrom = null } = {}) {
     if (error.name === "AbortError") finish("cancelled", "Cancelled.");
     else finish("failed", describe(error));
   } finally {
-    running.delete(kept);
+    unclaim(kept);
   }
 }
 
@@ -286,7 +303,7 @@ function wireRecorder() {
           },
         },
       });
-      running.add(live.record.uploadId);
+      await claim(live.record.uploadId);
       await recorder.start();
     } catch (error) {
       live?.discard();
@@ -330,7 +347,7 @@ function wireRecorder() {
         parts.finish("done", "Uploaded.");
         showUploads([uploaded], "newest");
       } catch (error) {
-        running.delete(upload.record.uploadId);
+        await unclaim(upload.record.uploadId);
         if (upload.keeping && !(error instanceof NothingRecorded)) {
           parts.finish("failed", keptBecause(error));
           await showUnfinished();
@@ -338,7 +355,7 @@ function wireRecorder() {
           parts.finish("failed", describe(error));
         }
       } finally {
-        running.delete(upload.record.uploadId);
+        unclaim(upload.record.uploadId);
       }
     })());
   }
@@ -378,11 +395,16 @@ function unfinishedRow(record) {
 
   finishButton.addEventListener("click", async () => {
     finishButton.disabled = discardButton.disabled = true;
+    if (!await claim(record.uploadId)) {
+      finishButton.disabled = discardButton.disabled = false;
+      return tell("Another tab or window is moving this upload now.");
+    }
     if (record.kind === "file") {
       try {
         await listParts(multipart(record.uploadId, record.key));
       } catch (error) {
         finishButton.disabled = discardButton.disabled = false;
+        await unclaim(record.uploadId);
         if (!(error instanceof ApiError && [403, 404, 409].includes(error.status))) return tell(describe(error));
         await store.forget(record.uploadId).catch(() => {});
         focusAfter(row);
@@ -397,7 +419,6 @@ function unfinishedRow(record) {
     parts.cancel.hidden = true;
     parts.row.dataset.state = "uploading";
     announce(`Finishing ${record.filename}.`);
-    running.add(record.uploadId);
     try {
       const uploaded = await finishStored(record, { onProgress: recordingProgress(parts) });
       parts.finish("done", "Uploaded.");
@@ -408,10 +429,10 @@ function unfinishedRow(record) {
       } else {
         parts.finish("failed", keptBecause(error));
       }
-      running.delete(record.uploadId);
+      await unclaim(record.uploadId);
       await showUnfinished();
     } finally {
-      running.delete(record.uploadId);
+      unclaim(record.uploadId);
     }
   });
 
@@ -447,7 +468,8 @@ async function showUnfinished() {
     return;
   }
   const shown = new Set([...$("unfinished").children].map((row) => row.dataset.id));
-  const fresh = records.filter((r) => !shown.has(r.uploadId) && !running.has(r.uploadId));
+  const moving = await store.busy();
+  const fresh = records.filter((r) => !shown.has(r.uploadId) && !moving.has(r.uploadId));
   $("unfinished").append(...fresh.map(unfinishedRow));
   const count = $("unfinished").children.length;
   $("unfinished-section").hidden = count === 0;

@@ -109,3 +109,28 @@ export function counts() {
     uploads: await request(uploads.count()), chunks: await request(chunks.count()),
   }));
 }
+
+// An upload some tab is moving holds a Web Lock until it settles or the tab dies, so no other tab
+// offers it as unfinished or finishes it too. Resolves to a release function, or null if it is held.
+const lockName = (uploadId) => `soundpost-upload-${uploadId}`;
+
+export function hold(uploadId) {
+  if (!navigator.locks) return Promise.resolve(async () => {});
+  let release, done;
+  const released = new Promise((resolve) => { release = resolve; });
+  return new Promise((resolve) => {
+    // The release function resolves once the lock is free again, so a listing right after it is right.
+    done = navigator.locks.request(lockName(uploadId), { ifAvailable: true }, (lock) => {
+      resolve(lock ? () => { release(); return done; } : null);
+      return lock ? released : undefined;
+    });
+  });
+}
+
+// Upload ids some tab of this browser holds now.
+export async function busy() {
+  if (!navigator.locks) return new Set();
+  const { held } = await navigator.locks.query();
+  return new Set(held.map((lock) => lock.name).filter((n) => n.startsWith("soundpost-upload-"))
+    .map((n) => n.slice("soundpost-upload-".length)));
+}
