@@ -34,7 +34,7 @@ from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
 )
 from tests.support.s3 import admin, moto_accepting_parts_of
 
-PART = 32 * 1024
+PART = 24 * 1024  # more than one chunk (about 16 KB), less than two
 SMALL_PARTS = {
     "SOUNDPOST_MAX_UPLOAD_BYTES": str(64 * MiB),
     "SOUNDPOST_MULTIPART_PART_BYTES": str(PART),
@@ -174,6 +174,7 @@ def test_a_reload_mid_recording_offers_it_and_finishing_sends_only_what_s3_lacks
     """After a reload the page offers the recording; finishing uploads each missing part once and keeps all audio."""
     start_recording(alice)
     upload, _ = parts_in_s3(alice, s3, bucket, at_least=1)
+    deadline = time.monotonic() + S3_WAIT
     while not alice.evaluate(  # some chunks after the last part, so far kept only in this browser
         """async (id) => {
             const r = await (await import('./static/store.js')).getUpload(id);
@@ -182,6 +183,7 @@ def test_a_reload_mid_recording_offers_it_and_finishing_sends_only_what_s3_lacks
         }""",
         upload["UploadId"],
     ):
+        assert time.monotonic() < deadline, "no chunk was ever kept beyond the last part"
         alice.wait_for_timeout(50)
     alice.reload()
     offered = alice.get_by_role("region", name="Unfinished uploads").locator(".unfinished")
@@ -227,14 +229,20 @@ def test_a_reload_mid_file_upload_resumes_from_the_parts_in_s3(
     assert browser_storage(alice)["uploads"] == 1
     holding[0] = False
     alice.reload()
-    sent: list[int] = []
-    alice.on(
-        "request",
-        lambda r: sent.append(len(r.post_data_buffer or b"")) if r.method == "PUT" else None,
-    )
-    alice.get_by_role("button", name="Resume upload: lecture.wav").click()
+    resume = alice.get_by_role("button", name="Resume upload: lecture.wav")
+    expect(resume).to_be_visible()  # and the old page's requests are all reported by now
+    sent: list[tuple[int, int]] = []  # (part number, bytes in its body)
+
+    def count(request: Any) -> None:
+        found = re.search(r"partNumber=(\d+)", request.url)
+        if request.method == "PUT" and found:
+            sent.append((int(found.group(1)), len(request.post_data_buffer or b"")))
+
+    alice.on("request", count)
+    resume.click()
     expect(transfer(alice, "lecture.wav")).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
-    assert sum(sent) == len(audio) - 4 * MiB and len(sent) == 8, sent
+    assert sorted(n for n, _ in sent) == list(range(5, 13)), sent
+    assert sum(size for _, size in sent) == len(audio) - 4 * MiB, sent
     assert stored("lecture.wav") == audio
     assert browser_storage(alice) == {"uploads": 0, "chunks": 0}
 
@@ -268,27 +276,10 @@ def test_discarding_by_keyboard_aborts_the_upload_and_empties_browser_storage(
     assert browser_storage(alice) == {"uploads": 0, "chunks": 0}
 
 
-def test_another_user_on_the_same_browser_is_not_offered_the_recording(
+def test_a_recording_outlives_an_ended_session_and_only_its_owner_is_offered_it(
     alice: Any, s3: devstack.S3Endpoint, bucket: str
 ) -> None:
-    """Alice signs out mid-recording; Bob, signing in on the same profile, is not offered it; Alice is."""
-    start_recording(alice)
-    parts_in_s3(alice, s3, bucket, at_least=1)
-    alice.get_by_role("button", name="Sign out").click()
-    bob = sign_in(alice, "bob", "Bob Example")
-    expect(bob.locator("#library")).to_have_attribute("aria-busy", "false")
-    expect(bob.locator("#library-empty")).to_be_visible()
-    expect(bob.locator("#unfinished-section")).to_be_hidden()
-    assert browser_storage(bob)["uploads"] == 1, "Alice's recording is still kept, just not shown to Bob"
-    bob.get_by_role("button", name="Sign out").click()
-    sign_in(bob, "alice", "Alice Example")
-    expect(alice.locator("#unfinished .unfinished")).to_have_count(1)
-
-
-def test_a_recording_outlives_an_ended_session_and_is_finished_after_signing_in_again(
-    alice: Any, s3: devstack.S3Endpoint, bucket: str
-) -> None:
-    """Signed out in another tab mid-recording, Stop keeps the recording here; signed in again, it is finished."""
+    """Signed out elsewhere mid-recording, Stop keeps it; Bob on the same browser is not offered it; Alice finishes it."""
     start_recording(alice)
     parts_in_s3(alice, s3, bucket, at_least=1)
     other = alice.context.new_page()
@@ -307,6 +298,13 @@ def test_a_recording_outlives_an_ended_session_and_is_finished_after_signing_in_
         'It is kept on this device: finish it from "Unfinished uploads"'
     )
     name = row.locator(".name").inner_text()
+
+    bob = sign_in(alice, "bob", "Bob Example")
+    expect(bob.locator("#library-empty")).to_be_visible()
+    expect(bob.locator("#unfinished-section")).to_be_hidden()
+    assert browser_storage(bob)["uploads"] == 1, "Alice's recording is still kept, just not shown to Bob"
+    bob.get_by_role("button", name="Sign out").click()
+
     sign_in(alice, "alice", "Alice Example")
     alice.get_by_role("button", name=f"Finish recording upload: {name}").click()
     expect(transfer(alice, name)).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
@@ -331,6 +329,28 @@ def test_a_recording_whose_upload_expired_says_so_and_can_be_discarded(
     alice.get_by_role("button", name=f"Discard {name}").click()
     alice.get_by_role("button", name=f"Really discard {name}? It cannot be undone.").click()
     expect(alice.locator("#unfinished-section")).to_be_hidden()
+    assert browser_storage(alice) == {"uploads": 0, "chunks": 0}
+
+
+def test_a_browser_refusing_storage_is_told_a_reload_would_lose_the_recording(
+    alice: Any, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """With the site's storage quota used up, the page says what a reload would lose, and still uploads."""
+    cdp = alice.context.new_cdp_session(alice)
+    origin = re.match(r"https?://[^/]+", alice.url)
+    assert origin is not None
+    cdp.send("Storage.overrideQuotaForOrigin", {"origin": origin.group(0), "quotaSize": 1})
+    start_recording(alice)
+    warning = (
+        "The browser refused to store more (its storage for this site is full). The recording still uploads "
+        "as it goes, but a reload or crash now would lose what has not reached storage yet."
+    )
+    expect(alice.get_by_role("alert")).to_have_text(warning)
+    expect(alice.locator("#announce")).to_have_text(f"Recording. It uploads while you record. {warning}")
+    parts_in_s3(alice, s3, bucket, at_least=1)
+    alice.get_by_role("button", name="Stop recording").click()
+    expect(transfer(alice, "recording-")).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
+    assert only_object(s3, bucket)["Size"] > PART
     assert browser_storage(alice) == {"uploads": 0, "chunks": 0}
 
 

@@ -323,7 +323,7 @@ function wireRecorder() {
     clock.hidden = false;
     clock.textContent = "0:00";
     ticking = setInterval(() => { clock.textContent = humanDuration(recorder.seconds); }, 250);
-    announce("Recording. It uploads while you record.");
+    announce(`Recording. It uploads while you record.${mine.keeping ? "" : ` ${problem.textContent}`}`);
   }
 
   function stop() {
