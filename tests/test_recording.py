@@ -144,8 +144,19 @@ def part_numbers_sent(page: Any) -> list[int]:
 def test_a_recording_is_in_storage_part_by_part_before_stop(
     alice: Any, s3: devstack.S3Endpoint, bucket: str
 ) -> None:
-    """While recording, full parts reach S3; Stop sends the rest, and the object decodes to the recorded length."""
-    started = start_recording(alice)
+    """While recording, full parts reach S3; Stop sends the rest, and the object decodes to the recorded length.
+
+    Record and Stop are pressed from the keyboard; focus stays on the button throughout.
+    """
+    button = alice.locator("#record")
+    button.focus()
+    alice.keyboard.press("Enter")
+    expect(alice.get_by_role("button", name="Stop recording")).to_have_attribute("aria-pressed", "true")
+    started = time.monotonic()
+    expect(button).to_be_focused()
+    expect(button).to_have_accessible_description(
+        "A recording uploads while you record, and survives a reload or a crash."
+    )
     expect(alice.locator("#announce")).to_have_text("Recording. It uploads while you record.")
     row = transfer(alice, "recording-")
     upload, parts = parts_in_s3(alice, s3, bucket, at_least=2)
@@ -154,9 +165,10 @@ def test_a_recording_is_in_storage_part_by_part_before_stop(
     expect(row.locator(".percent")).to_have_text(
         re.compile(r"^0:0\d recorded · [\d.]+ KB of [\d.]+ KB in storage$")
     )
-    alice.get_by_role("button", name="Stop recording").click()
+    alice.keyboard.press("Enter")
     recorded = time.monotonic() - started
     expect(alice.locator("#announce")).to_contain_text("Recording stopped after 0:0")
+    expect(alice.get_by_role("button", name="Record", exact=True)).to_be_focused()
     expect(row).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
     assert pending_uploads(s3, bucket) == []
     stored = only_object(s3, bucket)
@@ -214,18 +226,24 @@ def test_a_reload_mid_file_upload_resumes_from_the_parts_in_s3(
     path = tmp_path / "lecture.wav"
     path.write_bytes(audio)
     through: list[str] = []
+    held: list[Any] = []
     holding = [True]
 
     def first_four_parts_only(route: Any) -> None:
         if route.request.method == "PUT" and holding[0]:
             if len(through) == 4:
-                return  # held: S3 never sees the rest before the reload
+                held.append(route)  # never answered: S3 sees no more parts from this page
+                return
             through.append(route.request.url)
-        route.continue_()
+        route.continue_()  # routed, so Playwright sees each body the browser sends
 
     alice.route(re.compile(r"partNumber="), first_four_parts_only)
     alice.locator("#file").set_input_files(path)
     parts_in_s3(alice, s3, bucket, at_least=4)
+    deadline = time.monotonic() + S3_WAIT
+    while len(held) < 3:  # every part in flight (three) is stuck: nothing more can reach S3
+        assert time.monotonic() < deadline, held
+        alice.wait_for_timeout(50)
     assert browser_storage(alice)["uploads"] == 1
     holding[0] = False
     alice.reload()

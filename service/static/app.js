@@ -281,12 +281,14 @@ function recordingProgress(parts) {
 
 function wireRecorder() {
   const button = $("record"), clock = $("record-time"), problem = $("record-error");
-  let recorder = null, live = null, row = null, ticking = null, stopping = null;
+  let recorder = null, live = null, row = null, ticking = null, stopping = null, starting = false;
   const say = (text) => { problem.textContent = text; problem.hidden = false; };
 
+  // The button stays enabled (and focused) while it starts or stops; a press then does nothing.
   async function start() {
     problem.hidden = true;
-    button.disabled = true;
+    starting = true;
+    button.setAttribute("aria-busy", "true");
     // This recording's own upload and row: Stop clears the shared variables while these go on.
     let mine = null, shown = null;
     try {
@@ -308,11 +310,13 @@ function wireRecorder() {
     } catch (error) {
       live?.discard();
       recorder = live = null;
-      button.disabled = false;
+      starting = false;
+      button.setAttribute("aria-busy", "false");
       say(`Cannot record: ${describe(error)}`);
       return;
     }
-    button.disabled = false;
+    starting = false;
+    button.setAttribute("aria-busy", "false");
     row = shown = transferRow(recorder.filename);
     row.cancel.hidden = true;  // Stop is this row's control
     row.row.dataset.state = "recording";
@@ -331,11 +335,11 @@ function wireRecorder() {
     return (stopping ??= (async () => {
       clearInterval(ticking);
       const seconds = recorder.seconds;
-      button.disabled = true;
+      button.setAttribute("aria-busy", "true");
       await recorder.stop();
       button.textContent = "Record";
       button.setAttribute("aria-pressed", "false");
-      button.disabled = false;
+      button.setAttribute("aria-busy", "false");
       clock.hidden = true;
       announce(`Recording stopped after ${humanDuration(seconds)}. Uploading the rest.`);
       const [upload, parts] = [live, row];
@@ -360,7 +364,11 @@ function wireRecorder() {
     })());
   }
 
-  button.addEventListener("click", () => (recorder ? stop() : start()));
+  button.addEventListener("click", () => {
+    if (starting || stopping) return;
+    if (recorder) stop();
+    else start();
+  });
 }
 
 // ---- unfinished uploads (a reload, a closed tab or a crash interrupted them) -----------------
@@ -450,6 +458,7 @@ function unfinishedRow(record) {
       announce(`Discarded ${record.filename}.`);
     } catch (error) {
       finishButton.disabled = discardButton.disabled = false;
+      discardButton.focus();
       tell(`It could not be discarded: ${describe(error)} Try again.`);
     }
   });
