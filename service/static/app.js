@@ -352,7 +352,7 @@ function wireRecorder() {
         showUploads([uploaded], "newest");
       } catch (error) {
         await unclaim(upload.record.uploadId);
-        if (upload.keeping && !(error instanceof NothingRecorded)) {
+        if (upload.keeping && !error.final && !(error instanceof NothingRecorded)) {
           parts.finish("failed", keptBecause(error));
           await showUnfinished();
         } else {
@@ -434,6 +434,8 @@ function unfinishedRow(record) {
     } catch (error) {
       if (error instanceof UploadGone) {
         parts.finish("failed", `${error.message} It cannot be finished; discard it to free this browser's storage.`);
+      } else if (error.final) {
+        parts.finish("failed", describe(error));
       } else {
         parts.finish("failed", keptBecause(error));
       }

@@ -28,8 +28,26 @@ async function partsInStorage(mp) {
   }
 }
 
-async function confirmed(key) {
-  return api(`api/uploads/${key.split("/").at(-2)}/confirm`, { method: "POST" });
+// Complete the upload and confirm it. Once S3 has assembled it, nothing is kept here any more (the
+// object exists even if confirming fails); a refusal (too large, not audio...) also ends it, so the
+// error is marked final: there is nothing left to finish.
+async function completeAndConfirm(record, mp, etags) {
+  try {
+    await completeMultipart(mp, etags);
+  } catch (error) {
+    if (error instanceof ApiError && [400, 413, 422].includes(error.status)) {
+      await store.forget(record.uploadId).catch(() => {});
+      error.final = true;
+    }
+    throw error;
+  }
+  await store.forget(record.uploadId).catch(() => {});
+  try {
+    return await api(`api/uploads/${record.key.split("/").at(-2)}/confirm`, { method: "POST" });
+  } catch (error) {
+    error.final = true;
+    throw error;
+  }
 }
 
 export class LiveUpload {
@@ -163,11 +181,7 @@ export class LiveUpload {
       const refusal = again.find((r) => r.status === "rejected") ?? settled.find((r) => r.status === "rejected");
       if (refusal) throw refusal.reason;
     }
-    const etags = this.record.parts.map((p) => [p.number, p.etag]);
-    await completeMultipart(this.mp, etags);
-    const uploaded = await confirmed(this.record.key);
-    await store.forget(this.record.uploadId).catch(() => {});
-    return uploaded;
+    return completeAndConfirm(this.record, this.mp, this.record.parts.map((p) => [p.number, p.etag]));
   }
 
   async discard() {
@@ -223,10 +237,7 @@ export async function finishStored(record, { onProgress }) {
     await sendBlob(record.parts.length + 1, new Blob(rest.map((c) => c.data), { type: record.contentType }));
   }
   if (!etags.size) throw new Error("Nothing of this recording was kept, so there is nothing to finish.");
-  await completeMultipart(mp, etags);
-  const uploaded = await confirmed(record.key);
-  await store.forget(record.uploadId).catch(() => {});
-  return uploaded;
+  return completeAndConfirm(record, mp, etags);
 }
 
 // Drop an unfinished upload: abort it at S3 (already gone is fine), then forget it here.

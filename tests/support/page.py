@@ -26,7 +26,8 @@ expect.set_options(timeout=20_000)
 
 MiB = 1024 * 1024
 UPLOAD_WAIT = 60_000  # ms: an upper bound on waiting, not an assertion about speed
-CHROMIUM_ARGS = [
+# Headless, quiet Chromium; the page tests add its fake microphone.
+HEADLESS_CHROMIUM = [
     "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
@@ -34,9 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
 ]
+CHROMIUM_ARGS = [*HEADLESS_CHROMIUM, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 @pytest.fixture(name="chromium_args", scope="module")
