@@ -114,10 +114,16 @@ class MultipartRequest(msgspec.Struct, forbid_unknown_fields=True):
     metadata: dict[str, Any] = {}  # Any, not object: msgspec can describe Any in the schema
 
 
-class MultipartCreated(msgspec.Struct, rename={"upload_id": "uploadId"}):
+class MultipartCreated(
+    msgspec.Struct, rename={"upload_id": "uploadId", "part_size": "partSize", "max_bytes": "maxBytes"}
+):
+    """Uppy reads the first three; the page also uploads in ``partSize`` parts and stops at ``maxBytes``."""
+
     key: str
     upload_id: str
     bucket: str
+    part_size: int | None = None
+    max_bytes: int | None = None
 
 
 class SignedPart(msgspec.Struct):

@@ -28,6 +28,12 @@ DEFAULT_ALLOWED_TYPES = tuple(CANONICAL_TYPES)
 MiB = 1024 * 1024
 # S3 refuses a single POST upload above 5 GiB; multipart is the way past that.
 S3_MAX_POST_BYTES = 5 * 1024 * MiB
+# S3 refuses parts (all but the last) under 5 MiB and over 5 GiB, and more than 10,000 of them.
+S3_MIN_PART_BYTES = 5 * MiB
+S3_MAX_PART_BYTES = 5 * 1024 * MiB
+S3_MAX_PARTS = 10_000
+# The smallest part a test may ask for, with an S3 stand-in told to accept it.
+TEST_MIN_PART_BYTES = 1024
 MAX_PRESIGN_TTL = 3600
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
@@ -87,6 +93,8 @@ class Settings:
     access_log: bool = False
     s3_connect_timeout: int = 3
     s3_read_timeout: int = 10
+    multipart_part_bytes: int = S3_MIN_PART_BYTES
+    multipart_small_parts_for_tests: bool = False
 
     @property
     def secure_cookies(self) -> bool:
@@ -297,6 +305,19 @@ def _boolean(value: str) -> bool:
     return lowered in ("true", "1", "yes")
 
 
+def _part_bytes(read: _Reader, max_upload_bytes: int) -> tuple[int, bool]:
+    """The part size the page uploads in; below S3's 5 MiB only when a test says its S3 stand-in allows it."""
+    small = read.parsed("MULTIPART_SMALL_PARTS_FOR_TESTS", False, _boolean, "true or false")
+    low = TEST_MIN_PART_BYTES if small else S3_MIN_PART_BYTES
+    part = read.integer("MULTIPART_PART_BYTES", S3_MIN_PART_BYTES, low, S3_MAX_PART_BYTES)
+    if part >= low and -(-max_upload_bytes // part) > S3_MAX_PARTS:
+        read.problems.append(
+            f"{ENV_PREFIX}MULTIPART_PART_BYTES {part} splits {ENV_PREFIX}MAX_UPLOAD_BYTES into more than "
+            f"{S3_MAX_PARTS} parts (S3's limit): raise it to at least {-(-max_upload_bytes // S3_MAX_PARTS)}"
+        )
+    return part, small
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build the settings from a mapping of environment variables, or fail naming each problem."""
     read = _Reader(env)
@@ -335,6 +356,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             f"{ENV_PREFIX}SESSION_COOKIE must be a plain token other than 'session', got {cookie!r}"
         )
 
+    max_upload_bytes = read.integer("MAX_UPLOAD_BYTES", 500 * MiB, 1, S3_MAX_POST_BYTES)
+    part_bytes, small_parts = _part_bytes(read, max_upload_bytes)
     settings = Settings(
         public_url=public_url,
         session_secret=Secret(secret),
@@ -350,7 +373,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         s3_session_token=Secret(session_token) if session_token else None,
         s3_key_prefix=_key_prefix(read),
         allowed_types=_allowed_types(read),
-        max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", 500 * MiB, 1, S3_MAX_POST_BYTES),
+        max_upload_bytes=max_upload_bytes,
         presign_ttl=read.integer("PRESIGN_TTL", 600, 30, MAX_PRESIGN_TTL),
         trusted_origins=tuple(o.rstrip("/") for o in read.csv("TRUSTED_ORIGINS") or ()),
         webhook_url=webhook_url,
@@ -363,6 +386,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         access_log=read.parsed("ACCESS_LOG", False, _boolean, "true or false"),
         s3_connect_timeout=read.integer("S3_CONNECT_TIMEOUT", 3, 1, 60),
         s3_read_timeout=read.integer("S3_READ_TIMEOUT", 10, 1, 300),
+        multipart_part_bytes=part_bytes,
+        multipart_small_parts_for_tests=small_parts,
     )
     if read.problems:
         raise SettingsError(read.problems)

@@ -97,7 +97,11 @@ async def create_multipart(request: Request) -> Response:
     )
     upload_id = await storage.create_multipart(upload.key, upload.content_type)
     PRESIGNED["multipart"].inc()
-    return json_response(MultipartCreated(upload.key, upload_id, settings.s3_bucket))
+    return json_response(
+        MultipartCreated(
+            upload.key, upload_id, settings.s3_bucket, settings.multipart_part_bytes, upload.max_bytes
+        )
+    )
 
 
 async def _owned_upload(request: Request) -> tuple[Settings, Storage, str, str]:

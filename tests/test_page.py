@@ -4,112 +4,31 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import playwright.sync_api as playwright_api
 import pytest
 
 from service import devstack
-from service.app import create_app
 from tests.support.audio_samples import tone, tone_larger_than
-from tests.support.servers import serve_asgi
-from tests.support.tools import require_tool
-
-expect = playwright_api.expect
-# Waits, not assertions about speed: the machine running CI may be busy, and 5 s (Playwright's default) is tight.
-expect.set_options(timeout=20_000)
+from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
+    UPLOAD_WAIT,
+    MiB,
+    alice_page,
+    browser_fixture,
+    chromium_args_fixture,
+    expect,
+    listed,
+    page_fixture,
+    site_fixture,
+    site_settings_fixture,
+    stored_fixture,
+    transfer,
+    wait_playable,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-MiB = 1024 * 1024
-UPLOAD_WAIT = 60_000  # ms: an upper bound on waiting, not an assertion about speed
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One Chromium for this module; Playwright's sync API holds an event loop open while it runs,
-    so it must be gone before other modules call asyncio.run()."""
-    chromium = shutil.which("chromium")
-    require_tool(chromium is not None, "chromium", "apt-get install chromium")
-    with playwright_api.sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def site(app_env: dict[str, str], s3: devstack.S3Endpoint, bucket: str) -> Iterator[str]:
-    """The app on 127.0.0.1, its bucket's CORS rule naming the app's origin as a real deployment would."""
-
-    def make(base_url: str) -> object:
-        devstack.create_bucket(s3, bucket, [base_url])
-        return create_app(
-            {**app_env, "SOUNDPOST_PUBLIC_URL": base_url, "SOUNDPOST_MAX_UPLOAD_BYTES": str(64 * MiB)}
-        )
-
-    with serve_asgi(make) as url:
-        yield url
-
-
-@pytest.fixture
-def page(browser: Any, site: str) -> Iterator[Any]:
-    """A fresh browser context per test; any Content-Security-Policy violation fails the test."""
-    context = browser.new_context(
-        base_url=site, permissions=["microphone"], viewport={"width": 1280, "height": 900}
-    )
-    tab = context.new_page()
-    violations: list[str] = []
-    tab.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-    yield tab
-    context.close()
-    assert violations == []
-
-
-@pytest.fixture
-def alice(page: Any) -> Any:
-    """The page, signed in as alice through the identity provider's own login form."""
-    page.goto("/")
-    page.get_by_role("link", name="Sign in with Fake OIDC").click()
-    page.locator("input[name=user]").fill("alice")
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#who")).to_have_text("Alice Example")
-    return page
-
-
-@pytest.fixture
-def stored(s3: devstack.S3Endpoint, bucket: str) -> Any:
-    """What the bucket holds: key suffix -> bytes."""
-
-    def read(suffix: str) -> bytes | None:
-        client = devstack.s3_admin(s3)
-        for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
-            if item["Key"].endswith("/" + suffix):
-                return bytes(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-        return None
-
-    return read
-
-
-def transfer(page: Any, name: str) -> Any:
-    return page.locator(".transfer", has=page.locator(".name", has_text=name))
-
-
-def listed(page: Any, name: str) -> Any:
-    return page.locator("#library .upload", has=page.locator(".name", has_text=name))
 
 
 def drop(page: Any, name: str, data: bytes, content_type: str) -> None:
@@ -128,17 +47,6 @@ def drop(page: Any, name: str, data: bytes, content_type: str) -> None:
 
 def pick(page: Any, name: str, data: bytes, content_type: str) -> None:
     page.locator("#file").set_input_files({"name": name, "mimeType": content_type, "buffer": data})
-
-
-def wait_playable(row: Any) -> None:
-    """The row's <audio> has loaded the file's metadata from the signed playback URL."""
-    row.locator("audio").evaluate(
-        """(audio) => new Promise((resolve, reject) => {
-            if (audio.readyState >= 1) return resolve();
-            audio.addEventListener("loadedmetadata", resolve, { once: true });
-            audio.addEventListener("error", () => reject(new Error("audio error " + audio.error?.code)), { once: true });
-        })"""
-    )
 
 
 def test_signed_out_page_offers_one_sign_in_button_per_provider(page: Any) -> None:

@@ -88,6 +88,9 @@ def test_an_empty_environment_names_every_required_setting() -> None:
         ("SOUNDPOST_MAX_UPLOAD_BYTES", "0"),
         ("SOUNDPOST_MAX_UPLOAD_BYTES", str(6 * 1024**3)),
         ("SOUNDPOST_PRESIGN_TTL", "86400"),
+        ("SOUNDPOST_MULTIPART_PART_BYTES", str(1024 * 1024)),
+        ("SOUNDPOST_MULTIPART_PART_BYTES", str(6 * 1024**3)),
+        ("SOUNDPOST_MULTIPART_SMALL_PARTS_FOR_TESTS", "maybe"),
         ("SOUNDPOST_S3_CONNECT_TIMEOUT", "0"),
         ("SOUNDPOST_S3_CONNECT_TIMEOUT", "soon"),
         ("SOUNDPOST_S3_READ_TIMEOUT", "301"),
@@ -169,3 +172,24 @@ def test_serve_refuses_to_start_when_misconfigured() -> None:
     assert "SOUNDPOST_PUBLIC_URL must be an http(s) URL" in done.stderr
     assert "SOUNDPOST_SESSION_SECRET is required" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_parts_are_five_mib_unless_a_test_allows_smaller_ones() -> None:
+    """The page uploads 5 MiB parts by default; a smaller part size needs the explicit test-only setting."""
+    assert load_settings(GOOD).multipart_part_bytes == 5 * 1024 * 1024
+    small = {**GOOD, "SOUNDPOST_MULTIPART_PART_BYTES": "65536"}
+    assert any("SOUNDPOST_MULTIPART_PART_BYTES" in p for p in problems(small))
+    allowed = load_settings({**small, "SOUNDPOST_MULTIPART_SMALL_PARTS_FOR_TESTS": "true"})
+    assert allowed.multipart_part_bytes == 65536
+
+
+def test_a_part_size_that_needs_more_than_10000_parts_is_refused() -> None:
+    """S3 assembles at most 10,000 parts, so the largest upload must fit in that many."""
+    env = {
+        **GOOD,
+        "SOUNDPOST_MAX_UPLOAD_BYTES": str(5 * 1024**3),
+        "SOUNDPOST_MULTIPART_PART_BYTES": "65536",
+        "SOUNDPOST_MULTIPART_SMALL_PARTS_FOR_TESTS": "true",
+    }
+    found = problems(env)
+    assert any("more than 10000 parts" in p and "SOUNDPOST_MULTIPART_PART_BYTES" in p for p in found), found

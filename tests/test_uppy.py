@@ -269,6 +269,16 @@ def test_multipart_refuses_non_audio_types(alice: httpx.Client) -> None:
     }
 
 
+def test_starting_a_multipart_upload_tells_the_part_size_and_the_largest_upload(alice: httpx.Client) -> None:
+    """The page learns from the create answer how large its parts are and where a recording must stop."""
+    answer = uppy.create(alice, "talk.webm", "audio/webm", {})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["partSize"], body["maxBytes"]) == (5 * MiB, 16 * MiB)
+    declared = uppy.create(alice, "short.webm", "audio/webm", {"size": "1000"}).json()
+    assert declared["maxBytes"] == 1000
+
+
 @pytest.mark.parametrize("max_upload_mib", [10])
 def test_an_oversized_multipart_upload_is_refused_and_aborted(
     alice: httpx.Client,

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from service import devstack, keys
 from service.app import create_app
 from tests.support import audio_samples
+from tests.support.page import HEADLESS_CHROMIUM
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, object_keys, stored_object
 from tests.support.servers import serve_asgi
@@ -37,15 +38,6 @@ from tests.support.tools import require_tool
 MiB = 1024 * 1024
 # The uppy package's prebuilt bundle (it exports Uppy and AwsS3), with the option each major calls Companion by.
 UPPY_RELEASES = {"6.0.1": "companionEndpoint", "5.2.4": "endpoint"}
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UPLOAD_TIMEOUT_MS = 120_000  # a bound on a hang, not a performance assertion
 ETAG_STALL = "Could not read the ETag header"
 ALICE_PREFIX = keys.user_prefix("uploads/", keys.user_id("fake", "alice"))
@@ -120,7 +112,7 @@ def browser() -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     require_tool(chromium is not None, "chromium", "apt-get install chromium")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=chromium, args=HEADLESS_CHROMIUM)
         yield launched
         launched.close()
 

@@ -35,6 +35,8 @@ const MESSAGES = {
   not_signed_in: "Your session has ended. Sign in again, then retry.",
   validation_error: "Refused: the file's details are not valid.",
   cross_site_request: "Refused: the request did not come from this page.",
+  upload_pending: "Still being checked: it can be played once that is done.",
+  forbidden: "Refused: this upload does not exist any more, or is not yours.",
 };
 
 // A sentence for a person: ours for codes we know, the server's detail otherwise.

@@ -1,35 +1,46 @@
-// Record from the microphone with MediaRecorder; the result is a File ready to upload.
+// Record from the microphone with MediaRecorder, handing each chunk on as it arrives.
 
 const CONTAINERS = [
   ["audio/webm;codecs=opus", ".webm"],
   ["audio/ogg;codecs=opus", ".ogg"],
   ["audio/mp4", ".m4a"],
 ];
+// A chunk a second: what a crash can lose, and how often the page stores and counts.
+const TIMESLICE_MS = 1000;
 
 export class Recorder {
-  async start() {
+  // onChunk(blob, elapsedMs) is called for every chunk, the last one before stop() resolves.
+  constructor(onChunk) {
+    this.onChunk = onChunk;
     const supported = CONTAINERS.find(([type]) => MediaRecorder.isTypeSupported(type));
     if (!supported) throw new Error("This browser cannot record audio in a format Soundpost accepts.");
-    [this.type, this.extension] = supported;
+    [this.mimeType, this.extension] = supported;
+    this.contentType = this.mimeType.split(";")[0];
+    const stamp = new Date().toISOString().slice(0, 19).replaceAll(":", "-");
+    this.filename = `recording-${stamp}${this.extension}`;
+  }
+
+  async start() {
     this.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    this.chunks = [];
-    this.media = new MediaRecorder(this.stream, { mimeType: this.type });
-    this.media.addEventListener("dataavailable", (e) => e.data.size && this.chunks.push(e.data));
-    this.media.start(1000);
+    this.media = new MediaRecorder(this.stream, { mimeType: this.mimeType });
+    this.media.addEventListener("dataavailable", (e) => e.data.size && this.onChunk(e.data, this.elapsedMs));
+    this.media.start(TIMESLICE_MS);
     this.startedAt = Date.now();
   }
 
+  get elapsedMs() {
+    return this.startedAt ? Date.now() - this.startedAt : 0;
+  }
+
   get seconds() {
-    return this.startedAt ? Math.floor((Date.now() - this.startedAt) / 1000) : 0;
+    return Math.floor(this.elapsedMs / 1000);
   }
 
   stop() {
     return new Promise((resolve) => {
       this.media.addEventListener("stop", () => {
         this.stream.getTracks().forEach((track) => track.stop());
-        const stamp = new Date().toISOString().slice(0, 19).replaceAll(":", "-");
-        const type = this.type.split(";")[0];
-        resolve(new File(this.chunks, `recording-${stamp}${this.extension}`, { type }));
+        resolve();
       }, { once: true });
       this.media.stop();
     });

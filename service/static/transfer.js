@@ -1,11 +1,11 @@
 // Moving bytes to S3: a presigned POST for small files, a multipart upload (several parts in
-// flight, resumed after a network drop) for large ones. The app only signs; bytes go straight to S3.
+// flight, resumed after a network drop or a reload) for large ones. The app only signs; bytes go straight to S3.
 
 import { api } from "./api.js";
 
 const MiB = 1024 * 1024;
 export const MULTIPART_THRESHOLD = 10 * MiB;
-export const PART_SIZE = 5 * MiB; // S3's smallest part (except the last)
+export const PART_SIZE = 5 * MiB; // S3's smallest part (except the last), if the server does not say
 export const PARTS_IN_FLIGHT = 3;
 const ATTEMPTS = 6;
 
@@ -46,7 +46,7 @@ async function waitToRetry(attempt, signal) {
   await sleep(Math.min(250 * 2 ** attempt, 8000), signal);
 }
 
-async function withRetries(step, signal) {
+export async function withRetries(step, signal) {
   for (let attempt = 0; ; attempt += 1) {
     try {
       return await step(attempt);
@@ -73,22 +73,69 @@ async function uploadByPost(file, contentType, { signal, onProgress }) {
   return presigned.key;
 }
 
-async function uploadByParts(file, contentType, { signal, onProgress }) {
-  const { key, uploadId } = await api("s3/multipart", {
-    method: "POST", signal, json: { filename: file.name, type: contentType, metadata: { size: String(file.size) } },
-  });
-  const base = `s3/multipart/${encodeURIComponent(uploadId)}`;
-  const query = `key=${encodeURIComponent(key)}`;
-  const count = Math.ceil(file.size / PART_SIZE);
-  const sizeOf = (n) => Math.min(PART_SIZE, file.size - (n - 1) * PART_SIZE);
+// ---- multipart primitives, shared with live recordings (live.js) ----------------------------
+
+// Where one multipart upload's routes are; every route needs the key the server gave.
+export function multipart(uploadId, key) {
+  return { base: `s3/multipart/${encodeURIComponent(uploadId)}`, query: `key=${encodeURIComponent(key)}` };
+}
+
+// Start a multipart upload. The answer says the part size and the largest upload the server allows.
+export async function createMultipart(filename, contentType, size, signal) {
+  const metadata = size == null ? {} : { size: String(size) };
+  const created = await api("s3/multipart", { method: "POST", signal, json: { filename, type: contentType, metadata } });
+  return { ...created, partSize: created.partSize ?? PART_SIZE, maxBytes: created.maxBytes ?? null };
+}
+
+// The parts S3 has: [{ PartNumber, ETag, Size }].
+export function listParts(mp, signal) {
+  return api(`${mp.base}?${mp.query}`, { signal });
+}
+
+// Sign and PUT one part; resolves to its ETag. Network drops are retried by the caller.
+export async function putPart(mp, n, blob, { signal, onProgress = () => {} }) {
+  const { url } = await api(`${mp.base}/${n}?${mp.query}`, { signal });
+  const xhr = await send("PUT", url, blob, { signal, onProgress: (f) => onProgress(f * blob.size) });
+  if (xhr.status !== 200) throw storageRefused(xhr);
+  const etag = xhr.getResponseHeader("ETag");
+  if (!etag) throw new Error("Storage hid the part's ETag: the bucket's CORS rule must expose ETag.");
+  return etag;
+}
+
+// A part, tried again after each network drop (up to ATTEMPTS times).
+export function putPartWithRetries(mp, n, blob, options) {
+  return withRetries(() => putPart(mp, n, blob, options), options.signal);
+}
+
+// Assemble the parts (a map or list of [number, ETag]) into the object.
+export function completeMultipart(mp, etags, signal) {
+  const parts = [...etags].sort(([a], [b]) => a - b).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
+  return withRetries(() => api(`${mp.base}/complete?${mp.query}`, { method: "POST", signal, json: { parts } })
+    .catch((e) => { throw e instanceof TypeError ? new NetworkError(e.message) : e; }), signal);
+}
+
+// Abandoned parts cost storage until the upload is aborted.
+export function abortMultipart(mp) {
+  return api(`${mp.base}?${mp.query}`, { method: "DELETE" });
+}
+
+// Upload a file in parts. `resumeFrom` (a stored { key, uploadId, partSize }) continues an upload a
+// reload interrupted; `onCreated` hears about a new one before its first part, so it can be stored.
+async function uploadByParts(file, contentType, { signal, onProgress, resumeFrom, onCreated }) {
+  const created = resumeFrom ?? await createMultipart(file.name, contentType, file.size, signal);
+  const { key, uploadId, partSize } = created;
+  if (!resumeFrom) await onCreated?.(created);
+  const mp = multipart(uploadId, key);
+  const count = Math.max(1, Math.ceil(file.size / partSize));
+  const sizeOf = (n) => Math.min(partSize, file.size - (n - 1) * partSize);
   const etags = new Map();   // part number -> ETag, for parts S3 has
   const sent = new Map();    // part number -> bytes sent so far
   const report = () => onProgress([...sent.values()].reduce((a, b) => a + b, 0));
 
-  // After a drop, ask S3 which parts it already has, so only the missing ones are sent again.
+  // After a drop or a reload, ask S3 which parts it already has, so only the missing ones are sent.
   let resync = null;
   const resume = () => (resync ??= (async () => {
-    for (const part of await api(`${base}?${query}`, { signal })) {
+    for (const part of await listParts(mp, signal)) {
       if (part.Size === sizeOf(part.PartNumber)) {
         etags.set(part.PartNumber, part.ETag);
         sent.set(part.PartNumber, part.Size);
@@ -101,14 +148,8 @@ async function uploadByParts(file, contentType, { signal, onProgress }) {
     await withRetries(async (attempt) => {
       if (attempt > 0) await resume();
       if (etags.has(n)) return;
-      const { url } = await api(`${base}/${n}?${query}`, { signal });
-      const blob = file.slice((n - 1) * PART_SIZE, (n - 1) * PART_SIZE + sizeOf(n));
-      const xhr = await send("PUT", url, blob, {
-        signal, onProgress: (f) => { sent.set(n, f * blob.size); report(); },
-      });
-      if (xhr.status !== 200) throw storageRefused(xhr);
-      const etag = xhr.getResponseHeader("ETag");
-      if (!etag) throw new Error("Storage hid the part's ETag: the bucket's CORS rule must expose ETag.");
+      const blob = file.slice((n - 1) * partSize, (n - 1) * partSize + sizeOf(n));
+      const etag = await putPart(mp, n, blob, { signal, onProgress: (bytes) => { sent.set(n, bytes); report(); } });
       etags.set(n, etag);
       sent.set(n, blob.size);
       report();
@@ -116,15 +157,17 @@ async function uploadByParts(file, contentType, { signal, onProgress }) {
   }
 
   try {
-    const queue = Array.from({ length: count }, (_, i) => i + 1);
+    if (resumeFrom) await resume();
+    const queue = Array.from({ length: count }, (_, i) => i + 1).filter((n) => !etags.has(n));
     const worker = async () => { while (queue.length) await sendPart(queue.shift()); };
-    await Promise.all(Array.from({ length: Math.min(PARTS_IN_FLIGHT, count) }, worker));
-    const parts = [...etags].sort(([a], [b]) => a - b).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
-    await withRetries(() => api(`${base}/complete?${query}`, { method: "POST", signal, json: { parts } })
-      .catch((e) => { throw e instanceof TypeError ? new NetworkError(e.message) : e; }), signal);
+    await Promise.all(Array.from({ length: Math.min(PARTS_IN_FLIGHT, queue.length) }, worker));
+    await completeMultipart(mp, etags, signal);
   } catch (error) {
-    // Abandoned parts cost storage until the upload is aborted.
-    api(`${base}?${query}`, { method: "DELETE" }).catch(() => {});
+    // An ended session is not the upload's fault: keep it so it can resume after signing in again.
+    if (error.code !== "not_signed_in") {
+      abortMultipart(mp).catch(() => {});
+      error.aborted = true;
+    }
     throw error;
   }
   return key;
@@ -132,7 +175,7 @@ async function uploadByParts(file, contentType, { signal, onProgress }) {
 
 // Upload a file; resolves to its object key. onProgress(bytesSent) is called as bytes leave.
 export function upload(file, contentType, options) {
-  const via = file.size > MULTIPART_THRESHOLD ? uploadByParts : uploadByPost;
+  const via = options.resumeFrom || file.size > MULTIPART_THRESHOLD ? uploadByParts : uploadByPost;
   return via(file, contentType, options);
 }
 

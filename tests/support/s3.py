@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from service import devstack, keys
 from service.devstack import S3Endpoint
+
+# moto's server in a process of its own: it reads S3_UPLOAD_PART_MIN_SIZE once, when it is imported.
+_MOTO_PROCESS = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+server.stop()
+"""
 
 
 @contextlib.contextmanager
@@ -45,3 +59,29 @@ def upload_id_of(key: str, prefix: str = "uploads/") -> str:
     parsed = keys.parse_key(prefix, key)
     assert parsed is not None, key
     return parsed[1]
+
+
+@contextlib.contextmanager
+def moto_accepting_parts_of(min_part_size: int) -> Iterator[S3Endpoint]:
+    """moto's S3 told to assemble parts as small as ``min_part_size`` (real S3 wants 5 MiB), for short tests."""
+    env = {**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(min_part_size)}
+    with subprocess.Popen(
+        [sys.executable, "-c", _MOTO_PROCESS],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its access log
+        text=True,
+    ) as process:
+        assert process.stdout is not None and process.stdin is not None
+        port = int(process.stdout.readline())
+        try:
+            yield S3Endpoint(
+                f"http://127.0.0.1:{port}",
+                devstack.DEV_ACCESS_KEY,
+                devstack.DEV_SECRET_KEY,
+                devstack.DEV_REGION,
+            )
+        finally:
+            process.stdin.close()
+            process.wait(timeout=10)
