@@ -10,6 +10,8 @@ checks that the key is the caller's and the upload id belongs to that key.
 
 from __future__ import annotations
 
+import re
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -49,6 +51,9 @@ MAX_PART_NUMBER = 10_000
 MAX_BATCH = 100
 QUERY_PATHS = FieldPaths(filename="filename", content_type="type", size="metadata[size]")
 NOT_YOURS = "This upload does not exist or is not yours."
+# ASCII digits, short enough for int() (which refuses more than 4,300 digits) and far past any real size.
+WHOLE_NUMBER = re.compile(r"[0-9]{1,20}")
+PART_DIGITS = re.compile(r"[0-9]{1,5}")
 
 
 def _context(request: Request) -> tuple[Settings, Storage]:
@@ -57,11 +62,14 @@ def _context(request: Request) -> tuple[Settings, Storage]:
 
 
 def _declared_size(value: object, path: str) -> int | None:
-    """Uppy sends whatever metadata the page set; a size, if present, must be a positive whole number."""
+    """Uppy sends whatever metadata the page set; a size, if present, must be a positive whole number.
+
+    Only ASCII digits are a number here: ``str.isdigit`` also accepts "²", which ``int`` refuses.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not (
-        isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+        isinstance(value, int) or (isinstance(value, str) and WHOLE_NUMBER.fullmatch(value))
     ):
         raise ApiError(422, "validation_error", "The size must be a whole number of bytes.", path)
     size = int(value)
@@ -118,7 +126,8 @@ async def _owned_upload(request: Request) -> tuple[Settings, Storage, str, str]:
 
 
 def _part_number(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
+    """One listed part number: ASCII digits only, from 1 to S3's 10,000."""
+    if not PART_DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_PART_NUMBER:
         raise ApiError(
             422, "validation_error", f"Part numbers run from 1 to {MAX_PART_NUMBER}.", "partNumbers"
         )

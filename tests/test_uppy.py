@@ -346,3 +346,57 @@ def test_every_route_needs_a_signed_in_user(client: httpx.Client) -> None:
         ],
     ]
     assert [a.status_code for a in answers] == [401] * 7
+
+
+@pytest.mark.parametrize("size", ["²", "١٠٠", "9" * 30], ids=["superscript", "arabic-indic", "30-digits"])
+def test_a_declared_size_that_is_not_ascii_digits_is_a_validation_error(
+    alice: httpx.Client, size: str
+) -> None:
+    """str.isdigit accepts "²", which int() refuses; a size is ASCII digits or a 422, never a 500."""
+    answer = uppy.create(alice, "s.wav", "audio/wav", {"size": size})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] | {"detail": ""} == {
+        "code": "validation_error",
+        "path": "$.metadata.size",
+        "detail": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "listed", ["²", "1,²", "١", "9" * 5000], ids=["superscript", "mixed", "arabic", "long"]
+)
+def test_batch_part_numbers_that_are_not_ascii_digits_are_a_validation_error(
+    alice: httpx.Client, listed: str
+) -> None:
+    """Only ASCII digits are part numbers: anything else is 422 at partNumbers, not a 500."""
+    upload = Multipart.create(alice, "p.wav", "audio/wav")
+    answer = alice.get(
+        uppy.upload_path(upload.upload_id, "/batch"),
+        params={"key": upload.key, "partNumbers": listed},
+        headers=uppy.JSON,
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["path"] == "partNumbers"
+
+
+def test_json_nested_a_thousand_deep_is_400_malformed_json(alice: httpx.Client, recording: bytes) -> None:
+    """msgspec decodes nesting by recursion; a body nested 1,000 deep is refused as malformed, not a 500."""
+    deep = "[" * 1000 + "]" * 1000
+    headers = {**uppy.same_origin(alice), "Content-Type": "application/json"}
+    created = alice.post(
+        "/s3/multipart",
+        content='{"filename": "d.wav", "type": "audio/wav", "metadata": {"note": ' + deep + "}}",
+        headers=headers,
+    )
+    assert created.status_code == 400, created.text
+    assert created.json()["error"]["code"] == "malformed_json"
+    upload = Multipart.create(alice, "d.wav", "audio/wav")
+    part = upload.put_part(1, recording[:100])
+    completed = alice.post(
+        uppy.upload_path(upload.upload_id, "/complete"),
+        params={"key": upload.key},
+        content='{"parts": [' + json.dumps(part) + '], "extra": ' + deep + "}",
+        headers=headers,
+    )
+    assert completed.status_code == 400, completed.text
+    assert completed.json()["error"]["code"] == "malformed_json"
