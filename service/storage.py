@@ -97,10 +97,11 @@ def policy_conditions(content_type: str, max_bytes: int) -> list[Any]:
 
 
 class Storage:
-    def __init__(self, settings: Settings, s3: Any, signer: Any) -> None:
+    def __init__(self, settings: Settings, s3: Any, signer: Any, credentials: Any = None) -> None:
         self.settings = settings
         self.s3 = s3
         self.signer = signer
+        self.credentials = credentials  # the session's (and so both clients') credentials; None if none found
         self._post_target: PostTarget | None = None
 
     async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
@@ -131,15 +132,14 @@ class Storage:
         return PresignedPost(url=self._post_target.url, fields=signed, expires_at=moment.expires_at)
 
     async def _frozen_credentials(self) -> ReadOnlyCredentials:
-        """The signer's credentials as of now, from the same provider botocore's presigning uses.
+        """The credentials as of now, from the object botocore's own presigning signs with.
 
         Refreshable credentials (the default chain's instance roles, SSO, assume-role)
         refresh here when due; temporary credentials bring their session token.
         """
-        provider = self.signer._get_credentials()  # botocore's accessor for the client's provider
-        if provider is None:
+        if self.credentials is None:
             raise NoCredentialsError()
-        frozen: ReadOnlyCredentials = await provider.get_frozen_credentials()
+        frozen: ReadOnlyCredentials = await self.credentials.get_frozen_credentials()
         return frozen
 
     def _expiry(self, ttl: int) -> datetime:
@@ -293,7 +293,10 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
         signer = await stack.enter_async_context(
             session.client("s3", endpoint_url=settings.browser_s3_endpoint, config=config)
         )
-        yield Storage(settings, s3, signer)
+        # boto3's public Session.get_credentials: the session's cached credentials object, which
+        # the clients were made with (neither was given keys of its own), refreshed when due.
+        credentials = await session.get_credentials()
+        yield Storage(settings, s3, signer, credentials)
 
 
 # What a stopped, unreachable or hung S3 raises once botocore's bounded retries are spent.
