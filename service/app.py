@@ -26,7 +26,8 @@ from service.resources import Resources
 from service.schemas import Health, Readiness, encoder
 from service.session import CookieSessions
 from service.settings import Settings, load_settings
-from service.storage import STORAGE_DOWN, handle_storage_down, open_storage
+from service.storage import EXCEPTION_HANDLERS as STORAGE_HANDLERS
+from service.storage import check_at_startup, open_storage
 from service.webhooks import open_webhooks
 
 STATIC = Path(__file__).parent / "static"
@@ -173,6 +174,7 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Resources]:
         async with open_storage(config) as storage, open_webhooks(config) as webhooks:
+            await check_at_startup(storage)  # a missing bucket or refused credentials stop start-up
             limiter = open_limiter(config)
             try:
                 yield Resources(settings=config, storage=storage, webhooks=webhooks, limiter=limiter)
@@ -193,7 +195,7 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
         routes=routes(),
         exception_handlers={
             **EXCEPTION_HANDLERS,
-            **dict.fromkeys(STORAGE_DOWN, handle_storage_down),
+            **STORAGE_HANDLERS,
         },
         lifespan=lifespan,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import botocore.exceptions
 import httpx2 as httpx
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,7 +17,7 @@ from starlette.responses import Response
 from service.auth import load_metadata
 from service.resources import resources
 from service.schemas import Health, Readiness, json_response
-from service.storage import STORAGE_DOWN, Storage
+from service.storage import STORAGE_DOWN, Storage, probe
 
 logger = logging.getLogger("soundpost.health")
 
@@ -28,13 +27,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def _bucket(storage: Storage) -> str:
+    """The S3 check: "ok", "unreachable (...)", or the code of S3's refusal and what to fix."""
     try:
-        await storage.s3.head_bucket(Bucket=storage.settings.s3_bucket)
+        fault = await probe(storage)
     except STORAGE_DOWN as exc:
         return f"unreachable ({type(exc).__name__})"
-    except botocore.exceptions.ClientError as exc:
-        return f"refused ({exc.response.get('Error', {}).get('Code', 'error')})"
-    return "ok"
+    return "ok" if fault is None else f"{fault.error.code} ({fault.advice})"
 
 
 async def _provider_metadata(request: Request, name: str, ttl: int) -> str:

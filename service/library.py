@@ -36,6 +36,7 @@ from service.schemas import (
     json_response,
 )
 from service.settings import Settings
+from service.storage import ERRORS as STORAGE_ERRORS
 from service.storage import NotFound, Storage, StoredObject
 
 DEFAULT_PAGE = 50
@@ -210,7 +211,7 @@ async def delete(request: Request) -> Response:
 
 # --- contracts (service/app.py routes these; /openapi.json is made from them) -----------------------
 
-_DOWN = {503: ("storage_unavailable",)}
+_DOWN = STORAGE_ERRORS
 LIST = Spec(
     "The caller's uploads, newest first, a page at a time.",
     response=UploadList,

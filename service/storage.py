@@ -9,6 +9,7 @@ opens a connection.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -244,9 +245,9 @@ class Storage:
                     MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
                 )
         except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 400:
-                error = exc.response.get("Error", {})
-                raise PartsRejected(f"{error.get('Code')}: {error.get('Message')}") from None
+            code, status = _error_code(exc)
+            if status == 400 and code not in _CREDENTIALS_REFUSED:  # InvalidPart, EntityTooSmall, ...
+                raise PartsRejected(f"{code}: {exc.response.get('Error', {}).get('Message')}") from None
             raise
         return str(
             done.get("Location")
@@ -304,17 +305,152 @@ STORAGE_DOWN: tuple[type[Exception], ...] = (
     botocore.exceptions.ConnectionError,
     botocore.exceptions.HTTPClientError,
 )
+# What an S3 that answers, but refuses, raises; ``storage_fault`` says what it means.
+STORAGE_REFUSED: tuple[type[Exception], ...] = (ClientError, NoCredentialsError)
+
+# S3 error codes by what fixes them. Bodiless answers (HEAD) carry only the HTTP status as the code.
+_THROTTLED = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+)
+_SKEWED = frozenset({"RequestTimeTooSkewed"})
+_BUCKET_MISSING = frozenset({"NoSuchBucket"})
+_CREDENTIALS_REFUSED = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "403",
+    }
+)
+CREDENTIAL_SETTINGS = (
+    "SOUNDPOST_S3_ACCESS_KEY_ID and SOUNDPOST_S3_SECRET_ACCESS_KEY (and SOUNDPOST_S3_SESSION_TOKEN), "
+    "or the default AWS credential chain when they are unset"
+)
+# Every error code a route that calls S3 can answer with, for its Spec.
+ERRORS: dict[int, tuple[str, ...]] = {
+    502: ("storage_bucket_missing", "storage_credentials_refused", "storage_error"),
+    503: ("storage_unavailable",),
+}
 
 
-def storage_unavailable() -> ApiError:
+@dataclass(frozen=True)
+class Fault:
+    """What an S3 refusal means: the answer to give, and the log line that says what to fix."""
+
+    error: ApiError
+    level: int
+    advice: str
+
+
+def storage_unavailable(seconds: int = 5) -> ApiError:
     return ApiError(
         503,
         "storage_unavailable",
         "Storage cannot be reached right now. Try again in a moment.",
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def _error_code(exc: Exception) -> tuple[str, int]:
+    """(S3's error code, HTTP status) of a refusal; NoCredentials is a refusal before any request."""
+    if not isinstance(exc, ClientError):
+        return "NoCredentials", 0
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return str(exc.response.get("Error", {}).get("Code") or status), status
+
+
+def storage_fault(exc: Exception, bucket: str) -> Fault:
+    """Map an S3 refusal to an answer: transient ones are 503 with Retry-After, the operator's to fix 502."""
+    code, status = _error_code(exc)
+    if code in _THROTTLED or status >= 500:
+        return Fault(storage_unavailable(), logging.WARNING, f"S3 is throttling or failing ({code})")
+    if code in _SKEWED:
+        return Fault(
+            storage_unavailable(30),
+            logging.ERROR,
+            "S3 says this server's clock is off by more than 15 minutes (RequestTimeTooSkewed): "
+            "synchronise the clock (NTP)",
+        )
+    if code in _BUCKET_MISSING:
+        return Fault(
+            ApiError(502, "storage_bucket_missing", "Storage is misconfigured: its bucket does not exist."),
+            logging.ERROR,
+            f"the bucket {bucket!r} does not exist (NoSuchBucket): "
+            "set SOUNDPOST_S3_BUCKET to an existing bucket, or create it",
+        )
+    if code in _CREDENTIALS_REFUSED or code == "NoCredentials":
+        return Fault(
+            ApiError(502, "storage_credentials_refused", "Storage refused this service's credentials."),
+            logging.ERROR,
+            f"S3 refused the credentials ({code}): check {CREDENTIAL_SETTINGS}, "
+            f"and that they may use the bucket {bucket!r}",
+        )
+    return Fault(
+        ApiError(502, "storage_error", "Storage refused the request."),
+        logging.ERROR,
+        f"S3 refused a request with {code} (HTTP {status})",
     )
 
 
 async def handle_storage_down(request: Request, exc: Exception) -> Response:
     logger.warning("S3 unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
     return error_response(request, storage_unavailable())
+
+
+async def handle_storage_refused(request: Request, exc: Exception) -> Response:
+    """S3 answered with an error: one log line naming what to fix, and a 502 or 503 with its own code."""
+    settings = request.scope.get("state", {}).get("settings")
+    fault = storage_fault(exc, settings.s3_bucket if settings else "")
+    logger.log(fault.level, "S3 refused %s %s: %s", request.method, request.url.path, fault.advice)
+    return error_response(request, fault.error)
+
+
+EXCEPTION_HANDLERS = {
+    **dict.fromkeys(STORAGE_DOWN, handle_storage_down),
+    **dict.fromkeys(STORAGE_REFUSED, handle_storage_refused),
+}
+
+
+class StorageMisconfigured(RuntimeError):
+    """Start-up found a bucket that does not exist or credentials S3 refuses; the message says which."""
+
+
+# How long start-up waits for S3's first answer before starting without it (readiness reports it).
+STARTUP_CHECK_SECONDS = 5.0
+
+
+async def probe(storage: Storage) -> Fault | None:
+    """Ask S3 for one key under the prefix: None if it answers, else what its refusal means.
+
+    A listing, not HeadBucket, because its error body names the cause (NoSuchBucket,
+    InvalidAccessKeyId, SignatureDoesNotMatch); it needs the s3:ListBucket the service needs anyway.
+    """
+    settings = storage.settings
+    try:
+        await storage.s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=settings.s3_key_prefix, MaxKeys=1)
+    except STORAGE_REFUSED as exc:
+        return storage_fault(exc, settings.s3_bucket)
+    return None
+
+
+async def check_at_startup(storage: Storage) -> None:
+    """Refuse to start on a missing bucket or refused credentials, naming the setting to fix.
+
+    Those only an operator can fix, so failing loudly beats serving errors. An S3 that
+    is down or slow is not a reason to stay down: the service starts and /readyz says so.
+    """
+    try:
+        fault = await asyncio.wait_for(probe(storage), STARTUP_CHECK_SECONDS)
+    except (TimeoutError, botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
+        logger.warning("S3 did not answer at start-up (%s); starting anyway, /readyz reports it", exc)
+        return
+    if fault is None:
+        return
+    if fault.error.status != 502 or fault.error.code == "storage_error":
+        logger.warning("S3 refused the start-up check: %s; starting anyway", fault.advice)
+        return
+    logger.error("cannot start: %s", fault.advice)
+    raise StorageMisconfigured(fault.advice)

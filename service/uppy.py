@@ -41,6 +41,7 @@ from service.schemas import (
     multipart_request_decoder,
 )
 from service.settings import Settings
+from service.storage import ERRORS as STORAGE_ERRORS
 from service.storage import NotFound, PartsRejected, Storage
 from service.uploads import FieldPaths, decode_json, new_upload, read_json_body
 
@@ -218,7 +219,7 @@ async def abort(request: Request) -> Response:
 # --- contracts (service/app.py routes these; /openapi.json is made from them) -----------------------
 
 _NEW_UPLOAD = {413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")}
-_OWNED = {403: ("forbidden",), 503: ("storage_unavailable",)}
+_OWNED = {403: ("forbidden",), **STORAGE_ERRORS}
 PARAMS = Spec(
     "A presigned POST for Uppy, made exactly as POST /api/upload/presigned-url makes it.",
     response=SignedPost,
@@ -234,7 +235,7 @@ CREATE = Spec(
     body=MultipartRequest,
     signed_in=True,
     signing=True,
-    errors={**_NEW_UPLOAD, 503: ("storage_unavailable",)},
+    errors={**_NEW_UPLOAD, **STORAGE_ERRORS},
     tag="uppy",
 )
 SIGN_PARTS = Spec(
