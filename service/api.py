@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
+from service.budgets import Budget
 from service.errors import ErrorResponse
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -38,7 +39,7 @@ class Spec:
     query: Any = None  # a Struct whose fields are the query parameters
     path: Any = None  # a Struct whose fields are the path parameters
     signed_in: bool = False
-    signing: bool = False  # issues signatures: rate limited per user
+    budget: Budget | None = None  # what the route spends (service.budgets): per user, before it runs
     errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     media_type: str = "application/json"
     also: Mapping[int, Any] = field(default_factory=dict)  # other statuses with a non-error body
@@ -46,15 +47,17 @@ class Spec:
 
 
 class ApiRoute(Route):
-    """A route with one method and a ``Spec``; signing routes get the per-user rate limit."""
+    """A route with one method and a ``Spec``; a per-user budget is spent before the endpoint runs."""
 
     def __init__(self, path: str, endpoint: Endpoint, *, method: str, name: str, spec: Spec) -> None:
         # Imported here: ratelimit imports auth, which imports this module.
-        from service.ratelimit import enforce
+        from service.ratelimit import enforcer
 
         self.spec = spec
         self.method = method
-        self.limit = enforce if spec.signing else None
+        budget = spec.budget
+        # A per-upload budget is spent by the endpoint, which knows the upload and the cost.
+        self.limit = enforcer(budget) if budget is not None and budget.per == "user" else None
         super().__init__(path, endpoint, methods=[method], name=name)
         self.app = self.respond
 
@@ -63,7 +66,7 @@ class ApiRoute(Route):
 
         That layer wraps ``send`` once more on every request; an error raised here
         reaches the edge layer instead, which answers it with the same handler.
-        Signing routes spend the user's rate limit before the endpoint runs.
+        A route with a per-user budget spends one unit of it before the endpoint runs.
         """
         request = Request(scope, receive, send)
         if self.limit is not None:
@@ -105,8 +108,9 @@ class ApiRoute(Route):
             add(401, "not_signed_in")
         if self.method in UNSAFE_METHODS:
             add(403, "cross_site_request")
-        if self.spec.signing:
+        if self.spec.budget is not None:
             add(429, "rate_limited")
+            add(503, "rate_limiter_unavailable")
         for status, names in self.spec.errors.items():
             add(status, *names)
         return {status: tuple(names) for status, names in sorted(codes.items())}

@@ -21,7 +21,7 @@ from service.edge import Edge
 from service.errors import EXCEPTION_HANDLERS, ErrorHandlers
 from service.guards import SiteGuard
 from service.observability import RequestRecorder
-from service.ratelimit import open_limiter
+from service.ratelimit import close_limiters, open_limiters
 from service.resources import Resources
 from service.schemas import Health, Readiness, encoder
 from service.session import CookieSessions
@@ -175,11 +175,11 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
     async def lifespan(app: Starlette) -> AsyncIterator[Resources]:
         async with open_storage(config) as storage, open_webhooks(config) as webhooks:
             await check_at_startup(storage)  # a missing bucket or refused credentials stop start-up
-            limiter = open_limiter(config)
+            limiters = open_limiters(config)
             try:
-                yield Resources(settings=config, storage=storage, webhooks=webhooks, limiter=limiter)
+                yield Resources(settings=config, storage=storage, webhooks=webhooks, limiters=limiters)
             finally:
-                limiter.close()
+                close_limiters(limiters)
 
     app = Soundpost(
         guard=SiteGuard((config.public_origin, *config.trusted_origins), https=config.secure_cookies),

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service import audio, keys, sniff
+from service import audio, budgets, keys, sniff
 from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
@@ -217,6 +217,7 @@ LIST = Spec(
     response=UploadList,
     query=UploadsQuery,
     signed_in=True,
+    budget=budgets.STORAGE,
     errors={400: ("invalid_cursor",), **_DOWN},
     tag="library",
 )
@@ -225,6 +226,7 @@ DELETE = Spec(
     status=204,
     path=UploadPath,
     signed_in=True,
+    budget=budgets.STORAGE,
     errors={404: ("not_found",), **_DOWN},
     tag="library",
 )
@@ -233,6 +235,7 @@ PLAYBACK_URL = Spec(
     response=PlaybackUrl,
     path=UploadPath,
     signed_in=True,
+    budget=budgets.STORAGE,
     errors={404: ("not_found",), **_DOWN},
     tag="library",
 )
@@ -241,6 +244,7 @@ CONFIRM = Spec(
     response=Upload,
     path=UploadPath,
     signed_in=True,
+    budget=budgets.CONFIRM,
     errors={
         404: ("not_found",),
         413: ("file_too_large",),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypedDict, cast
 from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:  # these modules' routes read resources, so importing them here would be circular
-    from service.ratelimit import Limiter
+    from service.ratelimit import Limiters
     from service.settings import Settings
     from service.storage import Storage
     from service.webhooks import WebhookSender
@@ -24,7 +24,7 @@ class Resources(TypedDict):
     settings: Settings
     storage: Storage
     webhooks: WebhookSender | None
-    limiter: Limiter
+    limiters: Limiters
 
 
 def resources(connection: HTTPConnection) -> Resources:

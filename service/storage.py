@@ -202,21 +202,6 @@ class Storage:
         )
         return str(created["UploadId"])
 
-    async def upload_belongs_to_key(self, key: str, upload_id: str) -> bool:
-        """Whether ``upload_id`` is an upload in progress for exactly ``key``.
-
-        ListMultipartUploads on the key itself, because some servers (moto) answer
-        ListParts for any key as long as the upload id exists somewhere in the bucket.
-        """
-        markers: dict[str, str] = {}
-        while True:
-            page = await self.s3.list_multipart_uploads(Bucket=self.settings.s3_bucket, Prefix=key, **markers)
-            if any(u["Key"] == key and u["UploadId"] == upload_id for u in page.get("Uploads", [])):
-                return True
-            if not page.get("IsTruncated"):
-                return False
-            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
-
     async def presign_part(self, key: str, upload_id: str, part_number: int) -> str:
         return await self._presign("upload_part", key, UploadId=upload_id, PartNumber=part_number)
 

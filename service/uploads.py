@@ -9,7 +9,7 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from service import audio, keys
+from service import audio, budgets, keys
 from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
@@ -135,7 +135,7 @@ PRESIGN = Spec(
     response=PresignResponse,
     body=PresignRequest,
     signed_in=True,
-    signing=True,
+    budget=budgets.UPLOADS,
     errors={413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")},
     tag="uploads",
 )
