@@ -367,11 +367,15 @@ def storage_fault(exc: Exception, bucket: str) -> Fault:
             "set SOUNDPOST_S3_BUCKET to an existing bucket, or create it",
         )
     if code in _CREDENTIALS_REFUSED or code == "NoCredentials":
+        found = (
+            "no S3 credentials were found"
+            if code == "NoCredentials"
+            else f"S3 refused the credentials ({code})"
+        )
         return Fault(
             ApiError(502, "storage_credentials_refused", "Storage refused this service's credentials."),
             logging.ERROR,
-            f"S3 refused the credentials ({code}): check {CREDENTIAL_SETTINGS}, "
-            f"and that they may use the bucket {bucket!r}",
+            f"{found}: check {CREDENTIAL_SETTINGS}, and that they may use the bucket {bucket!r}",
         )
     return Fault(
         ApiError(502, "storage_error", "Storage refused the request."),
