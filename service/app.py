@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from service import __version__, api, auth, health, library, observability, uploads, uppy
+from service import __version__, api, auth, discovery, health, library, observability, uploads, uppy
 from service.api import ApiRoute, Spec
 from service.edge import Edge
 from service.errors import EXCEPTION_HANDLERS, ErrorHandlers
@@ -23,6 +23,7 @@ from service.guards import SiteGuard
 from service.observability import RequestRecorder
 from service.ratelimit import close_limiters, open_limiters
 from service.resources import Resources
+from service.revocation import open_revocations
 from service.schemas import Health, Readiness, encoder
 from service.session import CookieSessions
 from service.settings import Settings, load_settings
@@ -85,7 +86,8 @@ async def index(request: Request) -> Response:
 
 HEALTHZ = Spec("Liveness: the process answers. No I/O.", response=Health, tag="operations")
 READYZ = Spec(
-    "Readiness: the bucket is reachable and identity-provider metadata loads (503 and the failed checks if not).",
+    "Readiness: the bucket is reachable, each OpenID provider's discovery document loads (checked at most "
+    "every 5 s), and sign-outs are followed from Redis if shared (503 and the failed checks if not).",
     response=Readiness,
     also={503: Readiness},
     tag="operations",
@@ -173,11 +175,22 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Resources]:
-        async with open_storage(config) as storage, open_webhooks(config) as webhooks:
+        async with (
+            open_storage(config) as storage,
+            open_webhooks(config) as webhooks,
+            open_revocations(config) as revocations,
+        ):
             await check_at_startup(storage)  # a missing bucket or refused credentials stop start-up
             limiters = open_limiters(config)
             try:
-                yield Resources(settings=config, storage=storage, webhooks=webhooks, limiters=limiters)
+                yield Resources(
+                    settings=config,
+                    storage=storage,
+                    webhooks=webhooks,
+                    limiters=limiters,
+                    providers=discovery.provider_clients(config),
+                    revocations=revocations,
+                )
             finally:
                 close_limiters(limiters)
 
@@ -199,7 +212,6 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
         },
         lifespan=lifespan,
     )
-    app.state.oauth = auth.build_oauth(config)
     app.state.csp = page_csp(config)
     app.state.openapi = encoder.encode(
         api.document(

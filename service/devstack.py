@@ -31,8 +31,8 @@ DEV_ACCESS_KEY = "soundpost-dev"
 DEV_SECRET_KEY = "soundpost-dev-secret"  # noqa: S105 - the loopback-only dev S3 stand-in's key
 DEV_REGION = "us-east-1"
 DEV_USERS = (
-    ("alice", {"email": "alice@example.com", "name": "Alice Example"}),
-    ("bob", {"email": "bob@example.com", "name": "Bob Example"}),
+    ("alice", {"email": "alice@example.com", "email_verified": True, "name": "Alice Example"}),
+    ("bob", {"email": "bob@example.com", "email_verified": True, "name": "Bob Example"}),
 )
 
 

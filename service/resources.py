@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, TypedDict, cast
 from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:  # these modules' routes read resources, so importing them here would be circular
+    from service.discovery import ProviderClient
     from service.ratelimit import Limiters
+    from service.revocation import Revocations
     from service.settings import Settings
     from service.storage import Storage
     from service.webhooks import WebhookSender
@@ -25,6 +27,8 @@ class Resources(TypedDict):
     storage: Storage
     webhooks: WebhookSender | None
     limiters: Limiters
+    providers: dict[str, ProviderClient]  # by name
+    revocations: Revocations
 
 
 def resources(connection: HTTPConnection) -> Resources:

@@ -58,13 +58,27 @@ class PresignResponse(msgspec.Struct, rename="camel"):
 
 
 class User(msgspec.Struct, rename="camel"):
-    """The signed-in user, as the session holds it: identity only, never tokens."""
+    """The signed-in user, as the session holds it: identity only, never tokens.
+
+    ``email`` is an address the provider says it verified, or null: an unverified
+    address is never shown as the user's (``emailVerified`` is then false).
+    """
 
     provider: str
     subject: str
     user_id: str
     email: str | None = None
+    email_verified: bool = False
     name: str | None = None
+
+
+class LogoutQuery(msgspec.Struct):
+    """How much to sign out of."""
+
+    everywhere: Annotated[
+        bool,
+        Meta(description="Sign out every session of this user that signed in before now, on every device."),
+    ] = False
 
 
 class Provider(msgspec.Struct, rename="camel"):

@@ -56,6 +56,7 @@ class Provider:
     authorize_url: str | None = None
     token_url: str | None = None
     userinfo_url: str | None = None
+    end_session: bool = False  # sign-out also ends the session at the provider (OIDC only)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Settings:
     budget_rates: Mapping[str, str] = field(default_factory=dict)  # budget name -> rate; else its default
     redis_url: Secret | None = None
     idp_metadata_ttl: int = 3600
+    sign_in_timeout: int = 600
     access_log: bool = False
     s3_connect_timeout: int = 3
     s3_read_timeout: int = 10
@@ -192,14 +194,24 @@ def _provider(read: _Reader, name: str) -> Provider | None:
             client_secret=client_secret,
             scopes=read.raw(key + "SCOPES") or "openid email profile",
             discovery_url=read.url(key + "DISCOVERY_URL", required=True),
+            end_session=read.parsed(key + "END_SESSION", False, _boolean, "true or false"),
         )
+    scopes = read.raw(key + "SCOPES") or "read:user user:email"
+    if "openid" in scopes.split():
+        # Without an ID token check, "openid" would ask for one and never verify it.
+        read.problems.append(
+            f"{ENV_PREFIX}{key}SCOPES must not include openid for a kind=oauth2 provider "
+            f"(use {ENV_PREFIX}{key}KIND=oidc with a discovery URL for OpenID Connect)"
+        )
+    if read.raw(key + "END_SESSION") is not None:
+        read.problems.append(f"{ENV_PREFIX}{key}END_SESSION applies to kind=oidc providers only")
     return Provider(
         name=name,
         kind="oauth2",
         title=title,
         client_id=client_id,
         client_secret=client_secret,
-        scopes=read.raw(key + "SCOPES") or "read:user user:email",
+        scopes=scopes,
         authorize_url=read.url(key + "AUTHORIZE_URL", required=True),
         token_url=read.url(key + "TOKEN_URL", required=True),
         userinfo_url=read.url(key + "USERINFO_URL", required=True),
@@ -352,6 +364,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         budget_rates={budget.name: _rate_limit(read, budget) for budget in BUDGETS},
         redis_url=_redis_url(read),
         idp_metadata_ttl=read.integer("IDP_METADATA_TTL", 3600, 0, 7 * 86400),
+        sign_in_timeout=read.integer("SIGN_IN_TIMEOUT", 600, 30, 3600),
         access_log=read.parsed("ACCESS_LOG", False, _boolean, "true or false"),
         s3_connect_timeout=read.integer("S3_CONNECT_TIMEOUT", 3, 1, 60),
         s3_read_timeout=read.integer("S3_READ_TIMEOUT", 10, 1, 300),

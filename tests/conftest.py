@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +22,8 @@ from service import devstack
 from service.app import create_app
 from tests.support import fake_idp
 from tests.support.flows import sign_in
-from tests.support.servers import serve_asgi
+from tests.support.servers import bound_socket, serve_asgi
+from tests.support.tools import require_tool
 
 
 @contextlib.contextmanager
@@ -124,3 +130,42 @@ def bob(app_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=app_url, follow_redirects=False, timeout=10) as c:
         assert sign_in(c, "fake", "bob").status_code == 303
         yield c
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server from Debian's packages, on a free loopback port, persisting nothing."""
+    require_tool(shutil.which("redis-server") is not None, "redis-server", "apt-get install redis-server")
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

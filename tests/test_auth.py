@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,9 +13,10 @@ import httpx
 import itsdangerous
 import pytest
 
-from service import keys
+from service import devstack, keys
+from tests.conftest import serve_app
 from tests.support.fake_idp import FakeIdP
-from tests.support.flows import approve_at_idp, follow_callback, sign_in, start_login
+from tests.support.flows import approve_at_dev_idp, approve_at_idp, follow_callback, sign_in, start_login
 
 
 def session_cookie(client: httpx.Client) -> str:
@@ -43,6 +45,7 @@ def test_oidc_sign_in_lands_on_next_and_me_reports_the_user(client: httpx.Client
         "subject": "alice",
         "userId": keys.user_id("fake", "alice"),
         "email": "alice@example.com",
+        "emailVerified": True,
         "name": "Alice Example",
     }
 
@@ -76,7 +79,16 @@ def test_session_cookie_is_httponly_lax_and_holds_identity_only(client: httpx.Cl
     assert "httponly" in header and "samesite=lax" in header
     assert "secure" not in header  # plain-http public URL: local development
     payload = cookie_payload(session_cookie(client))
-    assert payload == {"user": {"p": "fake", "s": "alice", "e": "alice@example.com", "n": "Alice Example"}}
+    user = payload["user"]
+    assert isinstance(user, dict) and set(user) == {"p", "s", "i", "t", "e", "v", "n"}
+    assert (user["p"], user["s"], user["e"], user["v"], user["n"]) == (
+        "fake",
+        "alice",
+        "alice@example.com",
+        True,
+        "Alice Example",
+    )
+    assert len(user["i"]) >= 16 and abs(user["t"] / 1000 - time.time()) < 60  # session id, sign-in time
     assert len(final.headers["set-cookie"]) < 1024
 
 
@@ -276,3 +288,134 @@ def test_full_sign_in_through_oidc_provider_mock(app_env: dict[str, str]) -> Non
             assert to_callback.status_code == 302
             follow_callback(c, to_callback.headers["location"])
             assert c.get("/api/me").json()["email"] == "alice@example.com"
+
+
+def dev_provider_env(app_env: dict[str, str], issuer: str) -> dict[str, str]:
+    return {
+        **app_env,
+        "SOUNDPOST_PROVIDERS": "dev",
+        "SOUNDPOST_PROVIDER_DEV_DISCOVERY_URL": f"{issuer}/.well-known/openid-configuration",
+        "SOUNDPOST_PROVIDER_DEV_CLIENT_ID": "soundpost-dev",
+        "SOUNDPOST_PROVIDER_DEV_CLIENT_SECRET": "soundpost-dev-secret",
+    }
+
+
+def sign_in_at_dev_idp(client: httpx.Client, subject: str) -> httpx.Response:
+    login = start_login(client)
+    assert login.status_code == 302, login.text
+    return follow_callback(client, approve_at_dev_idp(login.headers["location"], subject))
+
+
+def test_a_discovery_document_without_jwks_uri_is_a_502_not_a_500(
+    app_env: dict[str, str], oidc_idp: FakeIdP
+) -> None:
+    """Issue 13: a provider whose discovery lost its jwks_uri mid-flow, or had none, answers 502 at once."""
+    with serve_app({**app_env, "SOUNDPOST_IDP_METADATA_TTL": "0"}) as url, httpx.Client(base_url=url) as c:
+        login = start_login(c, "?provider=fake")
+        callback = approve_at_idp(login.headers["location"])
+        oidc_idp.knobs.omit_jwks_uri = True
+        answer = follow_callback(c, callback)
+        assert answer.status_code == 502, answer.text
+        assert answer.json()["error"]["code"] == "identity_provider_error"
+        fresh = start_login(c, "?provider=fake")
+        assert fresh.status_code == 502 and fresh.json()["error"]["code"] == "identity_provider_error"
+        assert c.get("/api/me").status_code == 401
+
+
+@pytest.mark.parametrize("claim", [False, None], ids=["email_verified-false", "email_verified-absent"])
+def test_an_unverified_email_is_never_presented_as_the_users(
+    client: httpx.Client, oidc_idp: FakeIdP, claim: bool | None
+) -> None:
+    """The user signs in, but /api/me shows no address and says it is not verified; the cookie holds none."""
+    oidc_idp.knobs.email_verified = claim
+    assert sign_in(client, "fake", "alice").status_code == 303
+    me = client.get("/api/me").json()
+    assert (me["subject"], me["email"], me["emailVerified"]) == ("alice", None, False)
+    assert "alice@example.com" not in json.dumps(cookie_payload(session_cookie(client)))
+
+
+def test_an_email_from_userinfo_counts_only_for_the_same_subject(
+    client: httpx.Client, oidc_idp: FakeIdP
+) -> None:
+    """OIDC Core 5.3.2: userinfo for another subject than the ID token's refuses the sign-in."""
+    oidc_idp.knobs.omit_email_in_id_token = True
+    assert sign_in(client, "fake", "alice").status_code == 303
+    assert client.get("/api/me").json()["email"] == "alice@example.com"  # completed from userinfo
+    oidc_idp.knobs.userinfo_subject = "mallory"
+    with httpx.Client(base_url=str(client.base_url)) as other:
+        answer = sign_in(other, "fake", "bob")
+        assert answer.status_code == 502
+        assert answer.json()["error"]["code"] == "identity_provider_error"
+        assert other.get("/api/me").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("advertised", "iss", "status"),
+    [
+        (False, None, 303),
+        (False, "", 303),
+        (False, "https://evil.example", 400),
+        (True, None, 400),
+        (True, "", 303),
+        (True, "https://evil.example", 400),
+    ],
+    ids=["absent", "right", "wrong", "advertised-but-absent", "advertised-right", "advertised-wrong"],
+)
+def test_the_authorization_responses_issuer_is_checked(
+    client: httpx.Client, oidc_idp: FakeIdP, advertised: bool, iss: str | None, status: int
+) -> None:
+    """RFC 9207: an iss that is present, or advertised as always sent, must be the provider's issuer."""
+    oidc_idp.knobs.advertise_iss = advertised  # before this test's app first reads the discovery document
+    oidc_idp.knobs.response_iss = iss
+    answer = sign_in(client, "fake", "alice")
+    assert answer.status_code == status, answer.text
+    if status == 400:
+        assert answer.json()["error"]["code"] == "issuer_mismatch"
+        assert client.get("/api/me").status_code == 401
+
+
+def test_a_subject_is_never_truncated_into_another_user(app_env: dict[str, str]) -> None:
+    """Issue 13: through the dev provider, a 255-character subject is kept whole and a longer one is refused."""
+    with devstack.dev_identity_provider() as issuer, serve_app(dev_provider_env(app_env, issuer)) as url:
+        with httpx.Client(base_url=url) as c:
+            assert sign_in_at_dev_idp(c, "a" * 255).status_code == 303
+            assert c.get("/api/me").json()["subject"] == "a" * 255
+        with httpx.Client(base_url=url) as c:
+            refused = sign_in_at_dev_idp(c, "a" * 255 + "b")
+            assert refused.status_code == 502
+            assert refused.json()["error"]["code"] == "identity_provider_error"
+            assert c.get("/api/me").status_code == 401
+
+
+def test_a_wrong_client_secret_is_the_operators_502_logged_at_error(
+    app_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The provider refuses our client: the user sees 502, the log names the provider and the settings."""
+    env = {**app_env, "SOUNDPOST_PROVIDER_FAKE_CLIENT_SECRET": "not-the-secret"}
+    with serve_app(env) as url, httpx.Client(base_url=url) as c, caplog.at_level(logging.ERROR):
+        answer = sign_in(c, "fake", "alice")
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "identity_provider_error"
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(
+        "fake" in m and "invalid_client" in m and "SOUNDPOST_PROVIDER_FAKE_CLIENT_SECRET" in m for m in errors
+    ), errors
+
+
+def test_a_sign_in_older_than_its_lifetime_is_refused(app_env: dict[str, str]) -> None:
+    """SOUNDPOST_SIGN_IN_TIMEOUT bounds a sign-in's state, even while the cookie holding it is valid."""
+    env = {**app_env, "SOUNDPOST_SIGN_IN_TIMEOUT": "30"}
+    with serve_app(env) as url, httpx.Client(base_url=url) as c:
+        login = start_login(c, "?provider=fake")
+        callback = approve_at_idp(login.headers["location"])
+        payload = cookie_payload(session_cookie(c))
+        for key, entry in payload.items():
+            if key.startswith("_state_fake_"):
+                entry["data"]["started"] -= 31  # type: ignore[index]
+        signer = itsdangerous.TimestampSigner(env["SOUNDPOST_SESSION_SECRET"])
+        aged = signer.sign(base64.b64encode(json.dumps(payload).encode())).decode()
+        c.cookies.set("soundpost_session", aged)
+        answer = follow_callback(c, callback)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "sign_in_expired"
+        assert c.get("/api/me").status_code == 401

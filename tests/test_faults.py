@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import httpx
 import pytest
@@ -92,12 +93,12 @@ def test_discovery_metadata_is_cached_for_its_lifetime(
 def test_discovery_metadata_is_fetched_again_once_stale(
     app_env: dict[str, str], oidc_idp: fake_idp.FakeIdP
 ) -> None:
-    """With a lifetime of zero, every sign-in fetches the document again."""
+    """With a lifetime of zero, every step of a sign-in that needs the document fetches it again."""
     with serve_app({**app_env, "SOUNDPOST_IDP_METADATA_TTL": "0"}) as url, httpx.Client(base_url=url) as c:
         before = oidc_idp.discovery_requests
         for _ in range(3):
             assert sign_in(c, "fake", "alice").status_code == 303
-    assert oidc_idp.discovery_requests - before == 3
+    assert oidc_idp.discovery_requests - before == 2 * 3  # at the login and at the callback
 
 
 def dev_provider_env(app_env: dict[str, str], issuer: str, ttl: str) -> dict[str, str]:
@@ -137,3 +138,47 @@ def test_the_dev_provider_stopped_and_restarted_on_its_port(app_env: dict[str, s
                 done = follow_callback(c, approve_at_dev_idp(login.headers["location"], "bob"))
                 assert done.status_code == 303, done.text
                 assert c.get("/api/me").json()["subject"] == "bob"
+
+
+def test_the_same_callback_works_once_the_provider_is_back(app_env: dict[str, str]) -> None:
+    """Issue 13: a 503 at the code exchange keeps the sign-in state, so retrying the callback URL signs in."""
+    provider = fake_idp.FakeIdP(kind="oidc")
+    with contextlib.ExitStack() as first_run:
+        url = first_run.enter_context(provider.serve())
+        env = {**app_env, "SOUNDPOST_PROVIDER_FAKE_DISCOVERY_URL": provider.discovery_url}
+        with serve_app(env) as app, httpx.Client(base_url=app) as c:
+            login = start_login(c, "?provider=fake")
+            callback = approve_at_idp(login.headers["location"])
+            first_run.close()  # the provider stops before the code is exchanged
+
+            caught = follow_callback(c, callback)
+            assert caught.status_code == 503 and caught.headers["retry-after"]
+            assert caught.json()["error"]["code"] == "identity_provider_unavailable"
+
+            with provider.serve(port=port_of(url)):
+                retried = follow_callback(c, callback)
+                assert retried.status_code == 303, retried.text
+                assert c.get("/api/me").json()["subject"] == "alice"
+                assert follow_callback(c, callback).json()["error"]["code"] == "invalid_state"  # once only
+
+
+def test_readiness_sees_the_provider_go_down_within_seconds(app_env: dict[str, str]) -> None:
+    """Issue 13: /readyz reflects the provider within PROBE_WINDOW seconds, not the metadata's hour."""
+    from service.discovery import PROBE_TIMEOUT, PROBE_WINDOW
+
+    provider = fake_idp.FakeIdP(kind="oidc")
+    with contextlib.ExitStack() as first_run:
+        url = first_run.enter_context(provider.serve())
+        env = {**app_env, "SOUNDPOST_PROVIDER_FAKE_DISCOVERY_URL": provider.discovery_url}
+        with serve_app(env) as app, httpx.Client(base_url=app, timeout=30) as c:
+            assert sign_in(c, "fake", "alice").status_code == 303
+            assert c.get("/readyz").status_code == 200
+            first_run.close()
+            stopped = time.monotonic()
+            while (ready := c.get("/readyz")).status_code == 200:
+                assert time.monotonic() - stopped < PROBE_WINDOW + 1, "readiness still ok long after"
+                time.sleep(0.2)
+            assert ready.json()["checks"]["idp:fake"].startswith("unreachable")
+            assert time.monotonic() - stopped < PROBE_WINDOW + PROBE_TIMEOUT + 1
+            with provider.serve(port=port_of(url)):
+                assert c.get("/readyz").status_code == 200  # back at the next check

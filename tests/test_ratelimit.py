@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import serve_app
 from tests.support.flows import sign_in
 from tests.support.servers import bound_socket
-from tests.support.tools import require_tool
 from tests.support.uppy import Multipart
 
 PRESIGN = "/api/upload/presigned-url"
@@ -32,45 +25,6 @@ def signed_in(url: str, user: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=url, follow_redirects=False) as client:
         assert sign_in(client, "fake", user).status_code == 303
         yield client
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A real redis-server from Debian's packages, on a free loopback port, persisting nothing."""
-    require_tool(shutil.which("redis-server") is not None, "redis-server", "apt-get install redis-server")
-    sock = bound_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_over_the_budget_is_429_with_retry_after(app_env: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
@@ -154,16 +154,55 @@ def test_clearing_the_session_expires_the_cookie(app_client: TestClient) -> None
     assert answer.headers["set-cookie"].startswith(f"{COOKIE}=null; path=/; expires=Thu, 01 Jan 1970")
 
 
+def remembered_of(app: Starlette) -> dict[bytes, Any]:
+    layer: Any = app.middleware_stack
+    while not isinstance(layer, Edge):
+        layer = layer.app
+    remembered: dict[bytes, Any] = layer.sessions.remembered
+    return remembered
+
+
 def test_the_table_of_remembered_cookies_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the newest few session cookies are remembered, keyed by the cookie alone."""
     monkeypatch.setattr(CookieSessions, "REMEMBERED", 3)
     app = app_with(soundpost)
     cookies = [signed_cookie(soundpost, who) for who in ("a", "b", "c", "d", "e")]
     with TestClient(app) as client:
         for cookie in cookies:
             assert client.get("/me", headers={"cookie": f"{COOKIE}={cookie}"}).status_code == 200
-    layer: Any = app.middleware_stack
-    while not isinstance(layer, Edge):
-        layer = layer.app
-    remembered = layer.sessions.remembered
-    assert len(remembered) == 3
-    assert [header.decode() for header in remembered] == [f"{COOKIE}={c}" for c in cookies[2:]]
+    assert [key.decode() for key in remembered_of(app)] == [f"{COOKIE}={c}" for c in cookies[2:]]
+
+
+def test_other_cookies_cost_the_remembered_table_no_memory() -> None:
+    """Issue 13: 400 requests with one valid session and 64 KiB of other, varying cookies keep one small entry."""
+    app = app_with(soundpost)
+    cookie = signed_cookie(soundpost)
+    with TestClient(app) as client:
+        for n in range(400):
+            padding = f"pad{n}=" + "x" * 65536
+            header = f"{padding}; {COOKIE}={cookie}; other{n}=y"
+            assert client.get("/me", headers={"cookie": header}).json() == {"user": {"s": "alice"}}
+    remembered = remembered_of(app)
+    assert list(remembered) == [f"{COOKIE}={cookie}".encode()]
+    assert sum(len(key) + len(payload) for key, (_, payload) in remembered.items()) < 512
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "{c}",
+        "a=1; {c}; b=2",
+        "{name}=stale; {c}",  # the last one counts, as with cookie_parser
+        "a=1;{c}",
+        '{name}="{value}"',  # quoted: cookie_parser's unquoting
+        "x{name}=nope; {c}",
+    ],
+)
+def test_the_session_cookie_is_found_as_starlettes_parser_finds_it(header: str) -> None:
+    """The fast lookup of our cookie in a Cookie header agrees with cookie_parser."""
+    value = signed_cookie(soundpost)
+    text = header.format(c=f"{COOKIE}={value}", name=COOKIE, value=value)
+    sessions = CookieSessions(SECRET, session_cookie=COOKIE)
+    expected = cookie_parser(text).get(COOKIE)
+    assert expected == value
+    assert sessions.cookie_value(text.encode("latin-1")) == expected.encode()

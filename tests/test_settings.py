@@ -94,11 +94,22 @@ def test_an_empty_environment_names_every_required_setting() -> None:
         ("SOUNDPOST_RATE_LIMIT", "often"),
         ("SOUNDPOST_RATE_LIMIT", "0/minute"),
         ("SOUNDPOST_RATE_LIMIT", "10/second;2000000/hour"),
+        ("SOUNDPOST_PROVIDER_GITHUB_SCOPES", "openid read:user"),
+        ("SOUNDPOST_PROVIDER_GITHUB_END_SESSION", "true"),
+        ("SOUNDPOST_PROVIDER_GOOGLE_END_SESSION", "sometimes"),
+        ("SOUNDPOST_SIGN_IN_TIMEOUT", "5"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_setting(name: str, value: str) -> None:
     found = problems({**GOOD, name: value})
     assert any(name in problem for problem in found), found
+
+
+def test_an_oauth2_provider_asking_for_openid_is_refused_at_start_up() -> None:
+    """kind=oauth2 never checks an ID token, so asking for one is a misconfiguration, named as such."""
+    found = "\n".join(problems({**GOOD, "SOUNDPOST_PROVIDER_GITHUB_SCOPES": "openid email"}))
+    assert "SOUNDPOST_PROVIDER_GITHUB_SCOPES must not include openid" in found
+    assert "SOUNDPOST_PROVIDER_GITHUB_KIND=oidc" in found
 
 
 def test_a_provider_missing_its_urls_names_each_one() -> None:

@@ -48,6 +48,13 @@ class Knobs:
     omit_id_token: bool = False
     token_status: int | None = None
     token_body: str | None = None
+    subject: str | None = None  # replaces the user's name as the ID token's and userinfo's sub
+    userinfo_subject: str | None = None  # replaces the sub in userinfo only
+    omit_email_in_id_token: bool = False  # so that the client asks userinfo
+    email_verified: bool | None = True  # None: the claim is left out
+    omit_jwks_uri: bool = False
+    advertise_iss: bool = False  # authorization_response_iss_parameter_supported (RFC 9207)
+    response_iss: str | None = None  # the iss the authorization response carries ("" = the real issuer)
 
 
 @dataclass
@@ -98,19 +105,22 @@ class FakeIdP:
         if self.kind != "oidc":
             return Response(status_code=404)
         self.discovery_requests += 1
-        return JSONResponse(
-            {
-                "issuer": self.base_url,
-                "authorization_endpoint": f"{self.base_url}/authorize",
-                "token_endpoint": f"{self.base_url}/token",
-                "userinfo_endpoint": f"{self.base_url}/userinfo",
-                "jwks_uri": f"{self.base_url}/jwks",
-                "response_types_supported": ["code"],
-                "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "code_challenge_methods_supported": ["S256"],
-            }
-        )
+        document: dict[str, Any] = {
+            "issuer": self.base_url,
+            "authorization_endpoint": f"{self.base_url}/authorize",
+            "token_endpoint": f"{self.base_url}/token",
+            "userinfo_endpoint": f"{self.base_url}/userinfo",
+            "jwks_uri": f"{self.base_url}/jwks",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "code_challenge_methods_supported": ["S256"],
+        }
+        if self.knobs.omit_jwks_uri:
+            del document["jwks_uri"]
+        if self.knobs.advertise_iss:
+            document["authorization_response_iss_parameter_supported"] = True
+        return JSONResponse(document)
 
     async def authorize(self, request: Request) -> Response:
         params = dict(request.query_params)
@@ -134,7 +144,10 @@ class FakeIdP:
             )
         code = secrets.token_urlsafe(16)
         self.codes[code] = {k: str(v) for k, v in form.items()}
-        return RedirectResponse(f"{redirect_uri}?{urlencode({'code': code, 'state': state})}", 302)
+        answer = {"code": code, "state": state}
+        if self.knobs.response_iss is not None:
+            answer["iss"] = self.knobs.response_iss or self.base_url
+        return RedirectResponse(f"{redirect_uri}?{urlencode(answer)}", 302)
 
     async def token(self, request: Request) -> Response:
         form = {k: str(v) for k, v in (await request.form()).items()}
@@ -164,14 +177,16 @@ class FakeIdP:
             now = int(time.time())
             claims = {
                 "iss": self.base_url,
-                "sub": grant["user"],
+                "sub": self.knobs.subject or grant["user"],
                 "aud": CLIENT_ID,
                 "iat": now + self.knobs.id_token_iat_offset,
                 "exp": now + self.knobs.id_token_exp_offset,
                 "nonce": self.knobs.nonce or grant.get("nonce", ""),
-                "email": user["email"],
                 "name": user["name"],
+                **self._email_claims(user),
             }
+            if self.knobs.omit_email_in_id_token:
+                claims = {k: v for k, v in claims.items() if not k.startswith("email")}
             body["id_token"] = jwt.encode({"alg": "RS256", "kid": "test-key"}, claims, self.key)
         return JSONResponse(body)
 
@@ -195,7 +210,14 @@ class FakeIdP:
             return JSONResponse(
                 {"id": user["github_id"], "login": name, "name": user["name"], "email": user["email"]}
             )
-        return JSONResponse({"sub": name, "email": user["email"], "name": user["name"]})
+        subject = self.knobs.userinfo_subject or self.knobs.subject or name
+        return JSONResponse({"sub": subject, "name": user["name"], **self._email_claims(user)})
+
+    def _email_claims(self, user: dict[str, Any]) -> dict[str, Any]:
+        claims: dict[str, Any] = {"email": user["email"]}
+        if self.knobs.email_verified is not None:
+            claims["email_verified"] = self.knobs.email_verified
+        return claims
 
 
 def _pkce_matches(grant: dict[str, str], verifier: str | None) -> bool:
