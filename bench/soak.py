@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
 import httpx2 as httpx  # noqa: E402 - after the path set-up, so the script runs from anywhere
 
 from service import devstack  # noqa: E402
+from service.budgets import BUDGETS  # noqa: E402
 from tests.support.audio_samples import wav  # noqa: E402
 
 # What each kind of request answers when all is well.
@@ -274,7 +275,7 @@ def run(options: Options) -> Report:
     with stand_ins(f"http://127.0.0.1:{port}") as (s3, issuer):
         env = {
             **devstack.dev_environment(f"http://127.0.0.1:{port}", s3, issuer),
-            "SOUNDPOST_RATE_LIMIT": "1000000/minute",
+            **{f"SOUNDPOST_{budget.setting}": "1000000/minute" for budget in BUDGETS},
         }  # the soak measures the service, not its limiter
         with devstack.soundpost_serve(env, port) as server:
             return asyncio.run(drive(server.url, server.process.pid, options))

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
+from service.budgets import Budget
 from service.compat.starlette import ExactPathRoute
 from service.errors import ErrorResponse
 
@@ -38,7 +39,7 @@ class Spec:
     query: Any = None  # a Struct whose fields are the query parameters
     path: Any = None  # a Struct whose fields are the path parameters
     signed_in: bool = False
-    signing: bool = False  # issues signatures: rate limited per user
+    budget: Budget | None = None  # what the route spends (service.budgets): per user, before it runs
     errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     media_type: str = "application/json"
     also: Mapping[int, Any] = field(default_factory=dict)  # other statuses with a non-error body
@@ -51,7 +52,7 @@ class Operation:
     A function endpoint would be wrapped in Starlette's ``request_response``, whose
     own exception-handling layer wraps ``send`` once more on every request; an
     error raised here reaches the edge layer instead, which answers it with the
-    same handler. Signing routes spend the user's rate limit before the endpoint runs.
+    same handler. A route with a per-user budget spends one unit of it before the endpoint runs.
     """
 
     __slots__ = ("endpoint", "limit")
@@ -69,15 +70,18 @@ class Operation:
 
 
 class ApiRoute(ExactPathRoute):
-    """A route with one method and a ``Spec``; signing routes get the per-user rate limit."""
+    """A route with one method and a ``Spec``; a per-user budget is spent before the endpoint runs."""
 
     def __init__(self, path: str, endpoint: Endpoint, *, method: str, name: str, spec: Spec) -> None:
         # Imported here: ratelimit imports auth, which imports this module.
-        from service.ratelimit import enforce
+        from service.ratelimit import enforcer
 
         self.spec = spec
         self.method = method
-        self.operation = Operation(endpoint, enforce if spec.signing else None)
+        budget = spec.budget
+        # A per-upload budget is spent by the endpoint, which knows the upload and the cost.
+        limit = enforcer(budget) if budget is not None and budget.per == "user" else None
+        self.operation = Operation(endpoint, limit)
         super().__init__(path, self.operation, methods=[method], name=name)
 
     def error_codes(self) -> dict[int, tuple[str, ...]]:
@@ -100,8 +104,9 @@ class ApiRoute(ExactPathRoute):
             add(401, "not_signed_in")
         if self.method in UNSAFE_METHODS:
             add(403, "cross_site_request")
-        if self.spec.signing:
+        if self.spec.budget is not None:
             add(429, "rate_limited")
+            add(503, "rate_limiter_unavailable")
         for status, names in self.spec.errors.items():
             add(status, *names)
         return {status: tuple(names) for status, names in sorted(codes.items())}

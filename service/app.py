@@ -21,13 +21,14 @@ from service.edge import Edge
 from service.errors import EXCEPTION_HANDLERS, ErrorHandlers
 from service.guards import SiteGuard
 from service.observability import RequestRecorder
-from service.ratelimit import open_limiter
+from service.ratelimit import close_limiters, open_limiters
 from service.resources import Resources
 from service.revocation import open_revocations
 from service.schemas import Health, Readiness, encoder
 from service.session import CookieSessions
 from service.settings import Settings, load_settings
-from service.storage import STORAGE_DOWN, handle_storage_down, open_storage
+from service.storage import EXCEPTION_HANDLERS as STORAGE_HANDLERS
+from service.storage import check_at_startup, open_storage
 from service.webhooks import open_webhooks
 
 STATIC = Path(__file__).parent / "static"
@@ -200,18 +201,19 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
             open_webhooks(config) as webhooks,
             open_revocations(config) as revocations,
         ):
-            limiter = open_limiter(config)
+            await check_at_startup(storage)  # a missing bucket or refused credentials stop start-up
+            limiters = open_limiters(config)
             try:
                 yield Resources(
                     settings=config,
                     storage=storage,
                     webhooks=webhooks,
-                    limiter=limiter,
+                    limiters=limiters,
                     providers=discovery.provider_clients(config),
                     revocations=revocations,
                 )
             finally:
-                limiter.close()
+                close_limiters(limiters)
 
     app = Soundpost(
         guard=SiteGuard((config.public_origin, *config.trusted_origins), https=config.secure_cookies),
@@ -227,7 +229,7 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
         routes=routes(),
         exception_handlers={
             **EXCEPTION_HANDLERS,
-            **dict.fromkeys(STORAGE_DOWN, handle_storage_down),
+            **STORAGE_HANDLERS,
         },
         lifespan=lifespan,
     )

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 
-import botocore.exceptions
 from starlette.requests import Request
 from starlette.responses import Response
 
 from service.resources import resources
 from service.revocation import SharedRevocations
 from service.schemas import Health, Readiness, json_response
-from service.storage import STORAGE_DOWN, Storage
+from service.storage import STORAGE_DOWN, Storage, probe
 
 logger = logging.getLogger("soundpost.health")
 
@@ -29,13 +28,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def _bucket(storage: Storage) -> str:
+    """The S3 check: "ok", "unreachable (...)", or the code of S3's refusal and what to fix."""
     try:
-        await storage.s3.head_bucket(Bucket=storage.settings.s3_bucket)
+        fault = await probe(storage)
     except STORAGE_DOWN as exc:
         return f"unreachable ({type(exc).__name__})"
-    except botocore.exceptions.ClientError as exc:
-        return f"refused ({exc.response.get('Error', {}).get('Code', 'error')})"
-    return "ok"
+    return "ok" if fault is None else f"{fault.error.code} ({fault.advice})"
 
 
 async def readyz(request: Request) -> Response:

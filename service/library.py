@@ -16,7 +16,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service import audio, keys, sniff
+from service import audio, budgets, keys, sniff
 from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
@@ -36,6 +36,7 @@ from service.schemas import (
     json_response,
 )
 from service.settings import Settings
+from service.storage import ERRORS as STORAGE_ERRORS
 from service.storage import NotFound, Storage, StoredObject
 
 DEFAULT_PAGE = 50
@@ -210,12 +211,13 @@ async def delete(request: Request) -> Response:
 
 # --- contracts (service/app.py routes these; /openapi.json is made from them) -----------------------
 
-_DOWN = {503: ("storage_unavailable",)}
+_DOWN = STORAGE_ERRORS
 LIST = Spec(
     "The caller's uploads, newest first, a page at a time.",
     response=UploadList,
     query=UploadsQuery,
     signed_in=True,
+    budget=budgets.STORAGE,
     errors={400: ("invalid_cursor",), **_DOWN},
     tag="library",
 )
@@ -224,6 +226,7 @@ DELETE = Spec(
     status=204,
     path=UploadPath,
     signed_in=True,
+    budget=budgets.STORAGE,
     errors={404: ("not_found",), **_DOWN},
     tag="library",
 )
@@ -232,6 +235,7 @@ PLAYBACK_URL = Spec(
     response=PlaybackUrl,
     path=UploadPath,
     signed_in=True,
+    budget=budgets.STORAGE,
     errors={404: ("not_found",), **_DOWN},
     tag="library",
 )
@@ -240,6 +244,7 @@ CONFIRM = Spec(
     response=Upload,
     path=UploadPath,
     signed_in=True,
+    budget=budgets.CONFIRM,
     errors={
         404: ("not_found",),
         413: ("file_too_large",),

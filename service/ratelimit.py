@@ -1,9 +1,9 @@
-"""Per-user rate limit on the routes that issue signatures: at most N in any window.
+"""The budgets of ``service.budgets``, kept: at most N units of each in any window, per user or upload.
 
-In memory by default (each process keeps its own budget), with ``MemoryWindows``
-below; with ``SOUNDPOST_REDIS_URL`` every replica draws from one budget in Redis,
-through the ``limits`` library's moving window. A signed-out request is not counted
-here: the route answers it with 401 anyway.
+In memory by default (each process keeps its own budgets), with ``MemoryWindows``
+below; with ``SOUNDPOST_REDIS_URL`` every replica draws from the same budgets in
+Redis, through the ``limits`` library's moving window. A signed-out request is not
+counted here: the route answers it with 401 anyway.
 
 Why not ``limits``' own memory storage: it is on the presign hot path, and it
 starts an expiry task that hops to a thread (``asyncio.to_thread``) on almost
@@ -12,10 +12,11 @@ every hit, which cost more CPU than signing and stretched the tail latency.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,14 +27,16 @@ from limits.storage import storage_from_string
 from starlette.requests import Request
 
 from service.auth import current_user
+from service.budgets import BUDGETS, Budget
 from service.errors import ApiError
 from service.resources import resources
 from service.settings import Settings
 
 
 class Limiter(Protocol):
-    async def hit(self, user_id: str) -> int | None:
-        """Spend one unit of the user's budget; None if allowed, else seconds until it refills."""
+    async def hit(self, key: str, cost: int = 1, scale: int = 1) -> int | None:
+        """Spend ``cost`` units of ``key``'s budget (its amounts times ``scale``); None if allowed,
+        else seconds until enough refills."""
 
     def close(self) -> None: ...
 
@@ -42,8 +45,8 @@ class MemoryWindows:
     """Each user's hit times inside each rate's window, in this process: a hit is allowed
     while the window holds fewer than N, so no window ever holds more than N.
 
-    A refused hit spends nothing. Users idle for longer than the longest window are
-    forgotten once a minute, so memory follows the active users only.
+    A refused hit spends nothing. Keys idle for longer than the longest window are
+    forgotten once a minute, so memory follows the active users (and uploads) only.
     """
 
     SWEEP_EVERY = 60.0
@@ -57,20 +60,26 @@ class MemoryWindows:
         self.windows: dict[str, list[deque[float]]] = {}
         self.next_sweep = clock() + self.SWEEP_EVERY
 
-    async def hit(self, user_id: str) -> int | None:
+    async def hit(self, key: str, cost: int = 1, scale: int = 1) -> int | None:
         now = self.clock()
         if now >= self.next_sweep:
             self.sweep(now)
-        windows = self.windows.get(user_id)
+        windows = self.windows.get(key)
         if windows is None:
-            windows = self.windows[user_id] = [deque() for _ in self.rates]
+            windows = self.windows[key] = [deque() for _ in self.rates]
         for (amount, seconds), window in zip(self.rates, windows, strict=False):
             while window and window[0] <= now - seconds:
                 window.popleft()  # memory follows the hits inside the window, not the budget
-            if len(window) >= amount:
-                return max(1, math.ceil(window[0] + seconds - now))
+            room = amount * scale - len(window)
+            if cost > room:
+                # the unit that must leave first for cost units to fit, or a whole window if they never can
+                oldest = window[cost - room - 1] if cost <= amount * scale else now
+                return max(1, math.ceil(oldest + seconds - now))
         for window in windows:
-            window.append(now)
+            if cost == 1:
+                window.append(now)
+            else:  # one float object shared by all cost entries
+                window.extend(itertools.repeat(now, cost))
         return None
 
     def sweep(self, now: float) -> None:
@@ -95,12 +104,14 @@ class SharedWindows:
     limiter: MovingWindowRateLimiter
     storage: Storage
     rates: list[limits.RateLimitItem]
+    name: str = "sign"
 
-    async def hit(self, user_id: str) -> int | None:
-        """Spend one unit of the user's budget; None if allowed, else seconds until it refills."""
+    async def hit(self, key: str, cost: int = 1, scale: int = 1) -> int | None:
+        """Spend ``cost`` units of ``key``'s budget; None if allowed, else seconds until it refills."""
         for rate in self.rates:
-            if not await self.limiter.hit(rate, "sign", user_id):
-                stats = await self.limiter.get_window_stats(rate, "sign", user_id)
+            item = rate if scale == 1 else type(rate)(rate.amount * scale, rate.multiples)
+            if not await self.limiter.hit(item, self.name, key, cost=cost):
+                stats = await self.limiter.get_window_stats(item, self.name, key)
                 return max(1, math.ceil(stats.reset_time - time.time()))
         return None
 
@@ -112,33 +123,71 @@ class SharedWindows:
             pool.disconnect()
 
 
-def open_limiter(settings: Settings) -> Limiter:
-    rates = limits.parse_many(settings.rate_limit)
+Limiters = dict[str, Limiter]
+
+
+def open_limiters(settings: Settings) -> Limiters:
+    """One limiter per budget of ``service.budgets``, at the rates the settings give."""
+    rates = {budget.name: limits.parse_many(settings.budget_rate(budget)) for budget in BUDGETS}
     if settings.redis_url is None:
-        return MemoryWindows(rates)
+        return {name: MemoryWindows(items) for name, items in rates.items()}
     storage = storage_from_string(f"async+{settings.redis_url}", wrap_exceptions=True)
     assert isinstance(storage, Storage)  # the async+ scheme gives an asyncio storage
-    return SharedWindows(MovingWindowRateLimiter(storage), storage, rates)
+    limiter = MovingWindowRateLimiter(storage)
+    return {name: SharedWindows(limiter, storage, items, name) for name, items in rates.items()}
 
 
-async def enforce(request: Request) -> None:
-    user = current_user(request)
-    if user is None:
-        return
-    limiter = resources(request)["limiter"]
+def close_limiters(limiters: Limiters) -> None:
+    for limiter in limiters.values():
+        limiter.close()
+
+
+def _unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "rate_limiter_unavailable",
+        "The rate limiter cannot be reached right now.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _limited(budget: Budget, wait: int) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"Too many requests of this kind ({budget.name}); try again in {wait} s.",
+        headers={"Retry-After": str(wait)},
+    )
+
+
+async def spend(request: Request, budget: Budget, key: str, cost: int = 1, scale: int = 1) -> None:
+    """Spend ``cost`` units of ``key``'s share of ``budget``, or raise the 429 (or 503) that says why not."""
+    limiter = resources(request)["limiters"][budget.name]
     try:
-        wait = await limiter.hit(user.user_id)
+        wait = await limiter.hit(key, cost, scale)
     except limits.errors.StorageError as exc:
-        raise ApiError(
-            503,
-            "rate_limiter_unavailable",
-            "The rate limiter cannot be reached right now.",
-            headers={"Retry-After": "5"},
-        ) from exc
+        raise _unavailable() from exc
     if wait is not None:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"Too many signing requests; try again in {wait} s.",
-            headers={"Retry-After": str(wait)},
-        )
+        raise _limited(budget, wait)
+
+
+def enforcer(budget: Budget) -> Callable[[Request], Awaitable[None]]:
+    """What a route with a per-user budget runs first: one unit of the signed-in user's budget.
+
+    ``spend`` inlined: this runs on every presign, and an extra coroutine per request is measurable.
+    """
+    name = budget.name
+
+    async def enforce(request: Request) -> None:
+        user = current_user(request)
+        if user is None:
+            return
+        limiter = resources(request)["limiters"][name]
+        try:
+            wait = await limiter.hit(user.user_id)
+        except limits.errors.StorageError as exc:
+            raise _unavailable() from exc
+        if wait is not None:
+            raise _limited(budget, wait)
+
+    return enforce

@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:  # these modules' routes read resources, so importing them here would be circular
     from service.discovery import ProviderClient
-    from service.ratelimit import Limiter
+    from service.ratelimit import Limiters
     from service.revocation import Revocations
     from service.settings import Settings
     from service.storage import Storage
@@ -26,7 +26,7 @@ class Resources(TypedDict):
     settings: Settings
     storage: Storage
     webhooks: WebhookSender | None
-    limiter: Limiter
+    limiters: Limiters
     providers: dict[str, ProviderClient]  # by name
     revocations: Revocations
 

@@ -20,6 +20,7 @@ import limits
 from starlette.datastructures import Secret
 
 from service.audio import CANONICAL_TYPES, canonical_type
+from service.budgets import BUDGETS, Budget
 
 T = TypeVar("T")
 
@@ -86,7 +87,7 @@ class Settings:
     webhook_url: str | None = None
     webhook_secret: Secret | None = None
     webhook_timeout: int = 10
-    rate_limit: str = "60/minute"
+    budget_rates: Mapping[str, str] = field(default_factory=dict)  # budget name -> rate; else its default
     redis_url: Secret | None = None
     idp_metadata_ttl: int = 3600
     sign_in_timeout: int = 600
@@ -119,6 +120,10 @@ class Settings:
     @property
     def browser_s3_endpoint(self) -> str | None:
         return self.s3_public_endpoint or self.s3_endpoint
+
+    def budget_rate(self, budget: Budget) -> str:
+        """The rate a budget runs at: its setting if set, else its default."""
+        return self.budget_rates.get(budget.name, budget.default)
 
     def provider(self, name: str) -> Provider | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -274,16 +279,16 @@ def _webhook_secret(read: _Reader, url: str | None) -> Secret | None:
 MAX_RATE_AMOUNT = 1_000_000
 
 
-def _rate_limit(read: _Reader) -> str:
-    """A ``limits`` rate string such as ``60/minute`` or ``10/second;300/hour``."""
-    value = read.raw("RATE_LIMIT") or "60/minute"
+def _rate_limit(read: _Reader, budget: Budget) -> str:
+    """A budget's ``limits`` rate string such as ``60/minute`` or ``10/second;300/hour``."""
+    value = read.raw(budget.setting) or budget.default
     try:
         rates = limits.parse_many(value)
     except ValueError:
         rates = []
     if not rates or not all(1 <= rate.amount <= MAX_RATE_AMOUNT for rate in rates):
         read.problems.append(
-            f"{ENV_PREFIX}RATE_LIMIT must look like 60/minute or 10/second;300/hour "
+            f"{ENV_PREFIX}{budget.setting} must look like 60/minute or 10/second;300/hour "
             f"(each count from 1 to {MAX_RATE_AMOUNT}), got {value!r}"
         )
     return value
@@ -379,7 +384,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         webhook_url=webhook_url,
         webhook_secret=_webhook_secret(read, webhook_url),
         webhook_timeout=read.integer("WEBHOOK_TIMEOUT", 10, 1, 60),
-        rate_limit=_rate_limit(read),
+        budget_rates={budget.name: _rate_limit(read, budget) for budget in BUDGETS},
         redis_url=_redis_url(read),
         idp_metadata_ttl=read.integer("IDP_METADATA_TTL", 3600, 0, 7 * 86400),
         sign_in_timeout=read.integer("SIGN_IN_TIMEOUT", 600, 30, 3600),

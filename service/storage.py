@@ -9,6 +9,7 @@ opens a connection.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -97,10 +98,11 @@ def policy_conditions(content_type: str, max_bytes: int) -> list[Any]:
 
 
 class Storage:
-    def __init__(self, settings: Settings, s3: Any, signer: Any) -> None:
+    def __init__(self, settings: Settings, s3: Any, signer: Any, credentials: Any = None) -> None:
         self.settings = settings
         self.s3 = s3
         self.signer = signer
+        self.credentials = credentials  # the session's (and so both clients') credentials; None if none found
         self._post_target: PostTarget | None = None
 
     async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
@@ -131,15 +133,14 @@ class Storage:
         return PresignedPost(url=self._post_target.url, fields=signed, expires_at=moment.expires_at)
 
     async def _frozen_credentials(self) -> ReadOnlyCredentials:
-        """The signer's credentials as of now, from the same provider botocore's presigning uses.
+        """The credentials as of now, from the object botocore's own presigning signs with.
 
         Refreshable credentials (the default chain's instance roles, SSO, assume-role)
         refresh here when due; temporary credentials bring their session token.
         """
-        provider = self.signer._get_credentials()  # botocore's accessor for the client's provider
-        if provider is None:
+        if self.credentials is None:
             raise NoCredentialsError()
-        frozen: ReadOnlyCredentials = await provider.get_frozen_credentials()
+        frozen: ReadOnlyCredentials = await self.credentials.get_frozen_credentials()
         return frozen
 
     def _expiry(self, ttl: int) -> datetime:
@@ -201,21 +202,6 @@ class Storage:
         )
         return str(created["UploadId"])
 
-    async def upload_belongs_to_key(self, key: str, upload_id: str) -> bool:
-        """Whether ``upload_id`` is an upload in progress for exactly ``key``.
-
-        ListMultipartUploads on the key itself, because some servers (moto) answer
-        ListParts for any key as long as the upload id exists somewhere in the bucket.
-        """
-        markers: dict[str, str] = {}
-        while True:
-            page = await self.s3.list_multipart_uploads(Bucket=self.settings.s3_bucket, Prefix=key, **markers)
-            if any(u["Key"] == key and u["UploadId"] == upload_id for u in page.get("Uploads", [])):
-                return True
-            if not page.get("IsTruncated"):
-                return False
-            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
-
     async def presign_part(self, key: str, upload_id: str, part_number: int) -> str:
         return await self._presign("upload_part", key, UploadId=upload_id, PartNumber=part_number)
 
@@ -244,9 +230,9 @@ class Storage:
                     MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
                 )
         except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 400:
-                error = exc.response.get("Error", {})
-                raise PartsRejected(f"{error.get('Code')}: {error.get('Message')}") from None
+            code, status = _error_code(exc)
+            if status == 400 and code not in _CREDENTIALS_REFUSED:  # InvalidPart, EntityTooSmall, ...
+                raise PartsRejected(f"{code}: {exc.response.get('Error', {}).get('Message')}") from None
             raise
         return str(
             done.get("Location")
@@ -293,7 +279,10 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
         signer = await stack.enter_async_context(
             session.client("s3", endpoint_url=settings.browser_s3_endpoint, config=config)
         )
-        yield Storage(settings, s3, signer)
+        # boto3's public Session.get_credentials: the session's cached credentials object, which
+        # the clients were made with (neither was given keys of its own), refreshed when due.
+        credentials = await session.get_credentials()
+        yield Storage(settings, s3, signer, credentials)
 
 
 # What a stopped, unreachable or hung S3 raises once botocore's bounded retries are spent.
@@ -301,17 +290,156 @@ STORAGE_DOWN: tuple[type[Exception], ...] = (
     botocore.exceptions.ConnectionError,
     botocore.exceptions.HTTPClientError,
 )
+# What an S3 that answers, but refuses, raises; ``storage_fault`` says what it means.
+STORAGE_REFUSED: tuple[type[Exception], ...] = (ClientError, NoCredentialsError)
+
+# S3 error codes by what fixes them. Bodiless answers (HEAD) carry only the HTTP status as the code.
+_THROTTLED = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+)
+_SKEWED = frozenset({"RequestTimeTooSkewed"})
+_BUCKET_MISSING = frozenset({"NoSuchBucket"})
+_CREDENTIALS_REFUSED = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "403",
+    }
+)
+CREDENTIAL_SETTINGS = (
+    "SOUNDPOST_S3_ACCESS_KEY_ID and SOUNDPOST_S3_SECRET_ACCESS_KEY (and SOUNDPOST_S3_SESSION_TOKEN), "
+    "or the default AWS credential chain when they are unset"
+)
+# Every error code a route that calls S3 can answer with, for its Spec.
+ERRORS: dict[int, tuple[str, ...]] = {
+    502: ("storage_bucket_missing", "storage_credentials_refused", "storage_error"),
+    503: ("storage_unavailable",),
+}
 
 
-def storage_unavailable() -> ApiError:
+@dataclass(frozen=True)
+class Fault:
+    """What an S3 refusal means: the answer to give, and the log line that says what to fix."""
+
+    error: ApiError
+    level: int
+    advice: str
+
+
+def storage_unavailable(seconds: int = 5) -> ApiError:
     return ApiError(
         503,
         "storage_unavailable",
         "Storage cannot be reached right now. Try again in a moment.",
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def _error_code(exc: Exception) -> tuple[str, int]:
+    """(S3's error code, HTTP status) of a refusal; NoCredentials is a refusal before any request."""
+    if not isinstance(exc, ClientError):
+        return "NoCredentials", 0
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return str(exc.response.get("Error", {}).get("Code") or status), status
+
+
+def storage_fault(exc: Exception, bucket: str) -> Fault:
+    """Map an S3 refusal to an answer: transient ones are 503 with Retry-After, the operator's to fix 502."""
+    code, status = _error_code(exc)
+    if code in _THROTTLED or status >= 500:
+        return Fault(storage_unavailable(), logging.WARNING, f"S3 is throttling or failing ({code})")
+    if code in _SKEWED:
+        return Fault(
+            storage_unavailable(30),
+            logging.ERROR,
+            "S3 says this server's clock is off by more than 15 minutes (RequestTimeTooSkewed): "
+            "synchronise the clock (NTP)",
+        )
+    if code in _BUCKET_MISSING:
+        return Fault(
+            ApiError(502, "storage_bucket_missing", "Storage is misconfigured: its bucket does not exist."),
+            logging.ERROR,
+            f"the bucket {bucket!r} does not exist (NoSuchBucket): "
+            "set SOUNDPOST_S3_BUCKET to an existing bucket, or create it",
+        )
+    if code in _CREDENTIALS_REFUSED or code == "NoCredentials":
+        found = (
+            "no S3 credentials were found"
+            if code == "NoCredentials"
+            else f"S3 refused the credentials ({code})"
+        )
+        return Fault(
+            ApiError(502, "storage_credentials_refused", "Storage refused this service's credentials."),
+            logging.ERROR,
+            f"{found}: check {CREDENTIAL_SETTINGS}, and that they may use the bucket {bucket!r}",
+        )
+    return Fault(
+        ApiError(502, "storage_error", "Storage refused the request."),
+        logging.ERROR,
+        f"S3 refused a request with {code} (HTTP {status})",
     )
 
 
 async def handle_storage_down(request: Request, exc: Exception) -> Response:
     logger.warning("S3 unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
     return error_response(request, storage_unavailable())
+
+
+async def handle_storage_refused(request: Request, exc: Exception) -> Response:
+    """S3 answered with an error: one log line naming what to fix, and a 502 or 503 with its own code."""
+    settings = request.scope.get("state", {}).get("settings")
+    fault = storage_fault(exc, settings.s3_bucket if settings else "")
+    logger.log(fault.level, "S3 refused %s %s: %s", request.method, request.url.path, fault.advice)
+    return error_response(request, fault.error)
+
+
+EXCEPTION_HANDLERS = {
+    **dict.fromkeys(STORAGE_DOWN, handle_storage_down),
+    **dict.fromkeys(STORAGE_REFUSED, handle_storage_refused),
+}
+
+
+class StorageMisconfigured(RuntimeError):
+    """Start-up found a bucket that does not exist or credentials S3 refuses; the message says which."""
+
+
+# How long start-up waits for S3's first answer before starting without it (readiness reports it).
+STARTUP_CHECK_SECONDS = 5.0
+
+
+async def probe(storage: Storage) -> Fault | None:
+    """Ask S3 for one key under the prefix: None if it answers, else what its refusal means.
+
+    A listing, not HeadBucket, because its error body names the cause (NoSuchBucket,
+    InvalidAccessKeyId, SignatureDoesNotMatch); it needs the s3:ListBucket the service needs anyway.
+    """
+    settings = storage.settings
+    try:
+        await storage.s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=settings.s3_key_prefix, MaxKeys=1)
+    except STORAGE_REFUSED as exc:
+        return storage_fault(exc, settings.s3_bucket)
+    return None
+
+
+async def check_at_startup(storage: Storage) -> None:
+    """Refuse to start on a missing bucket or refused credentials, naming the setting to fix.
+
+    Those only an operator can fix, so failing loudly beats serving errors. An S3 that
+    is down or slow is not a reason to stay down: the service starts and /readyz says so.
+    """
+    try:
+        fault = await asyncio.wait_for(probe(storage), STARTUP_CHECK_SECONDS)
+    except (TimeoutError, botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
+        logger.warning("S3 did not answer at start-up (%s); starting anyway, /readyz reports it", exc)
+        return
+    if fault is None:
+        return
+    if fault.error.status != 502 or fault.error.code == "storage_error":
+        logger.warning("S3 refused the start-up check: %s; starting anyway", fault.advice)
+        return
+    logger.error("cannot start: %s", fault.advice)
+    raise StorageMisconfigured(fault.advice)

@@ -9,7 +9,7 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from service import audio, keys
+from service import audio, budgets, keys
 from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
@@ -60,7 +60,9 @@ async def read_json_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
             declared = value if declared is None else declared
     if content_type is None or content_type.split(b";", 1)[0].strip().lower() != b"application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
-    if declared is not None and declared.isdigit() and int(declared) > limit:  # bytes.isdigit: ASCII only
+    # bytes.isdigit is ASCII only; a length longer than the limit's digits is over it (and int() refuses
+    # more than 4,300 digits).
+    if declared is not None and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
         raise ApiError(413, "body_too_large", f"The request body must be at most {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
@@ -79,12 +81,15 @@ async def read_json_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
 
 
 def decode_json(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """The body as the decoder's type; bad JSON is a 400, JSON of the wrong shape a 422."""
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec decodes nested arrays and objects by recursion
+        raise ApiError(400, "malformed_json", "The body's JSON is nested too deeply.") from None
 
 
 def checked_content_type(settings: Settings, content_type: str, path: str = "$.contentType") -> str:
@@ -130,7 +135,7 @@ PRESIGN = Spec(
     response=PresignResponse,
     body=PresignRequest,
     signed_in=True,
-    signing=True,
+    budget=budgets.UPLOADS,
     errors={413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")},
     tag="uploads",
 )

@@ -5,20 +5,26 @@ Same paths and shapes as Uppy Companion's S3 routes, so an unmodified Uppy
 are served from one origin (the session cookie is all Uppy sends). Unlike
 Companion, every route needs a signed-in user, new keys follow the same rules as
 ``POST /api/upload/presigned-url``, and every operation on an existing upload first
-checks that the key is the caller's and the upload id belongs to that key.
+checks that the key is the caller's and that the upload id was sealed for that key
+at creation (``service.upload_tokens``: S3's id and the upload's byte limit, which
+completion enforces). Part signatures are budgeted per upload and per user.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service import keys
+from service import budgets, keys, upload_tokens
 from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
 from service.observability import PRESIGNED
 from service.params import decode_path, decode_query
+from service.ratelimit import spend
 from service.resources import resources
 from service.schemas import (
     BatchQuery,
@@ -39,7 +45,8 @@ from service.schemas import (
     multipart_request_decoder,
 )
 from service.settings import Settings
-from service.storage import NotFound, PartsRejected, Storage
+from service.storage import ERRORS as STORAGE_ERRORS
+from service.storage import NotFound, Part, PartsRejected, Storage
 from service.uploads import FieldPaths, decode_json, new_upload, read_json_body
 
 # 10,000 parts of {"PartNumber": n, "ETag": "\"<32 hex>\""} fit well inside this.
@@ -49,6 +56,9 @@ MAX_PART_NUMBER = 10_000
 MAX_BATCH = 100
 QUERY_PATHS = FieldPaths(filename="filename", content_type="type", size="metadata[size]")
 NOT_YOURS = "This upload does not exist or is not yours."
+# ASCII digits, short enough for int() (which refuses more than 4,300 digits) and far past any real size.
+WHOLE_NUMBER = re.compile(r"[0-9]{1,20}")
+PART_DIGITS = re.compile(r"[0-9]{1,5}")
 
 
 def _context(request: Request) -> tuple[Settings, Storage]:
@@ -57,11 +67,14 @@ def _context(request: Request) -> tuple[Settings, Storage]:
 
 
 def _declared_size(value: object, path: str) -> int | None:
-    """Uppy sends whatever metadata the page set; a size, if present, must be a positive whole number."""
+    """Uppy sends whatever metadata the page set; a size, if present, must be a positive whole number.
+
+    Only ASCII digits are a number here: ``str.isdigit`` also accepts "²", which ``int`` refuses.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not (
-        isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+        isinstance(value, int) or (isinstance(value, str) and WHOLE_NUMBER.fullmatch(value))
     ):
         raise ApiError(422, "validation_error", "The size must be a whole number of bytes.", path)
     size = int(value)
@@ -95,8 +108,9 @@ async def create_multipart(request: Request) -> Response:
         size,
         FieldPaths(content_type="$.type", size="$.metadata.size"),
     )
-    upload_id = await storage.create_multipart(upload.key, upload.content_type)
+    s3_upload_id = await storage.create_multipart(upload.key, upload.content_type)
     PRESIGNED["multipart"].inc()
+    upload_id = upload_tokens.seal(settings.session_secret, upload.key, s3_upload_id, upload.max_bytes)
     return json_response(
         MultipartCreated(
             upload.key, upload_id, settings.s3_bucket, settings.multipart_part_bytes, upload.max_bytes
@@ -104,10 +118,21 @@ async def create_multipart(request: Request) -> Response:
     )
 
 
-async def _owned_upload(request: Request) -> tuple[Settings, Storage, str, str]:
-    """(settings, storage, key, upload id) once the key is the caller's and the upload id is that key's.
+@dataclass(frozen=True)
+class OwnedUpload:
+    """A multipart upload the caller may act on: its key, S3's id and the byte limit sealed at creation."""
 
-    Anything else is 403 before any S3 call that could change something.
+    settings: Settings
+    storage: Storage
+    key: str
+    s3_upload_id: str
+    sealed: upload_tokens.SealedUpload
+
+
+def _owned_upload(request: Request) -> OwnedUpload:
+    """The upload named by the request, once the key is the caller's and the upload id was sealed for it.
+
+    Anything else is 403 before any S3 call; the seal makes asking S3 unnecessary.
     """
     user = require_user(request)
     settings, storage = _context(request)
@@ -116,13 +141,36 @@ async def _owned_upload(request: Request) -> tuple[Settings, Storage, str, str]:
     parsed = keys.parse_key(settings.s3_key_prefix, key)
     if parsed is None or parsed[0] != user.user_id:
         raise ApiError(403, "forbidden", NOT_YOURS, "key")
-    if not await storage.upload_belongs_to_key(key, upload_id):
+    sealed = upload_tokens.unseal(settings.session_secret, key, upload_id)
+    if sealed is None:
         raise ApiError(403, "forbidden", NOT_YOURS, "uploadId")
-    return settings, storage, key, upload_id
+    return OwnedUpload(settings, storage, key, sealed.s3_upload_id, sealed)
+
+
+async def _spend_signatures(request: Request, upload: OwnedUpload, numbers: list[int], path: str) -> None:
+    """Refuse part numbers past what the upload can need, then spend one unit per signature.
+
+    Per upload (scaled by the parts it needs) and per user: the largest allowed file
+    signs every part at once, and no user signs without bound.
+    """
+    # S3's smallest part, or the configured part size where tests allow smaller ones
+    smallest = min(upload_tokens.MIN_PART_BYTES, upload.settings.multipart_part_bytes)
+    needed = upload.sealed.parts_needed(smallest)
+    if numbers[-1] > needed:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"This upload needs at most {needed} parts ({smallest} bytes each but the last): "
+            f"part {numbers[-1]} is past them.",
+            path,
+        )
+    await spend(request, budgets.PARTS, upload.s3_upload_id, len(numbers), needed)
+    await spend(request, budgets.PART_SIGNATURES, require_user(request).user_id, len(numbers))
 
 
 def _part_number(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
+    """One listed part number: ASCII digits only, from 1 to S3's 10,000."""
+    if not PART_DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_PART_NUMBER:
         raise ApiError(
             422, "validation_error", f"Part numbers run from 1 to {MAX_PART_NUMBER}.", "partNumbers"
         )
@@ -132,10 +180,11 @@ def _part_number(value: str) -> int:
 async def sign_part(request: Request) -> Response:
     """``GET /s3/multipart/{uploadId}/{partNumber}``: a presigned UploadPart URL."""
     number = decode_path(request, PartPath).part_number
-    settings, storage, key, upload_id = await _owned_upload(request)
-    url = await storage.presign_part(key, upload_id, number)
+    upload = _owned_upload(request)
+    await _spend_signatures(request, upload, [number], "partNumber")
+    url = await upload.storage.presign_part(upload.key, upload.s3_upload_id, number)
     PRESIGNED["part"].inc()
-    return json_response(SignedPart(url, settings.presign_ttl))
+    return json_response(SignedPart(url, upload.settings.presign_ttl))
 
 
 async def sign_parts(request: Request) -> Response:
@@ -146,17 +195,19 @@ async def sign_parts(request: Request) -> Response:
             422, "validation_error", f"Ask for at most {MAX_BATCH} parts at a time.", "partNumbers"
         )
     numbers = sorted({_part_number(item.strip()) for item in listed})
-    _, storage, key, upload_id = await _owned_upload(request)
-    urls = {str(n): await storage.presign_part(key, upload_id, n) for n in numbers}
+    upload = _owned_upload(request)
+    await _spend_signatures(request, upload, numbers, "partNumbers")
+    storage, key, s3_upload_id = upload.storage, upload.key, upload.s3_upload_id
+    urls = {str(n): await storage.presign_part(key, s3_upload_id, n) for n in numbers}
     PRESIGNED["part"].inc(len(urls))
     return json_response(SignedParts(urls))
 
 
 async def list_parts(request: Request) -> Response:
     """``GET /s3/multipart/{uploadId}``: the parts uploaded so far, so Uppy can resume."""
-    _, storage, key, upload_id = await _owned_upload(request)
+    upload = _owned_upload(request)
     try:
-        parts = await storage.list_parts(key, upload_id)
+        parts = await upload.storage.list_parts(upload.key, upload.s3_upload_id)
     except NotFound:
         raise ApiError(403, "forbidden", NOT_YOURS) from None
     return json_response([UploadedPart(p.number, p.etag, p.size) for p in parts])
@@ -165,34 +216,34 @@ async def list_parts(request: Request) -> Response:
 async def complete(request: Request) -> Response:
     """``POST /s3/multipart/{uploadId}/complete``: assemble the parts, if their total is allowed.
 
-    S3 cannot limit the size of a multipart upload, so the parts' sizes are added
-    up here first; an oversized upload is aborted and nothing is stored. Each part
-    is pinned by its ETag, so a part replaced after this check fails to assemble.
+    S3 cannot limit the size of a multipart upload, so the sizes S3 lists for the
+    chosen parts are added up here first, against the limit sealed into the upload
+    id at creation (the declared size, else the configured maximum) and the
+    configured maximum now; an oversized upload is aborted and nothing is stored.
+    Each part is pinned by its ETag, so a part replaced after this check fails to assemble.
     """
-    settings, storage, key, upload_id = await _owned_upload(request)
+    upload = _owned_upload(request)
+    settings, storage, key = upload.settings, upload.storage, upload.key
     ask = decode_json(complete_request_decoder, await read_json_body(request, MAX_COMPLETE_BODY))
     try:
-        uploaded = {p.number: p for p in await storage.list_parts(key, upload_id)}
+        uploaded = {p.number: p for p in await storage.list_parts(key, upload.s3_upload_id)}
     except NotFound:
         raise ApiError(403, "forbidden", NOT_YOURS) from None
-    chosen = []
-    for part in ask.parts:
-        have = uploaded.get(part.number)
-        # Uppy v6 strips the quotes S3 puts around ETags; compare without them.
-        if have is None or have.etag.strip('"') != part.etag.strip('"'):
-            raise ApiError(
-                400, "invalid_part", f"Part {part.number} was not uploaded with that ETag.", "$.parts"
-            )
-        chosen.append(have)
-    if sum(p.size for p in chosen) > settings.max_upload_bytes:
-        await storage.abort_multipart(key, upload_id)
+    chosen = _chosen_parts(ask, uploaded)
+    limit = min(upload.sealed.max_bytes, settings.max_upload_bytes)
+    total = sum(p.size for p in chosen)
+    if total > limit:
+        await storage.abort_multipart(key, upload.s3_upload_id)
         raise ApiError(
             413,
             "file_too_large",
-            f"Files may be at most {settings.max_upload_bytes} bytes; the upload was discarded.",
+            f"The parts add up to {total} bytes, over this upload's limit of {limit} bytes "
+            "(its declared size, or the configured maximum); the upload was discarded.",
         )
     try:
-        location = await storage.complete_multipart(key, upload_id, [(p.number, p.etag) for p in chosen])
+        location = await storage.complete_multipart(
+            key, upload.s3_upload_id, [(p.number, p.etag) for p in chosen]
+        )
     except PartsRejected as exc:
         raise ApiError(400, "invalid_part", f"Storage refused the parts ({exc}).", "$.parts") from None
     except NotFound:
@@ -200,11 +251,29 @@ async def complete(request: Request) -> Response:
     return json_response(Completed(location, key, settings.s3_bucket))
 
 
+def _chosen_parts(ask: CompleteRequest, uploaded: dict[int, Part]) -> list[Part]:
+    """The listed parts as S3 has them: each once, with the ETag it was uploaded with."""
+    chosen: list[Part] = []
+    seen: set[int] = set()
+    for part in ask.parts:
+        if part.number in seen:
+            raise ApiError(400, "invalid_part", f"Part {part.number} is listed twice.", "$.parts")
+        seen.add(part.number)
+        have = uploaded.get(part.number)
+        # Uppy v6 strips the quotes S3 puts around ETags; compare without them.
+        if have is None or have.etag.strip('"') != part.etag.strip('"'):
+            raise ApiError(
+                400, "invalid_part", f"Part {part.number} was not uploaded with that ETag.", "$.parts"
+            )
+        chosen.append(have)
+    return chosen
+
+
 async def abort(request: Request) -> Response:
     """``DELETE /s3/multipart/{uploadId}``: drop the upload and its parts."""
-    _, storage, key, upload_id = await _owned_upload(request)
+    upload = _owned_upload(request)
     try:
-        await storage.abort_multipart(key, upload_id)
+        await upload.storage.abort_multipart(upload.key, upload.s3_upload_id)
     except NotFound:
         raise ApiError(403, "forbidden", NOT_YOURS) from None
     return json_response({})
@@ -213,13 +282,14 @@ async def abort(request: Request) -> Response:
 # --- contracts (service/app.py routes these; /openapi.json is made from them) -----------------------
 
 _NEW_UPLOAD = {413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")}
-_OWNED = {403: ("forbidden",), 503: ("storage_unavailable",)}
+_OWNED = {403: ("forbidden",), **STORAGE_ERRORS}
+_SIGNED = {403: ("forbidden",), 422: ("validation_error",)}  # signing parts calls no S3
 PARAMS = Spec(
     "A presigned POST for Uppy, made exactly as POST /api/upload/presigned-url makes it.",
     response=SignedPost,
     query=ParamsQuery,
     signed_in=True,
-    signing=True,
+    budget=budgets.UPLOADS,
     errors=_NEW_UPLOAD,
     tag="uppy",
 )
@@ -228,8 +298,8 @@ CREATE = Spec(
     response=MultipartCreated,
     body=MultipartRequest,
     signed_in=True,
-    signing=True,
-    errors={**_NEW_UPLOAD, 503: ("storage_unavailable",)},
+    budget=budgets.UPLOADS,
+    errors={**_NEW_UPLOAD, **STORAGE_ERRORS},
     tag="uppy",
 )
 SIGN_PARTS = Spec(
@@ -238,8 +308,8 @@ SIGN_PARTS = Spec(
     path=MultipartPath,
     query=BatchQuery,
     signed_in=True,
-    signing=True,
-    errors=_OWNED,
+    budget=budgets.PARTS,
+    errors=_SIGNED,
     tag="uppy",
 )
 SIGN_PART = Spec(
@@ -248,8 +318,8 @@ SIGN_PART = Spec(
     path=PartPath,
     query=KeyQuery,
     signed_in=True,
-    signing=True,
-    errors=_OWNED,
+    budget=budgets.PARTS,
+    errors=_SIGNED,
     tag="uppy",
 )
 PARTS = Spec(
@@ -258,6 +328,7 @@ PARTS = Spec(
     path=MultipartPath,
     query=KeyQuery,
     signed_in=True,
+    budget=budgets.STORAGE,
     errors=_OWNED,
     tag="uppy",
 )
@@ -268,6 +339,7 @@ COMPLETE = Spec(
     query=KeyQuery,
     body=CompleteRequest,
     signed_in=True,
+    budget=budgets.STORAGE,
     errors={**_OWNED, 400: ("invalid_part",), 413: ("file_too_large",)},
     tag="uppy",
 )
@@ -277,6 +349,7 @@ ABORT = Spec(
     path=MultipartPath,
     query=KeyQuery,
     signed_in=True,
+    budget=budgets.STORAGE,
     errors=_OWNED,
     tag="uppy",
 )

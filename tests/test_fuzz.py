@@ -16,15 +16,17 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.api import ApiRoute
 from service.app import routes
+from service.budgets import BUDGETS
 from tests.conftest import serve_app
 from tests.support.flows import sign_in
 
 
 @pytest.fixture
 def fuzzed_app(app_env: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """The app and a session cookie for alice; the rate limit is high enough not to hide other answers."""
+    """The app and a session cookie for alice; every budget is high enough not to hide other answers."""
+    lifted = {f"SOUNDPOST_{budget.setting}": "100000/minute" for budget in BUDGETS}
     with (
-        serve_app({**app_env, "SOUNDPOST_RATE_LIMIT": "100000/minute"}) as url,
+        serve_app({**app_env, **lifted}) as url,
         httpx.Client(base_url=url) as c,
     ):
         assert sign_in(c, "fake", "alice").status_code == 303

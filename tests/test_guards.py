@@ -233,3 +233,8 @@ def test_a_length_in_other_digits_is_not_taken_for_a_number() -> None:
         )
         == b"{}"
     )
+
+
+def test_a_declared_length_of_thousands_of_digits_is_413_not_a_500() -> None:
+    """int() refuses more than 4,300 digits; so long a length is over any limit without converting it."""
+    assert read_body([(b"content-type", b"application/json"), (b"content-length", b"9" * 5000)]) == 413

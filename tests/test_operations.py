@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from service import devstack
 from service.observability import JsonFormatter
 from tests.conftest import serve_app
 from tests.support.flows import sign_in
@@ -45,13 +47,20 @@ def test_readyz_checks_the_bucket_and_the_provider_metadata(client: httpx.Client
     assert answer.json() == {"status": "ready", "checks": {"s3": "ok", "idp:fake": "ok"}}
 
 
-def test_readyz_is_503_when_the_bucket_is_missing(app_env: dict[str, str]) -> None:
-    """A bucket that does not exist (or refuses us) means not ready, with the reason."""
-    with serve_app({**app_env, "SOUNDPOST_S3_BUCKET": "no-such-bucket"}) as url:
+def test_readyz_is_503_when_the_bucket_goes_missing_naming_the_code_and_setting(
+    app_env: dict[str, str], s3: devstack.S3Endpoint
+) -> None:
+    """A bucket deleted under a running replica means not ready, with the reason (a missing one stops start-up)."""
+    bucket = f"ready-{secrets.token_hex(6)}"
+    devstack.create_bucket(s3, bucket, ["http://127.0.0.1"])
+    with serve_app({**app_env, "SOUNDPOST_S3_BUCKET": bucket}) as url:
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        devstack.s3_admin(s3).delete_bucket(Bucket=bucket)
         answer = httpx.get(f"{url}/readyz")
     assert answer.status_code == 503
     body = answer.json()
-    assert body["status"] == "not_ready" and body["checks"]["s3"].startswith("refused")
+    assert body["status"] == "not_ready" and body["checks"]["s3"].startswith("storage_bucket_missing")
+    assert "SOUNDPOST_S3_BUCKET" in body["checks"]["s3"]
     assert body["checks"]["idp:fake"] == "ok"
 
 

@@ -10,6 +10,7 @@ import httpx
 from tests.conftest import serve_app
 from tests.support.flows import sign_in
 from tests.support.servers import bound_socket
+from tests.support.uppy import Multipart
 
 PRESIGN = "/api/upload/presigned-url"
 BODY = {"filename": "a.wav", "contentType": "audio/wav"}
@@ -95,3 +96,22 @@ def test_redis_down_is_a_clear_503_not_a_500(app_env: dict[str, str]) -> None:
         answer = presign(alice)
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "rate_limiter_unavailable"
+
+
+def test_replicas_share_an_uploads_part_budget_through_redis(app_env: dict[str, str], redis_url: str) -> None:
+    """A 2-part upload at 1 signature per part an hour: two on one replica leave none on the other."""
+    env = {**app_env, "SOUNDPOST_PART_RATE_LIMIT": "1/hour", "SOUNDPOST_REDIS_URL": redis_url}
+    with (
+        serve_app(env) as one,
+        serve_app(env) as two,
+        signed_in(one, "alice") as a1,
+        signed_in(two, "alice") as a2,
+    ):
+        upload = Multipart.create(a1, "shared.wav", "audio/wav", size=10 * 1024 * 1024)
+        assert upload.sign_batch([1, 2]).status_code == 200
+        refused = upload.as_seen_by(a2).sign_part(1)
+        fresh = Multipart.create(a2, "fresh.wav", "audio/wav", size=10 * 1024 * 1024)
+        assert fresh.as_seen_by(a1).sign_batch([1, 2]).status_code == 200
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 3600

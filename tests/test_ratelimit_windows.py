@@ -93,3 +93,22 @@ def test_memory_holds_the_hits_inside_the_window_not_the_whole_budget() -> None:
         clock.now += 0.001  # 1000 hits a second against a budget of a million
         assert hit(limiter) is None
     assert len(limiter.windows["alice"][0]) <= 1001
+
+
+def test_a_hit_of_several_units_fits_whole_or_not_at_all() -> None:
+    """A batch of signatures costs one unit each; one that does not fit spends nothing and says when it will."""
+    limiter, clock = windows("10/minute")
+    assert asyncio.run(limiter.hit("alice", cost=6)) is None
+    clock.now += 20
+    assert asyncio.run(limiter.hit("alice", cost=3)) is None
+    assert asyncio.run(limiter.hit("alice", cost=2)) == 40  # the first six leave at 1060; now is 1020
+    assert asyncio.run(limiter.hit("alice", cost=1)) is None
+    assert asyncio.run(limiter.hit("alice", cost=11)) == 60  # never fits: a whole window
+
+
+def test_scale_multiplies_the_budget_for_that_key() -> None:
+    """The parts budget is per part an upload needs: scale 3 makes 2/hour six signatures."""
+    limiter, _ = windows("2/hour")
+    assert asyncio.run(limiter.hit("upload", cost=6, scale=3)) is None
+    assert asyncio.run(limiter.hit("upload", cost=1, scale=3)) is not None
+    assert asyncio.run(limiter.hit("another", cost=2, scale=1)) is None

@@ -37,3 +37,14 @@ def test_list_parts_follows_every_page() -> None:
     parts = asyncio.run(Storage(settings, s3, None).list_parts("k", "u"))
     assert parts == [Part(n, f'"{n}"', n * 10) for n in range(1, 6)]
     assert s3.markers == [0, 2, 4]
+
+
+def test_no_credentials_at_all_is_credentials_refused_naming_the_settings() -> None:
+    """An empty default credential chain is the operator's to fix, like refused keys."""
+    from botocore.exceptions import NoCredentialsError
+
+    from service.storage import storage_fault
+
+    fault = storage_fault(NoCredentialsError(), "bucket")
+    assert (fault.error.status, fault.error.code) == (502, "storage_credentials_refused")
+    assert fault.advice.startswith("no S3 credentials were found: check SOUNDPOST_S3_ACCESS_KEY_ID")

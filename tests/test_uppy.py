@@ -288,9 +288,10 @@ def test_an_oversized_multipart_upload_is_refused_and_aborted(
 ) -> None:
     """S3 cannot cap a multipart upload, so completion adds up the parts: 11 MiB over a 10 MiB limit is discarded.
 
-    The client does not declare the size, as a hostile one would not.
+    The client does not declare the size, as a hostile one would not, and sends two parts of
+    6 and 5 MiB: two is all a 10 MiB upload may sign, but S3 takes parts of up to 5 GiB.
     """
-    answer = uppy.multipart_upload(alice, "huge.wav", recording, "audio/wav", PART, declare_size=False)
+    answer = uppy.multipart_upload(alice, "huge.wav", recording, "audio/wav", 6 * MiB, declare_size=False)
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "file_too_large"
     assert stored_keys(admin, target[1]) == []
@@ -348,3 +349,124 @@ def test_every_route_needs_a_signed_in_user(client: httpx.Client) -> None:
         ],
     ]
     assert [a.status_code for a in answers] == [401] * 7
+
+
+@pytest.mark.parametrize("size", ["²", "١٠٠", "9" * 30], ids=["superscript", "arabic-indic", "30-digits"])
+def test_a_declared_size_that_is_not_ascii_digits_is_a_validation_error(
+    alice: httpx.Client, size: str
+) -> None:
+    """str.isdigit accepts "²", which int() refuses; a size is ASCII digits or a 422, never a 500."""
+    answer = uppy.create(alice, "s.wav", "audio/wav", {"size": size})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] | {"detail": ""} == {
+        "code": "validation_error",
+        "path": "$.metadata.size",
+        "detail": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "listed", ["²", "1,²", "١", "9" * 5000], ids=["superscript", "mixed", "arabic", "long"]
+)
+def test_batch_part_numbers_that_are_not_ascii_digits_are_a_validation_error(
+    alice: httpx.Client, listed: str
+) -> None:
+    """Only ASCII digits are part numbers: anything else is 422 at partNumbers, not a 500."""
+    upload = Multipart.create(alice, "p.wav", "audio/wav")
+    answer = alice.get(
+        uppy.upload_path(upload.upload_id, "/batch"),
+        params={"key": upload.key, "partNumbers": listed},
+        headers=uppy.JSON,
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["path"] == "partNumbers"
+
+
+def test_json_nested_a_thousand_deep_is_400_malformed_json(alice: httpx.Client, recording: bytes) -> None:
+    """msgspec decodes nesting by recursion; a body nested 1,000 deep is refused as malformed, not a 500."""
+    deep = "[" * 1000 + "]" * 1000
+    headers = {**uppy.same_origin(alice), "Content-Type": "application/json"}
+    created = alice.post(
+        "/s3/multipart",
+        content='{"filename": "d.wav", "type": "audio/wav", "metadata": {"note": ' + deep + "}}",
+        headers=headers,
+    )
+    assert created.status_code == 400, created.text
+    assert created.json()["error"]["code"] == "malformed_json"
+    upload = Multipart.create(alice, "d.wav", "audio/wav")
+    part = upload.put_part(1, recording[:100])
+    completed = alice.post(
+        uppy.upload_path(upload.upload_id, "/complete"),
+        params={"key": upload.key},
+        content='{"parts": [' + json.dumps(part) + '], "extra": ' + deep + "}",
+        headers=headers,
+    )
+    assert completed.status_code == 400, completed.text
+    assert completed.json()["error"]["code"] == "malformed_json"
+
+
+def test_completing_more_than_the_declared_size_is_413_and_the_upload_aborted(
+    alice: httpx.Client,
+    admin,
+    target: tuple[devstack.S3Endpoint, str],
+    recording: bytes,  # type: ignore[no-untyped-def]
+) -> None:
+    """Declared 1,000 bytes, sent 5 MiB as one part: S3's own part sizes are summed and the upload discarded."""
+    upload = Multipart.create(alice, "small.wav", "audio/wav", size=1000)
+    part = upload.put_part(1, recording[:PART])
+    answer = upload.complete([part])
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"]["code"] == "file_too_large"
+    assert "1000 bytes" in answer.json()["error"]["detail"]
+    assert stored_keys(admin, target[1]) == []
+    assert open_uploads(admin, target[1]) == []
+
+
+def test_exactly_the_declared_size_completes(alice: httpx.Client, recording: bytes) -> None:
+    """The declared size is a ceiling the upload may reach."""
+    upload = Multipart.create(alice, "exact.wav", "audio/wav", size=PART + 10)
+    parts = [upload.put_part(1, recording[:PART]), upload.put_part(2, recording[PART : PART + 10])]
+    assert upload.complete(parts).status_code == 200
+
+
+def test_an_upload_id_whose_sealed_limit_was_changed_is_403(alice: httpx.Client) -> None:
+    """The limit rides in the upload id under a MAC: raising it makes the id one this service never issued."""
+    upload = Multipart.create(alice, "seal.wav", "audio/wav", size=1000)
+    s3_id, limit, mac = upload.upload_id.rsplit(".", 2)
+    assert limit == "1000"
+    raised = Multipart(alice, upload.key, f"{s3_id}.{16 * MiB}.{mac}", upload.bucket)
+    for answer in (
+        raised.sign_part(1),
+        raised.list_parts(),
+        raised.complete([{"PartNumber": 1, "ETag": "x"}]),
+    ):
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"] | {"detail": ""} == {
+            "code": "forbidden",
+            "path": "uploadId",
+            "detail": "",
+        }
+    assert upload.sign_part(1).status_code == 200
+
+
+def test_part_numbers_past_what_the_declared_size_needs_are_refused(alice: httpx.Client) -> None:
+    """12 MiB in parts of at least 5 MiB is at most 3 parts: a fourth is never signed."""
+    upload = Multipart.create(alice, "three.wav", "audio/wav", size=12 * MiB)
+    assert upload.sign_batch([1, 2, 3]).status_code == 200
+    for answer in (upload.sign_part(4), upload.sign_batch([3, 4])):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["code"] == "validation_error"
+        assert "at most 3 parts" in answer.json()["error"]["detail"]
+
+
+def test_a_part_listed_twice_at_completion_is_invalid_part(alice: httpx.Client, recording: bytes) -> None:
+    """Listing a part twice would count its bytes twice; it is refused as the malformed list it is."""
+    upload = Multipart.create(alice, "twice.wav", "audio/wav")
+    part = upload.put_part(1, recording[:100])
+    answer = upload.complete([part, part])
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] | {"detail": ""} == {
+        "code": "invalid_part",
+        "path": "$.parts",
+        "detail": "",
+    }
