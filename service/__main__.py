@@ -1,8 +1,9 @@
-"""Command line: ``soundpost dev`` (everything embedded) and ``soundpost serve`` (production)."""
+"""Command line: ``soundpost dev`` (everything embedded), ``soundpost serve`` (production), ``soundpost bucket setup``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -68,6 +69,51 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def bucket_setup(args: argparse.Namespace) -> int:
+    from service.bucket import SetupError, setup
+
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(setup(settings, lambda line: print(line, flush=True)))
+    except SetupError as exc:
+        print(f"bucket setup failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """One sweeper pass, for cron or a Kubernetes CronJob; 0 when the pass completed."""
+    import asyncio
+
+    from service.storage import STORAGE_DOWN
+    from service.sweeper import sweep_once
+
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(sweep_once(settings))
+    except STORAGE_DOWN as exc:
+        print(
+            f"sweep failed: S3 unreachable ({type(exc).__name__}); check SOUNDPOST_S3_ENDPOINT",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"promoted {report.promoted}, rejected {report.rejected}, replaced {report.replaced}, "
+        f"expired {report.expired}, aborted {report.aborted}, redelivered {report.redelivered}, "
+        f"forgotten {report.forgotten}",
+        flush=True,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="soundpost", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,8 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd = commands.add_parser("serve", help="run the app with settings from SOUNDPOST_* variables")
     add_serve_options(serve_cmd)
     serve_cmd.set_defaults(run=serve)
+    sweep_cmd = commands.add_parser(
+        "sweep", help="one sweeper pass: promote, expire, abort, redeliver, recount; then exit"
+    )
+    sweep_cmd.add_argument("--log-level", default="info")
+    sweep_cmd.set_defaults(run=sweep)
+    bucket_cmd = commands.add_parser("bucket", help="manage the bucket the settings name")
+    bucket_steps = bucket_cmd.add_subparsers(dest="step", required=True)
+    setup_cmd = bucket_steps.add_parser(
+        "setup",
+        help="apply CORS, the staging lifecycle rule and (with an events token) S3 event notifications",
+    )
+    setup_cmd.set_defaults(run=bucket_setup)
     args = parser.parse_args(argv)
-    if args.command == "serve":
+    if args.command in ("serve", "sweep"):
         configure_logging(args.log_level)
     else:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypedDict, cast
 from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:  # these modules' routes read resources, so importing them here would be circular
+    from service.quota import Usage
     from service.ratelimit import Limiter
     from service.settings import Settings
     from service.storage import Storage
@@ -25,6 +26,7 @@ class Resources(TypedDict):
     storage: Storage
     webhooks: WebhookSender | None
     limiter: Limiter
+    usage: Usage
 
 
 def resources(connection: HTTPConnection) -> Resources:

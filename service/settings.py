@@ -26,11 +26,15 @@ T = TypeVar("T")
 ENV_PREFIX = "SOUNDPOST_"
 DEFAULT_ALLOWED_TYPES = tuple(CANONICAL_TYPES)
 MiB = 1024 * 1024
-# S3 refuses a single POST upload above 5 GiB; multipart is the way past that.
+# S3 refuses a single POST upload above 5 GiB, and a single CopyObject too: promotion copies each
+# upload in one request, so SOUNDPOST_MAX_UPLOAD_BYTES stays at or below this (no UploadPartCopy needed).
 S3_MAX_POST_BYTES = 5 * 1024 * MiB
 MAX_PRESIGN_TTL = 3600
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+EVENTS_PATH = "/api/events/s3"
+# Goes into a query string as it is (stores whose push endpoints cannot send headers), so URL-safe only.
+EVENTS_TOKEN = re.compile(r"^[A-Za-z0-9._~\-]{32,256}$")
 
 
 class SettingsError(ValueError):
@@ -85,6 +89,13 @@ class Settings:
     access_log: bool = False
     s3_connect_timeout: int = 3
     s3_read_timeout: int = 10
+    staging_grace: int = 60
+    staging_lifetime: int = 86400
+    sweep_interval: int | None = None
+    user_quota_bytes: int | None = None
+    max_pending_uploads: int = 50
+    events_token: Secret | None = None
+    events_url: str | None = None
 
     @property
     def secure_cookies(self) -> bool:
@@ -109,6 +120,14 @@ class Settings:
     @property
     def browser_s3_endpoint(self) -> str | None:
         return self.s3_public_endpoint or self.s3_endpoint
+
+    @property
+    def events_push_url(self) -> str | None:
+        """Where the store posts S3 events, token included, or None when the events route is off."""
+        if self.events_token is None:
+            return None
+        base = self.events_url or f"{self.public_url}{EVENTS_PATH}"
+        return f"{base}?token={self.events_token}"
 
     def provider(self, name: str) -> Provider | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -278,6 +297,27 @@ def _redis_url(read: _Reader) -> Secret | None:
     return Secret(value)  # may carry a password
 
 
+def _events_token(read: _Reader) -> Secret | None:
+    """The shared secret S3 event pushes carry; unset turns the events route off."""
+    value = read.raw("EVENTS_TOKEN")
+    if value is None:
+        if read.raw("EVENTS_URL"):
+            read.problems.append(f"{ENV_PREFIX}EVENTS_URL needs {ENV_PREFIX}EVENTS_TOKEN")
+        return None
+    if not EVENTS_TOKEN.match(value):
+        read.problems.append(
+            f"{ENV_PREFIX}EVENTS_TOKEN must be 32 to 256 URL-safe characters (letters, digits, - _ . ~)"
+        )
+    return Secret(value)
+
+
+def _optional_integer(read: _Reader, name: str, low: int, high: int) -> int | None:
+    """A whole number in range, or None when the setting is unset (the feature is off)."""
+    if read.raw(name) is None:
+        return None
+    return read.integer(name, low, low, high)
+
+
 def _boolean(value: str) -> bool:
     lowered = value.lower()
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
@@ -350,6 +390,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         access_log=read.parsed("ACCESS_LOG", False, _boolean, "true or false"),
         s3_connect_timeout=read.integer("S3_CONNECT_TIMEOUT", 3, 1, 60),
         s3_read_timeout=read.integer("S3_READ_TIMEOUT", 10, 1, 300),
+        events_token=_events_token(read),
+        events_url=read.url("EVENTS_URL"),
     )
     if read.problems:
         raise SettingsError(read.problems)
