@@ -38,3 +38,14 @@ def stored_object(endpoint: S3Endpoint, bucket: str, key: str) -> tuple[bytes, s
         got = client.get_object(Bucket=bucket, Key=key)
         with contextlib.closing(got["Body"]) as body:
             return body.read(), got["ContentType"]
+
+
+def s3_settings(endpoint: S3Endpoint, bucket: str) -> dict[str, str]:
+    """The SOUNDPOST_S3_* settings of an app that stores in ``bucket`` on ``endpoint``."""
+    return {
+        "SOUNDPOST_S3_ENDPOINT": endpoint.url,
+        "SOUNDPOST_S3_REGION": endpoint.region,
+        "SOUNDPOST_S3_BUCKET": bucket,
+        "SOUNDPOST_S3_ACCESS_KEY_ID": endpoint.access_key,
+        "SOUNDPOST_S3_SECRET_ACCESS_KEY": endpoint.secret_key,
+    }
