@@ -392,6 +392,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         s3_read_timeout=read.integer("S3_READ_TIMEOUT", 10, 1, 300),
         events_token=_events_token(read),
         events_url=read.url("EVENTS_URL"),
+        staging_grace=read.integer("STAGING_GRACE", 60, 0, 3600),
+        staging_lifetime=read.integer("STAGING_LIFETIME", 86400, MAX_PRESIGN_TTL, 30 * 86400),
+        sweep_interval=_optional_integer(read, "SWEEP_INTERVAL", 1, 86400),
+        user_quota_bytes=_optional_integer(read, "USER_QUOTA_BYTES", 1, 2**62),
+        max_pending_uploads=read.integer("MAX_PENDING_UPLOADS", 50, 1, 10_000),
     )
     if read.problems:
         raise SettingsError(read.problems)

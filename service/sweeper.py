@@ -11,9 +11,11 @@ promotion uses, so two replicas sweeping at once converge.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from service import keys, promotion
@@ -61,7 +63,8 @@ async def _staging(resources: Resources, report: SweepReport) -> None:
     for item in await _objects(resources, keys.area_prefix(settings.s3_key_prefix, keys.STAGING)):
         parsed = keys.parse_key(settings.s3_key_prefix, item.key)
         age = now - item.last_modified.timestamp()
-        if parsed is None or age > settings.staging_lifetime:
+        too_old = parsed is not None and keys.upload_time(parsed[1]) + settings.staging_lifetime < now
+        if parsed is None or too_old or age > settings.staging_lifetime:
             await storage.delete(item.key)  # not ours to keep: a stray key, or past its lifetime
             report.expired += 1
         elif age >= settings.staging_grace:
@@ -162,8 +165,9 @@ async def sweep_periodically(resources: Resources, interval: float) -> None:
             logger.exception("sweep failed; the next pass tries again")
 
 
-async def sweep_once(settings: Settings) -> SweepReport:
-    """``soundpost sweep``: open what a pass needs, run one, close everything."""
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """What promotion needs, outside the app: for ``soundpost sweep`` (and tests that drive promotion)."""
     from service.quota import Usage
     from service.ratelimit import open_limiter
     from service.storage import open_storage
@@ -172,9 +176,14 @@ async def sweep_once(settings: Settings) -> SweepReport:
     async with open_storage(settings) as storage, open_webhooks(settings) as webhooks:
         limiter = open_limiter(settings)
         try:
-            state = Resources(
+            yield Resources(
                 settings=settings, storage=storage, webhooks=webhooks, limiter=limiter, usage=Usage(settings)
             )
-            return await sweep(state)
         finally:
             limiter.close()
+
+
+async def sweep_once(settings: Settings) -> SweepReport:
+    """``soundpost sweep``: open what a pass needs, run one, close everything."""
+    async with open_resources(settings) as state:
+        return await sweep(state)
