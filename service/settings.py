@@ -311,13 +311,6 @@ def _events_token(read: _Reader) -> Secret | None:
     return Secret(value)
 
 
-def _optional_integer(read: _Reader, name: str, low: int, high: int) -> int | None:
-    """A whole number in range, or None when the setting is unset (the feature is off)."""
-    if read.raw(name) is None:
-        return None
-    return read.integer(name, low, low, high)
-
-
 def _boolean(value: str) -> bool:
     lowered = value.lower()
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
@@ -394,8 +387,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         events_url=read.url("EVENTS_URL"),
         staging_grace=read.integer("STAGING_GRACE", 60, 0, 3600),
         staging_lifetime=read.integer("STAGING_LIFETIME", 86400, MAX_PRESIGN_TTL, 30 * 86400),
-        sweep_interval=_optional_integer(read, "SWEEP_INTERVAL", 1, 86400),
-        user_quota_bytes=_optional_integer(read, "USER_QUOTA_BYTES", 1, 2**62),
+        sweep_interval=read.integer("SWEEP_INTERVAL", 1, 1, 86400) if read.raw("SWEEP_INTERVAL") else None,
+        user_quota_bytes=read.integer("USER_QUOTA_BYTES", 1, 1, 2**62)
+        if read.raw("USER_QUOTA_BYTES")
+        else None,
         max_pending_uploads=read.integer("MAX_PENDING_UPLOADS", 50, 1, 10_000),
     )
     if read.problems:

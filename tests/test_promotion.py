@@ -14,14 +14,17 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import httpx
 import pytest
 
-from service import devstack, keys, promotion, sniff
+from service import devstack, keys, promotion, sniff, sweeper
 from service.resources import Resources
 from service.settings import load_settings
-from service.sweeper import open_resources, sweep
+from service.storage import OpenUpload
+from service.sweeper import SweepReport, open_resources, sweep
 from tests.conftest import serve_app
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
@@ -30,6 +33,15 @@ from tests.support.s3 import object_keys, stored_object
 from tests.support.sweep import run_sweep
 from tests.support.webhooks import SECRET, Receiver, serve_receiver
 
+GOOD_SETTINGS = {
+    "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1",
+    "SOUNDPOST_SESSION_SECRET": "x" * 32,
+    "SOUNDPOST_PROVIDERS": "p",
+    "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i",
+    "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
+    "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d",
+    "SOUNDPOST_S3_BUCKET": "bucket",
+}
 ALICE = keys.user_id("fake", "alice")
 BOB = keys.user_id("fake", "bob")
 
@@ -383,3 +395,48 @@ def test_reposting_the_policy_after_confirm_never_changes_what_playback_serves(
         assert httpx.get(alice.get(f"/api/uploads/{upload_id}/url").json()["url"]).content == data
     assert key not in object_keys(rgw_endpoint, bucket)
     assert len(deliveries(receiver, upload_id)) == 1
+
+
+def test_the_in_process_sweeper_promotes_what_nobody_confirmed(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """With SOUNDPOST_SWEEP_INTERVAL set, the app itself promotes and announces an upload within a few passes."""
+    with signed_in({**env, "SOUNDPOST_SWEEP_INTERVAL": "1"}) as alice:
+        upload_id = upload_id_of(
+            uppy.simple_upload(alice, "tab-closed.wav", audio_samples.wav(0.4), "audio/wav")
+        )
+        deadline = time.monotonic() + 15
+        while not deliveries(receiver, upload_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [listed] = alice.get("/api/uploads").json()["uploads"]
+    assert (listed["id"], listed["status"]) == (upload_id, "verified")
+    assert [e["type"] for e in deliveries(receiver, upload_id)] == ["upload.confirmed"]
+    assert library_keys(s3, bucket, upload_id) != []
+
+
+class _OpenUploads:
+    """Just enough of Storage for the sweeper's multipart step: two open uploads, one past its lifetime."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC)
+        old = keys.build_key("uploads/", ALICE, keys.new_upload_id(), "old.wav")
+        new = keys.build_key("uploads/", ALICE, keys.new_upload_id(), "new.wav")
+        self.uploads = [OpenUpload(old, "u-old", now - timedelta(days=2)), OpenUpload(new, "u-new", now)]
+        self.aborted: list[tuple[str, str]] = []
+
+    async def open_uploads(self, prefix: str, limit: int) -> list[OpenUpload]:
+        assert prefix == "uploads/incoming/"
+        return self.uploads
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        self.aborted.append((key, upload_id))
+
+
+def test_the_sweeper_aborts_multipart_uploads_past_their_lifetime_only() -> None:
+    """An abandoned multipart upload older than SOUNDPOST_STAGING_LIFETIME is aborted; a fresh one is left alone."""
+    storage = _OpenUploads()
+    state = cast("Resources", {"settings": load_settings({**GOOD_SETTINGS}), "storage": storage})
+    report = SweepReport()
+    asyncio.run(sweeper._multipart(state, report))
+    assert storage.aborted == [(storage.uploads[0].key, "u-old")]
+    assert report.aborted == 1
