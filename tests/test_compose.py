@@ -344,13 +344,14 @@ def test_image_runs_soundpost_serve_on_all_interfaces() -> None:
     assert any(line.startswith("EXPOSE ") and str(APP_PORT) in line.split() for line in dockerfile)
 
 
-# --- README -----------------------------------------------------------------
+# --- docs -------------------------------------------------------------------
 
 
-def test_readme_settings_table_names_every_setting() -> None:
-    """The README's settings table has a row for every setting the service reads."""
+def test_configuration_page_settings_table_names_every_setting() -> None:
+    """docs/configuration.md's settings table has a row for every setting the service reads."""
     fixed, suffixes = setting_names_in_source()
-    rows = set(re.findall(r"^\| `(SOUNDPOST_[A-Z0-9_<>]+)` \|", (ROOT / "README.md").read_text(), re.M))
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    rows = set(re.findall(r"^\| `(SOUNDPOST_[A-Z0-9_<>]+)` \|", page, re.M))
     expected = {ENV_PREFIX + name for name in fixed} | {
         f"{ENV_PREFIX}PROVIDER_<NAME>_{suffix}" for suffix in suffixes
     }
