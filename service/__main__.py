@@ -78,7 +78,7 @@ def bucket_setup(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     try:
-        asyncio.run(setup(settings, lambda line: print(line, flush=True)))
+        asyncio.run(setup(settings, lambda line: print(line, flush=True), events=args.events))
     except SetupError as exc:
         print(f"bucket setup failed: {exc}", file=sys.stderr)
         return 1
@@ -135,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_cmd = bucket_steps.add_parser(
         "setup",
         help="apply CORS, the staging lifecycle rule and (with an events token) S3 event notifications",
+    )
+    setup_cmd.add_argument(
+        "--no-events",
+        dest="events",
+        action="store_false",
+        help="leave notifications alone (MinIO: its webhook target is configured on the server instead)",
     )
     setup_cmd.set_defaults(run=bucket_setup)
     args = parser.parse_args(argv)

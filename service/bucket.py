@@ -99,8 +99,9 @@ def _refused(step: str, exc: ClientError | BotoCoreError, hint: str) -> SetupErr
 class BucketSetup:
     """The steps, on open S3 and SNS clients for the configured endpoint and keys."""
 
-    def __init__(self, settings: Settings, s3: Any, sns: Any, say: Say) -> None:
+    def __init__(self, settings: Settings, s3: Any, sns: Any, say: Say, *, events: bool = True) -> None:
         self.settings = settings
+        self.events = events
         self.bucket = settings.s3_bucket
         self.s3 = s3
         self.sns = sns
@@ -225,7 +226,7 @@ class BucketSetup:
         self.say(f"notification {NOTIFICATION_ID}: {'updated' if ours else 'added'} ({what})")
 
     async def run(self) -> None:
-        push_url = self.settings.events_push_url
+        push_url = self.settings.events_push_url if self.events else None
         if push_url is not None and self.settings.s3_endpoint is None:  # refused before anything changes
             raise SetupError(
                 "events: SOUNDPOST_EVENTS_TOKEN is set, but on AWS S3 notifications go through SNS, whose "
@@ -235,6 +236,9 @@ class BucketSetup:
         self.say(f"bucket {self.bucket} at {self.settings.s3_endpoint or 'AWS S3'}:")
         await self.cors()
         await self.lifecycle()
+        if not self.events:
+            self.say("events: left as they are (--no-events); the store's own notification target sends them")
+            return
         if push_url is None:
             self.say(
                 "events: off (SOUNDPOST_EVENTS_TOKEN is not set); confirm and the sweeper promote uploads"
@@ -243,8 +247,11 @@ class BucketSetup:
         await self.notification(await self.topic(push_url))
 
 
-async def setup(settings: Settings, say: Say = print) -> None:
-    """Apply every step to the configured bucket; raises ``SetupError`` naming what to fix."""
+async def setup(settings: Settings, say: Say = print, *, events: bool = True) -> None:
+    """Apply every step to the configured bucket (the notification ones unless ``events`` is False).
+
+    Raises ``SetupError`` naming what to fix.
+    """
     session = _session(settings)
     config = _client_config(settings)
     try:
@@ -252,7 +259,7 @@ async def setup(settings: Settings, say: Say = print) -> None:
             session.client("s3", endpoint_url=settings.s3_endpoint, config=config) as s3,
             session.client("sns", endpoint_url=settings.s3_endpoint, config=config) as sns,
         ):
-            await BucketSetup(settings, s3, sns, say).run()
+            await BucketSetup(settings, s3, sns, say, events=events).run()
     except BotoCoreError as exc:  # no connection, no credentials: before any step could answer
         raise SetupError(
             f"the store cannot be reached ({type(exc).__name__}: {exc}). Check SOUNDPOST_S3_ENDPOINT "

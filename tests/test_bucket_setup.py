@@ -167,6 +167,19 @@ def test_bucket_setup_with_events_on_aws_refuses_before_changing_anything(setup_
     assert done.stdout == ""
 
 
+def test_bucket_setup_with_no_events_leaves_notifications_alone(
+    setup_env: dict[str, str], rgw: devstack.S3Endpoint, rgw_bucket: str
+) -> None:
+    """--no-events (MinIO, whose webhook target is server configuration): the token is set, yet no topic is made."""
+    done = run_bucket_setup({**setup_env, "SOUNDPOST_EVENTS_TOKEN": "t" * 40}, "--no-events")
+    assert done.returncode == 0, done.stderr
+    assert "lifecycle rule soundpost-staging: added" in done.stdout
+    assert "events: left as they are (--no-events)" in done.stdout
+    assert "topic" not in done.stdout
+    with admin(rgw) as client:
+        assert "TopicConfigurations" not in client.get_bucket_notification_configuration(Bucket=rgw_bucket)
+
+
 def test_bucket_setup_with_bad_settings_exits_2_naming_them(setup_env: dict[str, str]) -> None:
     """A short events token is a settings error: exit 2 and the setting's name, before any S3 call."""
     done = run_bucket_setup({**setup_env, "SOUNDPOST_EVENTS_TOKEN": "short"})

@@ -54,6 +54,19 @@ class PushTarget:
     port: int
     token: str
 
+    def setup_env(self) -> dict[str, str]:
+        """The settings ``soundpost bucket setup`` runs with: the app's public URL, token and bucket."""
+        return {
+            "SOUNDPOST_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
+            "SOUNDPOST_SESSION_SECRET": "s" * 48,
+            "SOUNDPOST_PROVIDERS": "fake",
+            "SOUNDPOST_PROVIDER_FAKE_DISCOVERY_URL": "http://127.0.0.1:9/.well-known/openid-configuration",
+            "SOUNDPOST_PROVIDER_FAKE_CLIENT_ID": "soundpost-test",
+            "SOUNDPOST_PROVIDER_FAKE_CLIENT_SECRET": "soundpost-test-secret",
+            "SOUNDPOST_EVENTS_TOKEN": self.token,
+            **s3_settings(self.endpoint, self.bucket),
+        }
+
 
 def wait_for_topic(target: PushTarget) -> None:
     """Put a probe under the staging prefix and wait until radosgw pushes it to the port."""
@@ -83,18 +96,7 @@ def push_target(request: pytest.FixtureRequest) -> PushTarget:
     with bound_socket() as sock:
         port = sock.getsockname()[1]
     target = PushTarget(endpoint, new_bucket(endpoint), port, secrets.token_urlsafe(32))
-    done = run_bucket_setup(
-        {
-            "SOUNDPOST_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "SOUNDPOST_SESSION_SECRET": secrets.token_urlsafe(48),
-            "SOUNDPOST_PROVIDERS": "fake",
-            "SOUNDPOST_PROVIDER_FAKE_DISCOVERY_URL": "http://127.0.0.1:9/.well-known/openid-configuration",
-            "SOUNDPOST_PROVIDER_FAKE_CLIENT_ID": "soundpost-test",
-            "SOUNDPOST_PROVIDER_FAKE_CLIENT_SECRET": "soundpost-test-secret",
-            "SOUNDPOST_EVENTS_TOKEN": target.token,
-            **s3_settings(endpoint, target.bucket),
-        }
-    )
+    done = run_bucket_setup(target.setup_env())
     assert done.returncode == 0, done.stderr
     assert f"topic soundpost-{target.bucket}: created" in done.stdout
     assert "notification soundpost-staging: added (s3:ObjectCreated:* under uploads/incoming/)" in done.stdout
@@ -140,6 +142,20 @@ def announcements(receiver: Receiver, upload_id: str) -> list[dict[str, object]]
         if about or time.monotonic() > deadline:
             return about
         time.sleep(0.1)
+
+
+def test_bucket_setup_again_finds_the_topic_and_notification_unchanged(push_target: PushTarget) -> None:
+    """Idempotent with events on too: a second run changes nothing and says so, step by step."""
+    again = run_bucket_setup(push_target.setup_env())
+    assert again.returncode == 0, again.stderr
+    assert f"topic soundpost-{push_target.bucket}: unchanged" in again.stdout
+    assert "notification soundpost-staging: unchanged" in again.stdout
+    with admin(push_target.endpoint) as client:
+        [config] = client.get_bucket_notification_configuration(Bucket=push_target.bucket)[
+            "TopicConfigurations"
+        ]
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+    assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "uploads/incoming/"}]
 
 
 def upload_id_of(key: str) -> str:
@@ -210,7 +226,7 @@ def upload_id_of_any(key: str) -> str | None:
     return parsed[1] if parsed else None
 
 
-RACE_ROUNDS = 4
+RACE_ROUNDS = 5
 
 
 def event_for(bucket: str, key: str) -> bytes:

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 
-def run_bucket_setup(settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_bucket_setup(settings: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
     """Run the command with exactly these SOUNDPOST_* settings (none inherited from the test process)."""
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("SOUNDPOST_")}
     return subprocess.run(
-        [sys.executable, "-m", "service", "bucket", "setup"],
+        [sys.executable, "-m", "service", "bucket", "setup", *options],
         env={**inherited, **settings},
         capture_output=True,
         text=True,
