@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 from service import keys, promotion
@@ -57,6 +57,17 @@ async def _objects(resources: Resources, prefix: str) -> list[Listed]:
     return found
 
 
+async def _guarded(step: Awaitable[promotion.Promotion], key: str) -> promotion.Promotion | None:
+    """One object's trouble (a store error, a malformed record) is logged and the pass goes on."""
+    try:
+        return await step
+    except STORAGE_DOWN:
+        raise  # nothing else will work either: end the pass
+    except Exception:
+        logger.exception("sweep: %s left for the next pass", key)
+        return None
+
+
 async def _staging(resources: Resources, report: SweepReport) -> None:
     settings, storage = resources["settings"], resources["storage"]
     now = time.time()
@@ -68,7 +79,9 @@ async def _staging(resources: Resources, report: SweepReport) -> None:
             await storage.delete(item.key)  # not ours to keep: a stray key, or past its lifetime
             report.expired += 1
         elif age >= settings.staging_grace:
-            result = await promotion.promote_staged(resources, item.key)
+            result = await _guarded(promotion.promote_staged(resources, item.key), item.key)
+            if result is None:
+                continue
             if result.outcome == "promoted":
                 report.promoted += 1
             elif result.outcome == "rejected":
@@ -90,18 +103,25 @@ async def _multipart(resources: Resources, report: SweepReport) -> None:
             report.aborted += 1
 
 
+async def _redeliver(resources: Resources, upload_id: str) -> promotion.Promotion:
+    """Deliver one outbox entry if its lease is stale and this replica wins the takeover."""
+    found = await promotion.read_decision(resources, upload_id)
+    if found is None or found[1] is None:
+        return promotion.Promotion("missing")  # delivered meanwhile
+    taken = await promotion.take_over(resources, found[0], found[1])
+    if taken is None:
+        return promotion.Promotion("pending")  # its holder is alive, or another replica took it
+    return await promotion.finish(resources, *taken)
+
+
 async def _outbox(resources: Resources, report: SweepReport) -> None:
     prefix = resources["settings"].s3_key_prefix
     for item in await _objects(resources, keys.record_prefix(prefix, keys.OUTBOX)):
         upload_id = keys.parse_record_key(prefix, keys.OUTBOX, item.key)
-        found = await promotion.read_decision(resources, upload_id) if upload_id else None
-        if found is None or found[1] is None:
+        if upload_id is None:
             continue
-        taken = await promotion.take_over(resources, *found)  # type: ignore[arg-type]
-        if taken is None:
-            continue  # its holder is alive, or another replica took it
-        result = await promotion.finish(resources, *taken)
-        if result.announced:
+        result = await _guarded(_redeliver(resources, upload_id), item.key)
+        if result is not None and result.announced:
             report.redelivered += 1
 
 

@@ -440,3 +440,47 @@ def test_the_sweeper_aborts_multipart_uploads_past_their_lifetime_only() -> None
     asyncio.run(sweeper._multipart(state, report))
     assert storage.aborted == [(storage.uploads[0].key, "u-old")]
     assert report.aborted == 1
+
+
+def test_on_radosgw_a_receiver_that_was_down_is_announced_by_the_next_sweep_exactly_once(
+    rgw_env: dict[str, str],
+    receiver: Receiver,
+    rgw_endpoint: devstack.S3Endpoint,  # noqa: F811
+) -> None:
+    """radosgw's If-Match decides who takes the stale lease: one redelivery, then none."""
+    receiver.statuses = [500] * 1000
+    env = {**rgw_env, "SOUNDPOST_WEBHOOK_TIMEOUT": "1"}
+    with signed_in(env) as alice:
+        upload_id = upload_id_of(uppy.simple_upload(alice, "later.wav", audio_samples.wav(0.2), "audio/wav"))
+        assert confirm(alice, upload_id).status_code == 200
+    refused = len(receiver.received)
+    receiver.statuses.clear()
+    first, second = run_sweep(rgw_env), run_sweep(rgw_env)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "redelivered 1" in first.stdout and "redelivered 0" in second.stdout
+    assert len(receiver.received) == refused + 1
+    assert {h["webhook-id"] for h, _ in receiver.received} == {f"msg_{upload_id}"}
+    assert keys.outbox_key("uploads/", upload_id) not in object_keys(
+        rgw_endpoint, rgw_env["SOUNDPOST_S3_BUCKET"]
+    )
+
+
+def test_a_deleted_upload_cannot_be_brought_back_by_its_reusable_policy(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """DELETE of a pending upload removes it and spends the id: a re-POST is deleted by the next sweep, never announced."""
+    data = audio_samples.wav(0.3)
+    with signed_in(env) as alice:
+        signed = uppy.params(alice, "gone.wav", "audio/wav", len(data))
+        assert uppy.post_form(signed.json(), "gone.wav", data, "audio/wav").status_code == 201
+        upload_id = upload_id_of(signed.json()["fields"]["key"])
+        assert alice.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(alice)).status_code == 204
+        assert alice.get("/api/uploads").json()["uploads"] == []
+        assert uppy.post_form(signed.json(), "gone.wav", data, "audio/wav").status_code == 201
+        swept = run_sweep(env)
+        assert swept.returncode == 0, swept.stderr
+        assert "replaced 1" in swept.stdout
+        assert confirm(alice, upload_id).status_code == 404
+        assert alice.get("/api/uploads").json()["uploads"] == []
+    assert [k for k in object_keys(s3, bucket) if upload_id in k] == [keys.decided_key("uploads/", upload_id)]
+    assert receiver.received == []
