@@ -15,7 +15,7 @@ import uvicorn
 
 from service.observability import configure_logging
 from service.serving import add_serve_options, http_protocol, uvicorn_options
-from service.settings import SettingsError, load_settings
+from service.settings import Settings, SettingsError, load_settings
 
 
 def dev(args: argparse.Namespace) -> int:
@@ -47,6 +47,15 @@ def dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def environment_settings() -> Settings | None:
+    """The SOUNDPOST_* settings of this process, or None once every problem is printed (the command exits 2)."""
+    try:
+        return load_settings(os.environ)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
 def _stopped(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -56,10 +65,8 @@ def serve(args: argparse.Namespace) -> int:
     # With the default handler that kills the process (status -15), so a clean, asked-for stop would look
     # like a crash to supervisors; this handler makes it exit 0. Before uvicorn runs it simply exits too.
     signal.signal(signal.SIGTERM, _stopped)
-    try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = environment_settings()
+    if settings is None:
         return 2
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Each worker writes its metrics here and /metrics sums them (prometheus-client multiprocess mode).
@@ -72,10 +79,8 @@ def serve(args: argparse.Namespace) -> int:
 def bucket_setup(args: argparse.Namespace) -> int:
     from service.bucket import SetupError, setup
 
-    try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = environment_settings()
+    if settings is None:
         return 2
     try:
         asyncio.run(setup(settings, lambda line: print(line, flush=True), events=args.events))
@@ -87,15 +92,11 @@ def bucket_setup(args: argparse.Namespace) -> int:
 
 def sweep(args: argparse.Namespace) -> int:
     """One sweeper pass, for cron or a Kubernetes CronJob; 0 when the pass completed."""
-    import asyncio
-
     from service.storage import STORAGE_DOWN
     from service.sweeper import sweep_once
 
-    try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = environment_settings()
+    if settings is None:
         return 2
     try:
         report = asyncio.run(sweep_once(settings))

@@ -52,6 +52,15 @@ def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
+def push(events: httpx.Client, body: bytes, token: str, where: str) -> httpx.Response:
+    """POST a push with the token where a store puts it: a bearer ``header``, or the ``query`` string."""
+    if where == "header":
+        return events.post("/api/events/s3", content=body, headers=bearer(token))
+    return events.post(
+        "/api/events/s3", params={"token": token}, content=body, headers={"Content-Type": "application/json"}
+    )
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with serve_receiver() as hooks:
@@ -122,16 +131,7 @@ def test_an_event_with_a_wrong_token_is_refused_with_403(
 ) -> None:
     """A token that is not the configured one, in either place, is 403 events_token_invalid; nothing moves."""
     wrong = TOKEN[:-1] + ("A" if TOKEN[-1] != "A" else "B")
-    body = records(record(bucket, staged))
-    if where == "header":
-        answer = events.post("/api/events/s3", content=body, headers=bearer(wrong))
-    else:
-        answer = events.post(
-            "/api/events/s3",
-            params={"token": wrong},
-            content=body,
-            headers={"Content-Type": "application/json"},
-        )
+    answer = push(events, records(record(bucket, staged)), wrong, where)
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"]["code"] == "events_token_invalid"
     assert_untouched(s3, bucket, staged, receiver)
@@ -210,16 +210,7 @@ def test_an_authenticated_event_promotes_and_announces_the_upload(
     events: httpx.Client, s3: devstack.S3Endpoint, bucket: str, staged: str, receiver: Receiver, where: str
 ) -> None:
     """With the token as a bearer header or in the query, the named upload moves to the library, announced once."""
-    body = records(record(bucket, staged))
-    if where == "header":
-        answer = events.post("/api/events/s3", content=body, headers=bearer())
-    else:
-        answer = events.post(
-            "/api/events/s3",
-            params={"token": TOKEN},
-            content=body,
-            headers={"Content-Type": "application/json"},
-        )
+    answer = push(events, records(record(bucket, staged)), TOKEN, where)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"promoted": 1, "rejected": 0, "ignored": 0}
     assert uploads_in(s3, bucket) == [library_of(staged)]

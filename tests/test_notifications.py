@@ -10,7 +10,6 @@ announcement to a real receiver, which checks its Standard Webhooks signature.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import json
 import os
@@ -264,9 +263,7 @@ def test_confirm_a_push_and_a_sweep_racing_on_one_upload_give_one_library_object
 ) -> None:
     """Each round: radosgw's own push, the client's confirm, a repeated push and a sweeper replica's pass, all at once; one result."""
     # Another replica's sweeper, with no grace period: it promotes whatever it finds staged.
-    sweeper = dataclasses.replace(
-        load_settings({**app_env, "SOUNDPOST_PUBLIC_URL": app_url}), staging_grace=0
-    )
+    sweeper = load_settings({**app_env, "SOUNDPOST_PUBLIC_URL": app_url, "SOUNDPOST_STAGING_GRACE": "0"})
     for _ in range(RACE_ROUNDS):
         data = audio_samples.wav(0.5)
         key = uppy.simple_upload(alice, "raced.wav", data, "audio/wav")
