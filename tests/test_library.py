@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -237,3 +238,25 @@ def test_library_needs_a_signed_in_user(client: httpx.Client) -> None:
         client.delete(f"/api/uploads/{some}"),
     ]
     assert [a.status_code for a in answers] == [401] * 4
+
+
+def test_a_listing_page_costs_one_s3_list_whatever_its_length(
+    alice: httpx.Client, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: no HEAD per item. The first page lists library and staging (2 calls), later pages the library (1)."""
+    ids = [upload(alice, f"n{n}.wav", audio_samples.wav(0.1), "audio/wav") for n in range(5)]
+    assert [confirm(alice, i).status_code for i in ids] == [200] * 5
+    upload(alice, "waiting.wav", audio_samples.wav(0.1), "audio/wav")
+
+    def s3_calls_for(params: dict[str, object]) -> tuple[httpx.Response, int]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            answer = alice.get("/api/uploads", params=params)
+        return answer, sum(f"/{bucket}" in r.getMessage() for r in caplog.records if r.name == "werkzeug")
+
+    first, first_calls = s3_calls_for({"limit": 4})
+    assert [u["status"] for u in first.json()["uploads"]] == ["pending"] + ["verified"] * 4
+    assert first_calls == 2
+    second, second_calls = s3_calls_for({"limit": 4, "cursor": first.json()["nextCursor"]})
+    assert [u["id"] for u in second.json()["uploads"]] == [ids[0]]
+    assert second_calls == 1
