@@ -248,7 +248,7 @@ def test_a_listing_page_costs_one_s3_list_whatever_its_length(
     assert [confirm(alice, i).status_code for i in ids] == [200] * 5
     upload(alice, "waiting.wav", audio_samples.wav(0.1), "audio/wav")
 
-    def s3_calls_for(params: dict[str, object]) -> tuple[httpx.Response, int]:
+    def s3_calls_for(params: dict[str, str | int]) -> tuple[httpx.Response, int]:
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="werkzeug"):
             answer = alice.get("/api/uploads", params=params)
