@@ -56,6 +56,7 @@ def cors_rule(origins: list[str]) -> dict[str, Any]:
 
 
 def staging_rule(settings: Settings) -> dict[str, Any]:
+    """Expire staging and abort its multipart uploads: the backstop for uploads no sweeper finishes."""
     days = lifecycle_days(settings.staging_lifetime)
     return {
         "ID": RULE_ID,
@@ -82,15 +83,21 @@ def _same_rule(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 
 def _same(found: Any, wanted: Any) -> bool:
+    """Equal, lists of names in any order."""
     if isinstance(wanted, list) and isinstance(found, list) and all(isinstance(v, str) for v in wanted):
         return sorted(found) == sorted(wanted)
     return bool(found == wanted)
 
 
+def _code(exc: ClientError) -> str | None:
+    """The store's error code (``NoSuchBucket``, ``AccessDenied``...)."""
+    code = exc.response.get("Error", {}).get("Code")
+    return str(code) if code is not None else None
+
+
 def _refused(step: str, exc: ClientError | BotoCoreError, hint: str) -> SetupError:
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        why = f"{error.get('Code', 'error')}: {error.get('Message') or 'no message'}"
+        why = f"{_code(exc) or 'error'}: {exc.response.get('Error', {}).get('Message') or 'no message'}"
     else:
         why = type(exc).__name__
     return SetupError(f"{step}: the store refused ({why}). {hint}")
@@ -108,12 +115,13 @@ class BucketSetup:
         self.say = say
 
     async def cors(self) -> None:
+        """The page's rule, unless the bucket already has it (MinIO community has none: said, not fatal)."""
         origins = [self.settings.public_origin, *self.settings.trusted_origins]
         wanted = cors_rule(origins)
         try:
             found = (await self.s3.get_bucket_cors(Bucket=self.bucket)).get("CORSRules", [])
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
+            code = _code(exc)
             if code in ("NotImplemented", "NotSupported"):
                 self.say(
                     "cors: this store has no bucket CORS (MinIO community: set MINIO_API_CORS_ALLOW_ORIGIN "
@@ -133,11 +141,12 @@ class BucketSetup:
         self.say(f"cors: {'replaced' if found else 'set'} (origins {', '.join(origins)})")
 
     async def lifecycle(self) -> None:
+        """Our rule by its ID, next to whatever rules the bucket already has."""
         wanted = staging_rule(self.settings)
         try:
             found = (await self.s3.get_bucket_lifecycle_configuration(Bucket=self.bucket)).get("Rules", [])
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+            if _code(exc) != "NoSuchLifecycleConfiguration":
                 raise _refused(
                     "lifecycle", exc, "Check SOUNDPOST_S3_BUCKET and the keys' permissions."
                 ) from None
@@ -167,8 +176,8 @@ class BucketSetup:
         """The topic's ARN, created or pointed at ``push_url`` as needed."""
         name = topic_name(self.bucket)
         hint = (
-            "Bucket notifications need radosgw's SNS-compatible API at SOUNDPOST_S3_ENDPOINT; for MinIO or "
-            "AWS unset SOUNDPOST_EVENTS_TOKEN here and see docs/operations.md."
+            "Bucket notifications need radosgw's SNS-compatible API at SOUNDPOST_S3_ENDPOINT; on MinIO run "
+            "with --no-events and configure its webhook target (docs/operations.md, S3 event notifications)."
         )
         try:
             listed = (await self.sns.list_topics()).get("Topics", [])
@@ -191,6 +200,7 @@ class BucketSetup:
         return str(created["TopicArn"])
 
     async def notification(self, topic_arn: str) -> None:
+        """Our topic configuration by its ID, keeping the bucket's other notifications."""
         prefix = keys.area_prefix(self.settings.s3_key_prefix, keys.STAGING)
         wanted = {
             "Id": NOTIFICATION_ID,
@@ -226,6 +236,7 @@ class BucketSetup:
         self.say(f"notification {NOTIFICATION_ID}: {'updated' if ours else 'added'} ({what})")
 
     async def run(self) -> None:
+        """Every step in order; an impossible events setup is refused before anything changes."""
         push_url = self.settings.events_push_url if self.events else None
         if push_url is not None and self.settings.s3_endpoint is None:  # refused before anything changes
             raise SetupError(

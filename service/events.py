@@ -175,6 +175,7 @@ async def settle(state: Resources, key: str) -> Promotion:
 
 
 async def receive(request: Request) -> Response:
+    """``POST /api/events/s3``: the token first, then the body, then each record settled in turn."""
     state = resources(request)
     settings = state["settings"]
     authenticate(request, settings)
