@@ -63,6 +63,8 @@ VERIFY_SECONDS = 2.0
 _VERIFIERS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="soundpost-verify")
 # A promoter that claimed an upload but went quiet this long is presumed gone; others take over.
 LEASE_MARGIN_SECONDS = 30
+# A pessimistic server-side copy rate: a 5 GiB upload's lease covers its copy (about four minutes).
+COPY_BYTES_PER_SECOND = 20 * 1024 * 1024
 # Claims lost to another replica before this run gives up and reports "pending".
 MAX_ROUNDS = 4
 # How long confirm waits for another replica's promotion of the same upload to finish.
@@ -140,8 +142,9 @@ def deleted_record(owner: str, upload_id: str, key: str) -> Decision:
     return Decision(upload_id, owner, key, source_etag="", message="", lease_until=0.0, refusal=gone)
 
 
-def lease_seconds(resources: Resources) -> float:
-    return resources["settings"].webhook_timeout + LEASE_MARGIN_SECONDS
+def lease_seconds(resources: Resources, size: int) -> float:
+    """Long enough to copy ``size`` bytes and deliver once, so a live holder is never taken over."""
+    return resources["settings"].webhook_timeout + LEASE_MARGIN_SECONDS + size / COPY_BYTES_PER_SECOND
 
 
 # --- verification ---------------------------------------------------------------------------
@@ -362,7 +365,9 @@ async def take_over(resources: Resources, decision: Decision, etag: str) -> tupl
     if decision.lease_until > time.time():
         return None
     mine = msgspec.structs.replace(
-        decision, lease_until=time.time() + lease_seconds(resources), attempts=decision.attempts + 1
+        decision,
+        lease_until=time.time() + lease_seconds(resources, decision.upload.size if decision.upload else 0),
+        attempts=decision.attempts + 1,
     )
     outbox = keys.outbox_key(resources["settings"].s3_key_prefix, decision.upload_id)
     try:
@@ -460,7 +465,7 @@ async def _round(
         staging_key=key,
         source_etag=facts.etag,
         message=message,
-        lease_until=time.time() + lease_seconds(resources),
+        lease_until=time.time() + lease_seconds(resources, facts.size),
         upload=upload,
         refusal=refusal,
     )
