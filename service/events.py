@@ -10,8 +10,9 @@ A push is authenticated by ``SOUNDPOST_EVENTS_TOKEN``, sent as ``Authorization:
 Bearer <token>`` or, for stores whose push endpoints cannot send headers, as
 ``?token=<token>``; it is compared in constant time before the body is read.
 The answer is a 2xx only once every record is promoted or decided, so a store
-that retries failed pushes (radosgw's persistent topics, MinIO's queue) brings
-back what a storage outage interrupted; a store error answers 503 for that reason.
+that retries failed pushes (MinIO's queue; radosgw's persistent topics, which on
+16.2 resume only after a restart) brings back what a storage outage interrupted;
+a store error answers 503 for that reason. The sweeper catches what no push brings.
 """
 
 from __future__ import annotations
