@@ -457,7 +457,10 @@ async def _round(
     filename = keys.parse_key(settings.s3_key_prefix, key)
     assert filename is not None
     target = keys.library_key(settings.s3_key_prefix, owner, upload_id, filename[2])
-    verdict = await _verify(resources, owner, facts, filename[2])
+    try:
+        verdict = await _verify(resources, owner, facts, filename[2])
+    except NotFound:
+        return None  # promoted (or deleted) by another racer while we read it: look again
     message, upload, refusal = _message(resources, owner, facts, verdict, target)
     decision = Decision(
         upload_id=upload_id,
