@@ -1,8 +1,9 @@
-"""Command line: ``soundpost dev`` (everything embedded) and ``soundpost serve`` (production)."""
+"""Command line: ``soundpost dev`` (everything embedded), ``soundpost serve`` (production), ``soundpost bucket setup``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import uvicorn
 
 from service.observability import configure_logging
 from service.serving import add_serve_options, protocol_options, uvicorn_options
-from service.settings import SettingsError, load_settings
+from service.settings import Settings, SettingsError, load_settings
 
 
 def dev(args: argparse.Namespace) -> int:
@@ -46,6 +47,15 @@ def dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def environment_settings() -> Settings | None:
+    """The SOUNDPOST_* settings of this process, or None once every problem is printed (the command exits 2)."""
+    try:
+        return load_settings(os.environ)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
 def _stopped(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -55,16 +65,53 @@ def serve(args: argparse.Namespace) -> int:
     # With the default handler that kills the process (status -15), so a clean, asked-for stop would look
     # like a crash to supervisors; this handler makes it exit 0. Before uvicorn runs it simply exits too.
     signal.signal(signal.SIGTERM, _stopped)
-    try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = environment_settings()
+    if settings is None:
         return 2
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Each worker writes its metrics here and /metrics sums them (prometheus-client multiprocess mode).
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="soundpost-metrics-")
     # The root path comes from SOUNDPOST_PUBLIC_URL's path: the app can be hosted under a prefix.
     uvicorn.run("service.app:create_app", factory=True, **uvicorn_options(args, settings.root_path))
+    return 0
+
+
+def bucket_setup(args: argparse.Namespace) -> int:
+    from service.bucket import SetupError, setup
+
+    settings = environment_settings()
+    if settings is None:
+        return 2
+    try:
+        asyncio.run(setup(settings, lambda line: print(line, flush=True), events=args.events))
+    except SetupError as exc:
+        print(f"bucket setup failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """One sweeper pass, for cron or a Kubernetes CronJob; 0 when the pass completed."""
+    from service.storage import STORAGE_DOWN
+    from service.sweeper import sweep_once
+
+    settings = environment_settings()
+    if settings is None:
+        return 2
+    try:
+        report = asyncio.run(sweep_once(settings))
+    except STORAGE_DOWN as exc:
+        print(
+            f"sweep failed: S3 unreachable ({type(exc).__name__}); check SOUNDPOST_S3_ENDPOINT",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"promoted {report.promoted}, rejected {report.rejected}, replaced {report.replaced}, "
+        f"expired {report.expired}, aborted {report.aborted}, redelivered {report.redelivered}, "
+        f"forgotten {report.forgotten}",
+        flush=True,
+    )
     return 0
 
 
@@ -79,8 +126,26 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd = commands.add_parser("serve", help="run the app with settings from SOUNDPOST_* variables")
     add_serve_options(serve_cmd)
     serve_cmd.set_defaults(run=serve)
+    sweep_cmd = commands.add_parser(
+        "sweep", help="one sweeper pass: promote, expire, abort, redeliver, recount; then exit"
+    )
+    sweep_cmd.add_argument("--log-level", default="info")
+    sweep_cmd.set_defaults(run=sweep)
+    bucket_cmd = commands.add_parser("bucket", help="manage the bucket the settings name")
+    bucket_steps = bucket_cmd.add_subparsers(dest="step", required=True)
+    setup_cmd = bucket_steps.add_parser(
+        "setup",
+        help="apply CORS, the staging lifecycle rule and (with an events token) S3 event notifications",
+    )
+    setup_cmd.add_argument(
+        "--no-events",
+        dest="events",
+        action="store_false",
+        help="leave notifications alone (MinIO: its webhook target is configured on the server instead)",
+    )
+    setup_cmd.set_defaults(run=bucket_setup)
     args = parser.parse_args(argv)
-    if args.command == "serve":
+    if args.command in ("serve", "sweep"):
         configure_logging(args.log_level)
     else:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -15,20 +16,22 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ExceptionHandler, Lifespan, Receive, Scope, Send
 
-from service import __version__, api, auth, discovery, health, library, observability, uploads, uppy
+from service import __version__, api, auth, discovery, events, health, library, observability, uploads, uppy
 from service.api import ApiRoute, Spec
 from service.edge import Edge
 from service.errors import EXCEPTION_HANDLERS, ErrorHandlers
 from service.guards import SiteGuard
 from service.observability import RequestRecorder
+from service.quota import Usage
 from service.ratelimit import close_limiters, open_limiters
 from service.resources import Resources
 from service.revocation import open_revocations
 from service.schemas import Health, Readiness, encoder
 from service.session import CookieSessions
-from service.settings import Settings, load_settings
+from service.settings import EVENTS_PATH, Settings, load_settings
 from service.storage import EXCEPTION_HANDLERS as STORAGE_HANDLERS
 from service.storage import check_at_startup, open_storage
+from service.sweeper import sweep_periodically
 from service.webhooks import open_webhooks
 
 STATIC = Path(__file__).parent / "static"
@@ -178,6 +181,8 @@ def routes() -> list[BaseRoute]:
             "/s3/multipart/{uploadId}", uppy.list_parts, method="GET", name="uppy_parts", spec=uppy.PARTS
         ),
         ApiRoute("/s3/multipart/{uploadId}", uppy.abort, method="DELETE", name="uppy_abort", spec=uppy.ABORT),
+        # S3 bucket notifications from the store: token-authenticated, no session (service/events.py).
+        ApiRoute(EVENTS_PATH, events.receive, method="POST", name="s3_events", spec=events.RECEIVE),
         ApiRoute("/healthz", health.healthz, method="GET", name="healthz", spec=HEALTHZ),
         ApiRoute("/readyz", health.readyz, method="GET", name="readyz", spec=READYZ),
         ApiRoute("/metrics", observability.metrics, method="GET", name="metrics", spec=METRICS),
@@ -203,16 +208,27 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
         ):
             await check_at_startup(storage)  # a missing bucket or refused credentials stop start-up
             limiters = open_limiters(config)
+            state = Resources(
+                settings=config,
+                storage=storage,
+                webhooks=webhooks,
+                limiters=limiters,
+                providers=discovery.provider_clients(config),
+                revocations=revocations,
+                usage=Usage(config),
+            )
+            sweeper = (
+                asyncio.create_task(sweep_periodically(state, config.sweep_interval))
+                if config.sweep_interval
+                else None
+            )
             try:
-                yield Resources(
-                    settings=config,
-                    storage=storage,
-                    webhooks=webhooks,
-                    limiters=limiters,
-                    providers=discovery.provider_clients(config),
-                    revocations=revocations,
-                )
+                yield state
             finally:
+                if sweeper is not None:
+                    sweeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sweeper
                 close_limiters(limiters)
 
     app = Soundpost(

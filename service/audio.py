@@ -55,3 +55,17 @@ def extension_agrees(extension: str, canonical: str) -> bool:
         return True
     related = {"audio/ogg": ("audio/opus",), "audio/opus": ("audio/ogg",)}
     return any(ext in extensions_for(other) for other in related.get(canonical, ()))
+
+
+_BY_EXTENSION: dict[str, str] = {
+    ext: canonical for canonical, (extensions, _) in AUDIO_TYPES.items() for ext in extensions
+}
+
+
+def type_for_extension(extension: str) -> str | None:
+    """The one canonical type a file extension names (each extension belongs to exactly one type).
+
+    Promotion stores a library object under the type its name's extension names,
+    so a listing can state every item's type from its key alone, without a HEAD.
+    """
+    return _BY_EXTENSION.get(extension.lower())

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import boto3
 import werkzeug.serving
 
+from service.bucket import cors_rule
+
 DEV_BUCKET = "soundpost-dev"
 DEV_ACCESS_KEY = "soundpost-dev"
 DEV_SECRET_KEY = "soundpost-dev-secret"  # noqa: S105 - the loopback-only dev S3 stand-in's key
@@ -85,24 +87,11 @@ def s3_admin(endpoint: S3Endpoint):  # type: ignore[no-untyped-def]
 
 
 def create_bucket(endpoint: S3Endpoint, bucket: str, browser_origins: list[str]) -> None:
-    """Create the bucket with the CORS rule that lets the page POST and play back."""
+    """Create the bucket with the CORS rule that lets the page POST and play back (the one bucket setup applies)."""
     client = s3_admin(endpoint)
     with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(Bucket=bucket)
-    client.put_bucket_cors(
-        Bucket=bucket,
-        CORSConfiguration={
-            "CORSRules": [
-                {
-                    "AllowedOrigins": browser_origins,
-                    "AllowedMethods": ["GET", "HEAD", "POST", "PUT"],
-                    "AllowedHeaders": ["*"],
-                    "ExposeHeaders": ["ETag", "Location"],
-                    "MaxAgeSeconds": 600,
-                }
-            ]
-        },
-    )
+    client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [cors_rule(browser_origins)]})
 
 
 @contextlib.contextmanager

@@ -1,49 +1,47 @@
 """The caller's uploads: confirm, list, play back, delete.
 
-An upload's id is the middle segment of its key. Every lookup lists under the
-caller's own prefix, so another user's id is simply not found: 404, the same as
-an id that never existed.
+Verified uploads live in the library area, which only promotion writes
+(``service.promotion``); uploads not yet checked sit in staging and are listed as
+``pending``, never played. Every lookup is under the caller's own prefixes, so
+another user's id is simply not found: 404, the same as an id that never existed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-from datetime import UTC, datetime
+import time
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service import audio, budgets, keys, sniff
+from service import audio, budgets, keys, promotion
 from service.api import Spec
 from service.auth import require_user
 from service.errors import ApiError
-from service.observability import UPLOADS_CONFIRMED
 from service.params import decode_path, decode_query
-from service.resources import resources
-from service.schemas import (
-    PlaybackUrl,
-    Upload,
-    UploadEvent,
-    UploadList,
-    UploadPath,
-    UploadsQuery,
-    User,
-    WebhookMessage,
-    encoder,
-    json_response,
-)
-from service.settings import Settings
+from service.resources import Resources, resources
+from service.schemas import PlaybackUrl, Upload, UploadList, UploadPath, UploadsQuery, encoder, json_response
 from service.storage import ERRORS as STORAGE_ERRORS
-from service.storage import NotFound, Storage, StoredObject
+from service.storage import Listed
 
 DEFAULT_PAGE = 50
+# Pending uploads shown on a listing's first page: one more LIST, at most this many items.
+MAX_PENDING_LISTED = 100
 
 
 def _not_found() -> ApiError:
     return ApiError(404, "not_found", "There is no such upload.")
+
+
+def _pending() -> ApiError:
+    return ApiError(
+        409,
+        "upload_pending",
+        "This upload has not been verified yet; it becomes playable once it is.",
+        headers={"Retry-After": "2"},
+    )
 
 
 def content_disposition(filename: str) -> str:
@@ -57,155 +55,145 @@ def encode_cursor(after: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
-    """The ``{id}/{filename}`` a page ends at; anything else is a 400."""
+    """The ``{id}/{filename}`` a page ends at; anything else is a 400.
+
+    A filename holding a control character never came from this service (keys
+    have none) and makes some stores fail the listing, so it is refused here.
+    """
     try:
         after = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         after = ""
     upload_id, _, filename = after.partition("/")
-    if not keys.UPLOAD_ID.match(upload_id) or not filename or "/" in filename:
+    if not keys.UPLOAD_ID.match(upload_id) or not filename or "/" in filename or not filename.isprintable():
         raise ApiError(400, "invalid_cursor", "The cursor is not one this service handed out.", "cursor")
     return after
 
 
-def _describe(settings: Settings, obj: StoredObject, duration: float | None = None) -> Upload:
-    parsed = keys.parse_key(settings.s3_key_prefix, obj.key)
-    assert parsed is not None  # only keys under the caller's prefix reach here
+def type_of(filename: str) -> str:
+    """A library object's Content-Type, from its name alone (promotion stores it that way)."""
+    return audio.type_for_extension(keys.split_extension(filename)[1]) or "application/octet-stream"
+
+
+def describe(item: Listed, area: keys.Area, prefix: str) -> Upload | None:
+    """An upload as a listing shows it, from ListObjectsV2's facts only (no HEAD)."""
+    parsed = keys.parse_area_key(prefix, item.key, area)
+    if parsed is None:
+        return None
     _, upload_id, filename = parsed
+    verified = area == keys.LIBRARY
     return Upload(
         id=upload_id,
-        key=obj.key,
+        key=item.key,
         filename=filename,
-        size=obj.size,
-        content_type=obj.content_type,
-        uploaded_at=obj.last_modified.astimezone(UTC),
-        duration_seconds=duration,
+        size=item.size,
+        content_type=type_of(filename),
+        uploaded_at=item.last_modified,
+        duration_seconds=promotion.known_duration(item.key) if verified else None,
+        status="verified" if verified else "pending",
     )
 
 
-def _context(request: Request) -> tuple[Settings, Storage, User]:
-    state = resources(request)
-    return state["settings"], state["storage"], require_user(request)
-
-
-async def _find(request: Request) -> tuple[Settings, Storage, User, StoredObject]:
-    """The caller's upload named in the path, or 404."""
-    settings, storage, user = _context(request)
+def _upload_id(request: Request) -> str:
     upload_id = decode_path(request, UploadPath).id
     if not keys.UPLOAD_ID.match(upload_id):
         raise _not_found()
-    prefix = f"{keys.user_prefix(settings.s3_key_prefix, user.user_id)}{upload_id}/"
-    found = await storage.list_keys(prefix, 1)
-    if not found.keys or keys.parse_key(settings.s3_key_prefix, found.keys[0]) is None:
-        raise _not_found()
-    try:
-        return settings, storage, user, await storage.head(found.keys[0])
-    except NotFound:
-        raise _not_found() from None
+    return upload_id
 
 
-async def _refuse(storage: Storage, key: str, error: ApiError) -> ApiError:
-    """Delete an object that failed confirmation; the error says why."""
-    await storage.delete(key)
-    return error
-
-
-async def _checked(settings: Settings, storage: Storage, obj: StoredObject) -> float | None:
-    """Check size, type and the bytes themselves; deletes the object and raises if any fails. Returns the duration."""
-    canonical = audio.canonical_type(obj.content_type)
-    if obj.size > settings.max_upload_bytes:
-        raise await _refuse(
-            storage,
-            obj.key,
-            ApiError(
-                413,
-                "file_too_large",
-                f"Files may be at most {settings.max_upload_bytes} bytes; the upload was removed.",
-            ),
-        )
-    if canonical is None or canonical not in settings.allowed_types:
-        raise await _refuse(
-            storage,
-            obj.key,
-            ApiError(
-                422,
-                "unsupported_type",
-                f"{obj.content_type!r} is not an accepted audio type; the upload was removed.",
-            ),
-        )
-    head = await storage.read_head(obj.key, min(obj.size, sniff.HEAD_BYTES)) if obj.size else b""
-    if not sniff.matches_type(head, canonical):
-        raise await _refuse(
-            storage,
-            obj.key,
-            ApiError(422, "not_audio", f"The file's contents are not {canonical}; the upload was removed."),
-        )
-    return sniff.duration_seconds(head, whole=len(head) >= obj.size)
+async def _one(state: Resources, owner: str, upload_id: str, area: keys.Area) -> str | None:
+    """The caller's object of this id in one area: one LIST of at most one key."""
+    prefix = state["settings"].s3_key_prefix
+    found = await state["storage"].list_keys(keys.upload_prefix(prefix, owner, upload_id, area), 1)
+    return next((k for k in found.keys if keys.parse_area_key(prefix, k, area) is not None), None)
 
 
 async def confirm(request: Request) -> Response:
-    """``POST /api/uploads/{id}/confirm``: check the stored bytes are the audio they claim to be, then announce them."""
-    settings, storage, user, obj = await _find(request)
-    upload = _describe(settings, obj, await _checked(settings, storage, obj))
-    sender = resources(request)["webhooks"]
-    if sender is not None:
-        event = UploadEvent(
-            id=upload.id,
-            key=upload.key,
-            bucket=settings.s3_bucket,
-            user=user.user_id,
-            size=upload.size,
-            content_type=upload.content_type,
-            duration_seconds=upload.duration_seconds,
+    """``POST /api/uploads/{id}/confirm``: promote the upload now (verify, copy to the library, announce)."""
+    user = require_user(request)
+    upload_id = _upload_id(request)
+    result = await promotion.promote_upload(resources(request), user.user_id, upload_id)
+    if result.upload is not None:
+        return json_response(result.upload)
+    if result.error is not None:
+        raise result.error
+    if result.outcome == "pending":
+        raise ApiError(
+            503,
+            "promotion_in_progress",
+            "This upload is being verified right now. Try again in a moment.",
+            headers={"Retry-After": "1"},
         )
-        body = encoder.encode(WebhookMessage("upload.confirmed", datetime.now(UTC), event)).decode()
-        # One id per upload: a retried confirm re-delivers the same message and receivers dedupe it.
-        if not await sender.deliver(f"msg_{upload.id}", body):
-            raise ApiError(
-                502,
-                "webhook_delivery_failed",
-                "The upload is stored but could not be announced; confirm again to retry.",
-            )
-    UPLOADS_CONFIRMED.inc()
-    return json_response(upload)
-
-
-async def _head_or_none(storage: Storage, key: str) -> StoredObject | None:
-    try:
-        return await storage.head(key)
-    except NotFound:  # deleted between the listing and now
-        return None
+    raise _not_found()
 
 
 async def list_uploads(request: Request) -> Response:
-    """``GET /api/uploads?limit=&cursor=``: the caller's uploads, newest first (keys sort that way)."""
-    settings, storage, user = _context(request)
+    """``GET /api/uploads?limit=&cursor=``: verified uploads newest first, pending ones ahead on the first page.
+
+    A page costs one LIST of the library, and the first page one more of staging.
+    """
+    state, user = resources(request), require_user(request)
+    settings, storage = state["settings"], state["storage"]
     ask = decode_query(request, UploadsQuery)
     limit = ask.limit or DEFAULT_PAGE
-    prefix = keys.user_prefix(settings.s3_key_prefix, user.user_id)
-    cursor = ask.cursor
-    start_after = prefix + decode_cursor(cursor) if cursor else None
-    page = await storage.list_keys(prefix, limit, start_after)
-    owned = [k for k in page.keys if keys.parse_key(settings.s3_key_prefix, k) is not None]
-    found = await asyncio.gather(*(_head_or_none(storage, k) for k in owned))
-    next_cursor = encode_cursor(page.next_start_after[len(prefix) :]) if page.next_start_after else None
-    return json_response(UploadList([_describe(settings, o) for o in found if o is not None], next_cursor))
+    library = keys.user_prefix(settings.s3_key_prefix, user.user_id, keys.LIBRARY)
+    start_after = library + decode_cursor(ask.cursor) if ask.cursor else None
+    page = await storage.list_objects(library, limit, start_after)
+    verified = [u for u in (describe(o, keys.LIBRARY, settings.s3_key_prefix) for o in page.objects) if u]
+    pending: list[Upload] = []
+    if ask.cursor is None:
+        staging = keys.user_prefix(settings.s3_key_prefix, user.user_id, keys.STAGING)
+        shown = min(settings.max_pending_uploads, MAX_PENDING_LISTED)
+        waiting = await storage.list_objects(staging, shown)
+        ids = {u.id for u in verified}
+        candidates = (describe(o, keys.STAGING, settings.s3_key_prefix) for o in waiting.objects)
+        pending = [u for u in candidates if u is not None and u.id not in ids]
+        if waiting.next_start_after is None:
+            state["usage"].pending_counted(user.user_id, len(waiting.objects))
+    next_cursor = encode_cursor(page.next_start_after[len(library) :]) if page.next_start_after else None
+    return json_response(UploadList(pending + verified, next_cursor))
 
 
 async def playback_url(request: Request) -> Response:
-    """``GET /api/uploads/{id}/url``: a short-lived GET URL on the browser-visible endpoint."""
-    settings, storage, _, obj = await _find(request)
-    canonical = audio.canonical_type(obj.content_type)
-    content_type = canonical if canonical in settings.allowed_types else "application/octet-stream"
-    filename = _describe(settings, obj).filename
-    url, expires_at = await storage.presign_get(obj.key, content_type, content_disposition(filename))
+    """``GET /api/uploads/{id}/url``: a short-lived GET URL for a verified upload, on the browser-visible endpoint."""
+    state, user = resources(request), require_user(request)
+    upload_id = _upload_id(request)
+    key = await _one(state, user.user_id, upload_id, keys.LIBRARY)
+    if key is None:
+        if await _one(state, user.user_id, upload_id, keys.STAGING) is not None:
+            raise _pending()
+        raise _not_found()
+    filename = key.rsplit("/", 1)[1]
+    url, expires_at = await state["storage"].presign_get(
+        key, type_of(filename), content_disposition(filename)
+    )
     return json_response(PlaybackUrl(url, expires_at))
 
 
 async def delete(request: Request) -> Response:
-    """``DELETE /api/uploads/{id}``."""
-    _, storage, _, obj = await _find(request)
-    await storage.delete(obj.key)
+    """``DELETE /api/uploads/{id}``: the library object, any staging leftover and the pending announcement.
+
+    The id's record becomes "deleted", so a reused POST policy cannot bring it back.
+    """
+    state, user = resources(request), require_user(request)
+    storage, prefix = state["storage"], state["settings"].s3_key_prefix
+    upload_id = _upload_id(request)
+    found = await promotion.read_decision(state, upload_id)
+    if found is not None and found[0].owner != user.user_id:
+        raise _not_found()
+    library = await _one(state, user.user_id, upload_id, keys.LIBRARY)
+    staging = await _one(state, user.user_id, upload_id, keys.STAGING)
+    if library is None and staging is None:
+        raise _not_found()
+    if found is not None and found[1] is not None and library is None and found[0].lease_until > time.time():
+        raise _pending()  # mid-promotion: deleting now could race its copy
+    tombstone = promotion.deleted_record(user.user_id, upload_id, staging or library or "")
+    await storage.put_plain(keys.decided_key(prefix, upload_id), encoder.encode(tombstone))
+    await storage.delete(keys.outbox_key(prefix, upload_id))
+    for key in (k for k in (library, staging) if k is not None):
+        await storage.delete(key)
+    if library is not None and found is not None and found[0].upload is not None:
+        state["usage"].removed(user.user_id, found[0].upload.size)
     return Response(status_code=204)
 
 
@@ -213,7 +201,7 @@ async def delete(request: Request) -> Response:
 
 _DOWN = STORAGE_ERRORS
 LIST = Spec(
-    "The caller's uploads, newest first, a page at a time.",
+    "The caller's uploads: pending ones first (on the first page), then verified ones newest first.",
     response=UploadList,
     query=UploadsQuery,
     signed_in=True,
@@ -222,35 +210,35 @@ LIST = Spec(
     tag="library",
 )
 DELETE = Spec(
-    "Delete one of the caller's uploads.",
+    "Delete one of the caller's uploads, verified or pending.",
     status=204,
     path=UploadPath,
     signed_in=True,
     budget=budgets.STORAGE,
-    errors={404: ("not_found",), **_DOWN},
+    errors={404: ("not_found",), 409: ("upload_pending",), **_DOWN},
     tag="library",
 )
 PLAYBACK_URL = Spec(
-    "A presigned GET to play one of the caller's uploads.",
+    "A presigned GET to play one of the caller's verified uploads.",
     response=PlaybackUrl,
     path=UploadPath,
     signed_in=True,
     budget=budgets.STORAGE,
-    errors={404: ("not_found",), **_DOWN},
+    errors={404: ("not_found",), 409: ("upload_pending",), **_DOWN},
     tag="library",
 )
 CONFIRM = Spec(
-    "Check an uploaded object is the audio it claims to be (deleting it if not) and describe it.",
+    "Verify an upload now and promote it to the library (deleting it if it fails), answering the promoted upload.",
     response=Upload,
     path=UploadPath,
     signed_in=True,
     budget=budgets.CONFIRM,
     errors={
         404: ("not_found",),
-        413: ("file_too_large",),
+        413: ("file_too_large", "quota_exceeded"),
         422: ("unsupported_type", "not_audio"),
-        502: ("webhook_delivery_failed",),
         **_DOWN,
+        503: ("storage_unavailable", "promotion_in_progress"),
     },
     tag="library",
 )

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:  # these modules' routes read resources, so importing them here would be circular
     from service.discovery import ProviderClient
+    from service.quota import Usage
     from service.ratelimit import Limiters
     from service.revocation import Revocations
     from service.settings import Settings
@@ -29,6 +30,7 @@ class Resources(TypedDict):
     limiters: Limiters
     providers: dict[str, ProviderClient]  # by name
     revocations: Revocations
+    usage: Usage
 
 
 def resources(connection: HTTPConnection) -> Resources:

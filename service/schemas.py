@@ -164,8 +164,17 @@ class Completed(msgspec.Struct):
 # --- the caller's uploads ------------------------------------------------------------
 
 
+UploadStatus = Annotated[
+    str,
+    Meta(
+        pattern="^(verified|pending)$",
+        description="verified: checked and in the library, playable. pending: uploaded, not yet checked; never playable.",
+    ),
+]
+
+
 class Upload(msgspec.Struct, rename="camel"):
-    """One stored upload, as the library lists and confirms it."""
+    """One upload, as the library lists and confirms it."""
 
     id: str
     key: str
@@ -174,6 +183,7 @@ class Upload(msgspec.Struct, rename="camel"):
     content_type: str
     uploaded_at: datetime
     duration_seconds: float | None = None
+    status: UploadStatus = "verified"
 
 
 class UploadList(msgspec.Struct, rename="camel"):
@@ -199,11 +209,32 @@ class UploadEvent(msgspec.Struct, rename="camel"):
 
 
 class WebhookMessage(msgspec.Struct):
-    """The Standard Webhooks envelope: type, timestamp, data."""
+    """The Standard Webhooks envelope of ``upload.confirmed``: type, timestamp, data."""
 
     type: str
     timestamp: datetime
     data: UploadEvent
+
+
+class RejectionEvent(msgspec.Struct, rename="camel"):
+    """The data of an ``upload.rejected`` webhook event: which upload, and why it was deleted."""
+
+    id: str
+    key: str
+    bucket: str
+    user: str
+    size: int
+    content_type: str
+    code: str
+    detail: str
+
+
+class RejectionMessage(msgspec.Struct):
+    """The Standard Webhooks envelope of ``upload.rejected``."""
+
+    type: str
+    timestamp: datetime
+    data: RejectionEvent
 
 
 class Health(msgspec.Struct):

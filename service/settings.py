@@ -27,7 +27,8 @@ T = TypeVar("T")
 ENV_PREFIX = "SOUNDPOST_"
 DEFAULT_ALLOWED_TYPES = tuple(CANONICAL_TYPES)
 MiB = 1024 * 1024
-# S3 refuses a single POST upload above 5 GiB; multipart is the way past that.
+# S3 refuses a single POST upload above 5 GiB, and a single CopyObject too: promotion copies each
+# upload in one request, so SOUNDPOST_MAX_UPLOAD_BYTES stays at or below this (no UploadPartCopy needed).
 S3_MAX_POST_BYTES = 5 * 1024 * MiB
 # S3 refuses parts (all but the last) under 5 MiB and over 5 GiB, and more than 10,000 of them.
 S3_MIN_PART_BYTES = 5 * MiB
@@ -38,6 +39,9 @@ TEST_MIN_PART_BYTES = 1024
 MAX_PRESIGN_TTL = 3600
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+EVENTS_PATH = "/api/events/s3"
+# Goes into a query string as it is (stores whose push endpoints cannot send headers), so URL-safe only.
+EVENTS_TOKEN = re.compile(r"^[A-Za-z0-9._~\-]{32,256}$")
 
 
 class SettingsError(ValueError):
@@ -96,6 +100,13 @@ class Settings:
     s3_read_timeout: int = 10
     multipart_part_bytes: int = S3_MIN_PART_BYTES
     multipart_small_parts_for_tests: bool = False
+    staging_grace: int = 60
+    staging_lifetime: int = 86400
+    sweep_interval: int | None = None
+    user_quota_bytes: int | None = None
+    max_pending_uploads: int = 50
+    events_token: Secret | None = None
+    events_url: str | None = None
 
     @property
     def secure_cookies(self) -> bool:
@@ -124,6 +135,14 @@ class Settings:
     def budget_rate(self, budget: Budget) -> str:
         """The rate a budget runs at: its setting if set, else its default."""
         return self.budget_rates.get(budget.name, budget.default)
+
+    @property
+    def events_push_url(self) -> str | None:
+        """Where the store posts S3 events, token included, or None when the events route is off."""
+        if self.events_token is None:
+            return None
+        base = self.events_url or f"{self.public_url}{EVENTS_PATH}"
+        return f"{base}?token={self.events_token}"
 
     def provider(self, name: str) -> Provider | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -303,6 +322,20 @@ def _redis_url(read: _Reader) -> Secret | None:
     return Secret(value)  # may carry a password
 
 
+def _events_token(read: _Reader) -> Secret | None:
+    """The shared secret S3 event pushes carry; unset turns the events route off."""
+    value = read.raw("EVENTS_TOKEN")
+    if value is None:
+        if read.raw("EVENTS_URL"):
+            read.problems.append(f"{ENV_PREFIX}EVENTS_URL needs {ENV_PREFIX}EVENTS_TOKEN")
+        return None
+    if not EVENTS_TOKEN.match(value):
+        read.problems.append(
+            f"{ENV_PREFIX}EVENTS_TOKEN must be 32 to 256 URL-safe characters (letters, digits, - _ . ~)"
+        )
+    return Secret(value)
+
+
 def _boolean(value: str) -> bool:
     lowered = value.lower()
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
@@ -393,6 +426,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         s3_read_timeout=read.integer("S3_READ_TIMEOUT", 10, 1, 300),
         multipart_part_bytes=part_bytes,
         multipart_small_parts_for_tests=small_parts,
+        events_token=_events_token(read),
+        events_url=read.url("EVENTS_URL"),
+        staging_grace=read.integer("STAGING_GRACE", 60, 0, 3600),
+        staging_lifetime=read.integer("STAGING_LIFETIME", 86400, MAX_PRESIGN_TTL, 30 * 86400),
+        sweep_interval=read.integer("SWEEP_INTERVAL", 1, 1, 86400) if read.raw("SWEEP_INTERVAL") else None,
+        user_quota_bytes=read.integer("USER_QUOTA_BYTES", 1, 1, 2**62)
+        if read.raw("USER_QUOTA_BYTES")
+        else None,
+        max_pending_uploads=read.integer("MAX_PENDING_UPLOADS", 50, 1, 10_000),
     )
     if read.problems:
         raise SettingsError(read.problems)

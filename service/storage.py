@@ -67,6 +67,50 @@ class Listing:
     next_start_after: str | None
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One object as ListObjectsV2 describes it: enough to list a library without a HEAD per item."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class ObjectPage:
+    objects: list[Listed]
+    next_start_after: str | None
+
+
+@dataclass(frozen=True)
+class ObjectFacts:
+    """HEAD's answer: what confirm and promotion check before trusting an object."""
+
+    key: str
+    size: int
+    content_type: str
+    last_modified: datetime
+    etag: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Record:
+    """A small JSON object of the service's own and the ETag that conditional writes name."""
+
+    body: bytes
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
 class PartsRejected(Exception):
     """S3 refused to assemble the parts (a part missing, too small, out of order)."""
 
@@ -75,7 +119,28 @@ class NotFound(Exception):
     """The object or multipart upload does not exist (S3 answered 404 / NoSuchKey / NoSuchUpload)."""
 
 
+class PreconditionFailed(Exception):
+    """A conditional write or copy lost: the object exists already, or is not the version named."""
+
+
 _MISSING = frozenset({"404", "NoSuchKey", "NoSuchUpload", "NotFound"})
+# 412 for If-Match / If-None-Match / CopySourceIfMatch; 409 is what S3 answers a conditional
+# write that raced another one on the same key.
+_LOST = frozenset({"412", "PreconditionFailed", "ConditionalRequestConflict", "409"})
+
+
+@contextlib.contextmanager
+def _conditional() -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+        if code in _LOST or status in ("412", "409"):
+            raise PreconditionFailed() from None
+        if code in _MISSING:
+            raise NotFound() from None
+        raise
 
 
 @contextlib.contextmanager
@@ -167,6 +232,98 @@ class Storage:
 
     async def delete(self, key: str) -> None:
         await self.s3.delete_object(Bucket=self.settings.s3_bucket, Key=key)
+
+    async def facts(self, key: str) -> ObjectFacts:
+        """HEAD with the ETag and user metadata, for promotion's checks."""
+        with _missing_is_not_found():
+            head = await self.s3.head_object(Bucket=self.settings.s3_bucket, Key=key)
+        return ObjectFacts(
+            key,
+            int(head["ContentLength"]),
+            head.get("ContentType", ""),
+            head["LastModified"],
+            head["ETag"],
+            dict(head.get("Metadata", {})),
+        )
+
+    async def copy_verified(
+        self, source: str, etag: str, target: str, content_type: str, metadata: dict[str, str]
+    ) -> str:
+        """Server-side copy of exactly the version that was verified (CopySourceIfMatch), with our type and facts.
+
+        A single CopyObject handles up to 5 GiB, which SOUNDPOST_MAX_UPLOAD_BYTES never exceeds.
+        Returns the copy's ETag.
+        """
+        with _conditional():
+            copied = await self.s3.copy_object(
+                Bucket=self.settings.s3_bucket,
+                Key=target,
+                CopySource={"Bucket": self.settings.s3_bucket, "Key": source},
+                CopySourceIfMatch=etag,
+                MetadataDirective="REPLACE",
+                ContentType=content_type,
+                Metadata=metadata,
+            )
+        return str(copied.get("CopyObjectResult", {}).get("ETag", ""))
+
+    async def get_record(self, key: str) -> Record:
+        """A small JSON object of ours and its ETag; NotFound if absent."""
+        with _missing_is_not_found():
+            got = await self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)
+            async with got["Body"] as body:
+                data: bytes = await body.read()
+        return Record(data, got["ETag"], got["LastModified"])
+
+    async def put_record(self, key: str, body: bytes, *, if_match: str | None = None) -> str:
+        """Create ``key`` only if absent (or replace it only at ETag ``if_match``); returns the new ETag.
+
+        Raises PreconditionFailed when another writer got there first: this is
+        how replicas agree on who promotes an upload and who delivers its announcement.
+        """
+        # radosgw 16.2 matches If-Match only against the bare hex ETag; moto and S3 accept it too.
+        condition = {"IfMatch": if_match.strip('"')} if if_match is not None else {"IfNoneMatch": "*"}
+        with _conditional():
+            put = await self.s3.put_object(
+                Bucket=self.settings.s3_bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                **condition,
+            )
+        return str(put["ETag"])
+
+    async def put_plain(self, key: str, body: bytes) -> None:
+        """An unconditional write of one of our records (the last word on an upload id)."""
+        await self.s3.put_object(
+            Bucket=self.settings.s3_bucket, Key=key, Body=body, ContentType="application/json"
+        )
+
+    async def list_objects(self, prefix: str, limit: int, start_after: str | None = None) -> ObjectPage:
+        """One page of objects under ``prefix`` with size, ETag and time: one S3 call."""
+        extra = {"StartAfter": start_after} if start_after else {}
+        page = await self.s3.list_objects_v2(
+            Bucket=self.settings.s3_bucket, Prefix=prefix, MaxKeys=limit, **extra
+        )
+        found = [
+            Listed(item["Key"], int(item["Size"]), item.get("ETag", ""), item["LastModified"])
+            for item in page.get("Contents", [])
+        ]
+        more = bool(page.get("IsTruncated")) and bool(found)
+        return ObjectPage(found, found[-1].key if more else None)
+
+    async def open_uploads(self, prefix: str, limit: int = 1000) -> list[OpenUpload]:
+        """Multipart uploads in progress under ``prefix`` (at most ``limit``)."""
+        found: list[OpenUpload] = []
+        markers: dict[str, str] = {}
+        while len(found) < limit:
+            page = await self.s3.list_multipart_uploads(
+                Bucket=self.settings.s3_bucket, Prefix=prefix, **markers
+            )
+            found += [OpenUpload(u["Key"], u["UploadId"], u["Initiated"]) for u in page.get("Uploads", [])]
+            if not page.get("IsTruncated"):
+                break
+            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+        return found[:limit]
 
     async def list_keys(self, prefix: str, limit: int, start_after: str | None = None) -> Listing:
         """One page of keys under ``prefix`` in S3's (ascending) order."""

@@ -136,7 +136,11 @@ PRESIGN = Spec(
     body=PresignRequest,
     signed_in=True,
     budget=budgets.UPLOADS,
-    errors={413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")},
+    errors={
+        413: ("file_too_large", "quota_exceeded"),
+        422: ("unsupported_type", "extension_mismatch"),
+        429: ("too_many_pending_uploads",),
+    },
     tag="uploads",
 )
 
@@ -163,6 +167,7 @@ async def presigned_url(request: Request) -> Response:
     settings, storage = state["settings"], state["storage"]
     ask = decode_json(presign_request_decoder, await read_json_body(request))
     upload = new_upload(settings, user, ask.filename, ask.content_type, ask.size)
+    state["usage"].admit(user.user_id, ask.size)  # the cached count only: no S3 call on this path
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
     PRESIGNED["post"].inc()
     return json_response(

@@ -89,6 +89,7 @@ async def params(request: Request) -> Response:
     settings, storage = _context(request)
     ask = decode_query(request, ParamsQuery)
     upload = new_upload(settings, user, ask.filename, ask.type, ask.size, QUERY_PATHS)
+    resources(request)["usage"].admit(user.user_id, ask.size, QUERY_PATHS.size)
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
     PRESIGNED["post"].inc()
     return json_response(SignedPost("POST", post.url, post.fields, settings.presign_ttl))
@@ -108,6 +109,7 @@ async def create_multipart(request: Request) -> Response:
         size,
         FieldPaths(content_type="$.type", size="$.metadata.size"),
     )
+    resources(request)["usage"].admit(user.user_id, size, "$.metadata.size")
     s3_upload_id = await storage.create_multipart(upload.key, upload.content_type)
     PRESIGNED["multipart"].inc()
     upload_id = upload_tokens.seal(settings.session_secret, upload.key, s3_upload_id, upload.max_bytes)
@@ -281,7 +283,11 @@ async def abort(request: Request) -> Response:
 
 # --- contracts (service/app.py routes these; /openapi.json is made from them) -----------------------
 
-_NEW_UPLOAD = {413: ("file_too_large",), 422: ("unsupported_type", "extension_mismatch")}
+_NEW_UPLOAD = {
+    413: ("file_too_large", "quota_exceeded"),
+    422: ("unsupported_type", "extension_mismatch"),
+    429: ("too_many_pending_uploads",),
+}
 _OWNED = {403: ("forbidden",), **STORAGE_ERRORS}
 _SIGNED = {403: ("forbidden",), 422: ("validation_error",)}  # signing parts calls no S3
 PARAMS = Spec(

@@ -78,22 +78,72 @@ def test_safe_filename_bounds_length_in_bytes_and_keeps_the_extension() -> None:
 
 
 def test_built_key_parses_back_to_its_owner() -> None:
+    """A signed key is a staging key: it parses back to (owner, id, name) and lies under the owner's prefix."""
     upload = keys.new_upload_id()
     key = keys.build_key(PREFIX, ALICE, upload, "x.wav")
-    assert key == f"uploads/{ALICE}/{upload}/x.wav"
+    assert key == f"uploads/incoming/{ALICE}/{upload}/x.wav"
     assert keys.parse_key(PREFIX, key) == (ALICE, upload, "x.wav")
     assert key.startswith(keys.user_prefix(PREFIX, ALICE))
     assert not key.startswith(keys.user_prefix(PREFIX, BOB))
 
 
+def test_library_key_mirrors_the_staging_key_in_its_own_area() -> None:
+    """Same owner, id and name, under library/: the public id is the same in both places."""
+    upload = keys.new_upload_id()
+    key = keys.library_key(PREFIX, ALICE, upload, "x.wav")
+    assert key == f"uploads/library/{ALICE}/{upload}/x.wav"
+    assert keys.parse_library_key(PREFIX, key) == (ALICE, upload, "x.wav")
+    assert key.startswith(keys.user_prefix(PREFIX, ALICE, keys.LIBRARY))
+    assert key.startswith(keys.upload_prefix(PREFIX, ALICE, upload, keys.LIBRARY))
+
+
+@pytest.mark.parametrize("prefix", ["", "uploads/", "a/b/"])
+def test_no_signed_key_can_ever_be_a_library_key(prefix: str) -> None:
+    """Staging and library keys never parse as each other, whatever the configured prefix."""
+    upload = keys.new_upload_id()
+    staging = keys.build_key(prefix, ALICE, upload, "x.wav")
+    library = keys.library_key(prefix, ALICE, upload, "x.wav")
+    assert keys.parse_library_key(prefix, staging) is None
+    assert keys.parse_key(prefix, library) is None
+    assert not staging.startswith(keys.area_prefix(prefix, keys.LIBRARY))
+    assert not library.startswith(keys.area_prefix(prefix, keys.STAGING))
+
+
+def test_outbox_and_decided_records_name_their_upload_id() -> None:
+    """Record keys hold the id alone and parse back to it; other keys do not parse."""
+    upload = keys.new_upload_id()
+    assert keys.outbox_key(PREFIX, upload) == f"uploads/outbox/{upload}.json"
+    assert keys.decided_key(PREFIX, upload) == f"uploads/decided/{upload}.json"
+    assert keys.parse_record_key(PREFIX, keys.OUTBOX, keys.outbox_key(PREFIX, upload)) == upload
+    assert keys.parse_record_key(PREFIX, keys.DECIDED, keys.decided_key(PREFIX, upload)) == upload
+    assert keys.parse_record_key(PREFIX, keys.OUTBOX, keys.decided_key(PREFIX, upload)) is None
+    assert keys.parse_record_key(PREFIX, keys.OUTBOX, "uploads/outbox/nope.json") is None
+    assert keys.parse_record_key(PREFIX, keys.OUTBOX, f"uploads/outbox/{upload}") is None
+
+
 @pytest.mark.parametrize(
     "key",
-    ["other/abc/def/x.wav", "uploads/short/0000000000000abcdefabcdef/x.wav", "uploads/x.wav", ""],
+    [
+        "other/abc/def/x.wav",
+        "uploads/short/0000000000000abcdefabcdef/x.wav",
+        "uploads/x.wav",
+        "",
+        f"uploads/{ALICE}/{keys.new_upload_id()}/x.wav",  # the layout before staging and library
+        f"uploads/incoming/{ALICE}/{keys.new_upload_id()}/",
+        f"uploads/incoming/{ALICE}/{keys.new_upload_id()}/..",
+        f"uploads/incoming/{ALICE}/{keys.new_upload_id()}/a/b.wav",
+        f"uploads/incoming/{ALICE}/not-an-id/x.wav",
+        f"uploads/library/{ALICE}/{keys.new_upload_id()}/x.wav",
+        f"uploads/outbox/{keys.new_upload_id()}.json",
+    ],
 )
 def test_parse_key_refuses_keys_it_did_not_build(key: str) -> None:
+    """Only staging keys of this service parse: no other area, layout or shape."""
     assert keys.parse_key(PREFIX, key) is None
 
 
-def test_user_prefixes_never_nest() -> None:
-    a, b = keys.user_prefix(PREFIX, ALICE), keys.user_prefix(PREFIX, BOB)
+@pytest.mark.parametrize("area", [keys.STAGING, keys.LIBRARY])
+def test_user_prefixes_never_nest(area: keys.Area) -> None:
+    """In each area, one user's prefix never contains another's."""
+    a, b = keys.user_prefix(PREFIX, ALICE, area), keys.user_prefix(PREFIX, BOB, area)
     assert not a.startswith(b) and not b.startswith(a)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,7 +38,17 @@ def test_confirm_answers_the_upload_with_its_duration(alice: httpx.Client) -> No
     answer = confirm(alice, upload_id)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert set(body) == {"id", "key", "filename", "size", "contentType", "uploadedAt", "durationSeconds"}
+    assert set(body) == {
+        "id",
+        "key",
+        "filename",
+        "size",
+        "contentType",
+        "uploadedAt",
+        "durationSeconds",
+        "status",
+    }
+    assert body["status"] == "verified"
     assert (body["id"], body["filename"], body["size"], body["contentType"], body["durationSeconds"]) == (
         upload_id,
         "Standup.wav",
@@ -45,7 +56,9 @@ def test_confirm_answers_the_upload_with_its_duration(alice: httpx.Client) -> No
         "audio/wav",
         2.0,
     )
-    assert body["key"].endswith(f"/{upload_id}/Standup.wav")
+    assert body["key"] == keys.library_key(
+        "uploads/", keys.user_id("fake", "alice"), upload_id, "Standup.wav"
+    )
     uploaded = datetime.fromisoformat(body["uploadedAt"])
     assert uploaded.tzinfo is not None and abs((datetime.now(UTC) - uploaded).total_seconds()) < 3600
 
@@ -60,14 +73,16 @@ def test_confirming_twice_gives_the_same_answer(alice: httpx.Client) -> None:
 
 
 def test_confirm_deletes_a_non_audio_file(alice: httpx.Client, s3: devstack.S3Endpoint, bucket: str) -> None:
-    """A PDF uploaded as audio/wav is caught by its first bytes, removed, and reported as not_audio."""
+    """A PDF uploaded as audio/wav is caught by its first bytes, removed, and reported as not_audio, again on retry."""
     upload_id = upload(alice, "slides.wav", audio_samples.not_audio(), "audio/wav")
     assert exists(s3, bucket, upload_id)
     answer = confirm(alice, upload_id)
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "not_audio"
     assert not exists(s3, bucket, upload_id)
-    assert confirm(alice, upload_id).status_code == 404
+    again = confirm(alice, upload_id)
+    assert again.status_code == 422 and again.json()["error"]["code"] == "not_audio"
+    assert alice.get(f"/api/uploads/{upload_id}/url").status_code == 404
 
 
 def test_confirm_deletes_audio_of_another_format_than_declared(
@@ -88,7 +103,7 @@ def test_confirm_deletes_an_object_over_the_size_limit(
     devstack.s3_admin(s3).put_object(
         Bucket=bucket, Key=key, ContentType="audio/wav", Body=audio_samples.wav_of(bytes(10 * 1024 * 1024))
     )
-    answer = confirm(alice, key.split("/")[2])
+    answer = confirm(alice, key.split("/")[3])
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "file_too_large"
     with pytest.raises(ClientError):
@@ -101,15 +116,16 @@ def test_confirm_deletes_an_object_of_a_type_that_is_not_allowed(
     """A stored Content-Type outside the allowlist is refused and removed."""
     key = keys.build_key("uploads/", keys.user_id("fake", "alice"), keys.new_upload_id(), "page.wav")
     devstack.s3_admin(s3).put_object(Bucket=bucket, Key=key, ContentType="text/html", Body=b"<script>")
-    answer = confirm(alice, key.split("/")[2])
+    answer = confirm(alice, key.split("/")[3])
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "unsupported_type"
-    assert not exists(s3, bucket, key.split("/")[2])
+    assert not exists(s3, bucket, key.split("/")[3])
 
 
 def test_list_is_newest_first_and_pages_with_an_opaque_cursor(alice: httpx.Client) -> None:
-    """Three uploads, two per page: the newest two, then the oldest, then no cursor."""
+    """Three verified uploads, two per page: the newest two, then the oldest, then no cursor."""
     ids = [upload(alice, f"take-{n}.wav", audio_samples.wav(0.1), "audio/wav") for n in range(3)]
+    assert [confirm(alice, i).status_code for i in ids] == [200] * 3
     first = alice.get("/api/uploads", params={"limit": 2}).json()
     assert [u["id"] for u in first["uploads"]] == [ids[2], ids[1]]
     assert first["nextCursor"] and ids[1] not in first["nextCursor"]
@@ -117,10 +133,11 @@ def test_list_is_newest_first_and_pages_with_an_opaque_cursor(alice: httpx.Clien
     assert [u["id"] for u in second["uploads"]] == [ids[0]]
     assert second["nextCursor"] is None
     entry = second["uploads"][0]
-    assert (entry["filename"], entry["contentType"], entry["size"]) == (
+    assert (entry["filename"], entry["contentType"], entry["size"], entry["status"]) == (
         "take-0.wav",
         "audio/wav",
         len(audio_samples.wav(0.1)),
+        "verified",
     )
 
 
@@ -131,7 +148,17 @@ def test_list_shows_only_the_callers_uploads(alice: httpx.Client, bob: httpx.Cli
     assert [u["id"] for u in bob.get("/api/uploads").json()["uploads"]] == [mine]
 
 
-@pytest.mark.parametrize("cursor", ["!!!", "bm90LWFuLWlk", encode_cursor("../x/y")])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "!!!",
+        "bm90LWFuLWlk",
+        encode_cursor("../x/y"),
+        encode_cursor(f"{keys.new_upload_id()}/a\x01b.wav"),
+        encode_cursor(f"{keys.new_upload_id()}/tab\there.wav"),
+        encode_cursor(f"{keys.new_upload_id()}/del\x7f.wav"),
+    ],
+)
 def test_a_forged_cursor_is_400(alice: httpx.Client, cursor: str) -> None:
     """Only cursors this service handed out are accepted."""
     answer = alice.get("/api/uploads", params={"cursor": cursor})
@@ -159,6 +186,7 @@ def test_play_url_downloads_the_bytes_with_the_stored_type(
     """The presigned GET is on the browser endpoint and serves the file as audio, inline, under its name."""
     data = audio_samples.wav(0.5)
     upload_id = upload(alice, "Ünïcode talk.wav", data, "audio/wav")
+    assert confirm(alice, upload_id).status_code == 200
     answer = alice.get(f"/api/uploads/{upload_id}/url")
     assert answer.status_code == 200
     body = answer.json()
@@ -184,8 +212,9 @@ def test_content_disposition_cannot_be_broken_out_of(name: str, expected: str) -
 
 
 def test_delete_removes_the_object(alice: httpx.Client, s3: devstack.S3Endpoint, bucket: str) -> None:
-    """DELETE answers 204, the object is gone, and a second DELETE is 404."""
+    """DELETE answers 204, the library object is gone, and a second DELETE is 404."""
     upload_id = upload(alice, "gone.wav", audio_samples.wav(0.1), "audio/wav")
+    assert confirm(alice, upload_id).status_code == 200
     assert alice.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(alice)).status_code == 204
     assert not exists(s3, bucket, upload_id)
     assert alice.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(alice)).status_code == 404
@@ -209,3 +238,25 @@ def test_library_needs_a_signed_in_user(client: httpx.Client) -> None:
         client.delete(f"/api/uploads/{some}"),
     ]
     assert [a.status_code for a in answers] == [401] * 4
+
+
+def test_a_listing_page_costs_one_s3_list_whatever_its_length(
+    alice: httpx.Client, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: no HEAD per item. The first page lists library and staging (2 calls), later pages the library (1)."""
+    ids = [upload(alice, f"n{n}.wav", audio_samples.wav(0.1), "audio/wav") for n in range(5)]
+    assert [confirm(alice, i).status_code for i in ids] == [200] * 5
+    upload(alice, "waiting.wav", audio_samples.wav(0.1), "audio/wav")
+
+    def s3_calls_for(params: dict[str, str | int]) -> tuple[httpx.Response, int]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            answer = alice.get("/api/uploads", params=params)
+        return answer, sum(f"/{bucket}" in r.getMessage() for r in caplog.records if r.name == "werkzeug")
+
+    first, first_calls = s3_calls_for({"limit": 4})
+    assert [u["status"] for u in first.json()["uploads"]] == ["pending"] + ["verified"] * 4
+    assert first_calls == 2
+    second, second_calls = s3_calls_for({"limit": 4, "cursor": first.json()["nextCursor"]})
+    assert [u["id"] for u in second.json()["uploads"]] == [ids[0]]
+    assert second_calls == 1

@@ -41,7 +41,7 @@ def test_returns_url_fields_key_expiry_and_limit(alice: httpx.Client, s3: S3Endp
     assert set(body) == {"url", "fields", "key", "expiresAt", "maxBytes"}
     assert body["url"] == f"{s3.url}/{bucket}"
     owner = keys.user_id("fake", "alice")
-    assert body["key"].startswith(f"uploads/{owner}/") and body["key"].endswith("/Interview-1.wav")
+    assert body["key"].startswith(f"uploads/incoming/{owner}/") and body["key"].endswith("/Interview-1.wav")
     assert keys.parse_key("uploads/", body["key"]) is not None
     assert body["fields"]["key"] == body["key"]
     assert body["fields"]["Content-Type"] == "audio/wav"
@@ -60,7 +60,7 @@ def test_users_get_keys_under_their_own_prefix_only(alice: httpx.Client, bob: ht
     body = {"filename": "../" + keys.user_id("fake", "alice") + "/x.wav", "contentType": "audio/wav"}
     key = ask(bob, body).json()["key"]
     assert key.startswith(keys.user_prefix("uploads/", keys.user_id("fake", "bob")))
-    assert key.count("/") == 3
+    assert key.count("/") == 4
 
 
 def test_without_size_the_limit_is_the_configured_maximum(alice: httpx.Client) -> None:

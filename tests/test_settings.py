@@ -43,6 +43,24 @@ def test_a_complete_configuration_loads_with_safe_defaults() -> None:
     assert [p.kind for p in settings.providers] == ["oidc", "oauth2"]
     assert settings.providers[0].scopes == "openid email profile"
     assert (settings.s3_connect_timeout, settings.s3_read_timeout) == (3, 10)
+    assert (settings.staging_grace, settings.staging_lifetime, settings.sweep_interval) == (60, 86400, None)
+    assert (settings.user_quota_bytes, settings.max_pending_uploads) == (None, 50)
+
+
+def test_sweeper_and_quota_settings_are_read() -> None:
+    """Each lifecycle setting reaches the settings object as the whole number given."""
+    settings = load_settings(
+        {
+            **GOOD,
+            "SOUNDPOST_STAGING_GRACE": "0",
+            "SOUNDPOST_STAGING_LIFETIME": "7200",
+            "SOUNDPOST_SWEEP_INTERVAL": "300",
+            "SOUNDPOST_USER_QUOTA_BYTES": "1000000",
+            "SOUNDPOST_MAX_PENDING_UPLOADS": "5",
+        }
+    )
+    assert (settings.staging_grace, settings.staging_lifetime, settings.sweep_interval) == (0, 7200, 300)
+    assert (settings.user_quota_bytes, settings.max_pending_uploads) == (1_000_000, 5)
 
 
 def test_secrets_never_show_in_repr() -> None:
@@ -101,6 +119,12 @@ def test_an_empty_environment_names_every_required_setting() -> None:
         ("SOUNDPOST_PROVIDER_GITHUB_END_SESSION", "true"),
         ("SOUNDPOST_PROVIDER_GOOGLE_END_SESSION", "sometimes"),
         ("SOUNDPOST_SIGN_IN_TIMEOUT", "5"),
+        ("SOUNDPOST_STAGING_GRACE", "3601"),
+        ("SOUNDPOST_STAGING_LIFETIME", "60"),  # shorter than a POST policy can live
+        ("SOUNDPOST_SWEEP_INTERVAL", "0"),
+        ("SOUNDPOST_SWEEP_INTERVAL", "often"),
+        ("SOUNDPOST_USER_QUOTA_BYTES", "0"),
+        ("SOUNDPOST_MAX_PENDING_UPLOADS", "0"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_setting(name: str, value: str) -> None:

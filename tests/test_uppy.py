@@ -89,21 +89,27 @@ def test_simple_upload_then_list_play_confirm_delete(
     admin,
     target: tuple[devstack.S3Endpoint, str],  # type: ignore[no-untyped-def]
 ) -> None:
-    """A small file goes up as one signed POST, then the whole library lifecycle works on it."""
+    """A small file goes up as one signed POST: listed pending, confirmed, then verified, played and deleted."""
     data = audio_samples.wav(1.5)
     key = uppy.simple_upload(alice, "Lecture 1.wav", data, "audio/x-wav")
     assert key.startswith(keys.user_prefix("uploads/", keys.user_id("fake", "alice")))
     upload_id = upload_id_of(key)
     listed = alice.get("/api/uploads").json()["uploads"]
-    assert [(u["id"], u["filename"], u["size"], u["contentType"]) for u in listed] == [
-        (upload_id, "Lecture-1.wav", len(data), "audio/wav")
+    assert [(u["id"], u["filename"], u["size"], u["contentType"], u["status"]) for u in listed] == [
+        (upload_id, "Lecture-1.wav", len(data), "audio/wav", "pending")
     ]
-    play_and_compare(alice, upload_id, data, "audio/wav")
+    assert alice.get(f"/api/uploads/{upload_id}/url").status_code == 409
     confirmed = alice.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(alice))
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["durationSeconds"] == 1.5
+    listed = alice.get("/api/uploads").json()["uploads"]
+    assert [(u["id"], u["filename"], u["size"], u["contentType"], u["status"]) for u in listed] == [
+        (upload_id, "Lecture-1.wav", len(data), "audio/wav", "verified")
+    ]
+    play_and_compare(alice, upload_id, data, "audio/wav")
     assert alice.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(alice)).status_code == 204
-    assert stored_keys(admin, target[1]) == []
+    # Only the id's record stays, so the reusable POST policy cannot bring the upload back.
+    assert stored_keys(admin, target[1]) == [keys.decided_key("uploads/", upload_id)]
 
 
 @EVERY_S3
@@ -120,14 +126,20 @@ def test_multipart_upload_then_list_play_confirm_delete(
     assert set(body) == {"location", "key", "bucket"} and body["bucket"] == target[1]
     assert admin.head_object(Bucket=target[1], Key=body["key"])["ContentLength"] == len(recording)
     upload_id = upload_id_of(body["key"])
-    assert [u["id"] for u in alice.get("/api/uploads").json()["uploads"]] == [upload_id]
-    play_and_compare(alice, upload_id, recording, "audio/wav")
+    assert [(u["id"], u["status"]) for u in alice.get("/api/uploads").json()["uploads"]] == [
+        (upload_id, "pending")
+    ]
     confirmed = alice.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(alice))
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["size"] == len(recording)
     assert confirmed.json()["durationSeconds"] == pytest.approx((len(recording) - 44) / 16000, abs=0.01)
+    assert [(u["id"], u["status"]) for u in alice.get("/api/uploads").json()["uploads"]] == [
+        (upload_id, "verified")
+    ]
+    play_and_compare(alice, upload_id, recording, "audio/wav")
     assert alice.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(alice)).status_code == 204
-    assert stored_keys(admin, target[1]) == [] and open_uploads(admin, target[1]) == []
+    assert stored_keys(admin, target[1]) == [keys.decided_key("uploads/", upload_id)]
+    assert open_uploads(admin, target[1]) == []
 
 
 def test_listing_parts_shows_what_was_uploaded_so_uppy_can_resume(

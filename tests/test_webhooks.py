@@ -1,56 +1,32 @@
-"""The completion webhook: a signed upload.confirmed event per successful confirm, acknowledged or retried."""
+"""The announcements: one signed upload.confirmed or upload.rejected per upload id, kept in the outbox until acknowledged."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from service import keys
+from service import devstack, keys
 from service.app import create_app
 from service.settings import SettingsError, load_settings
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
+from tests.support.s3 import object_keys
 from tests.support.servers import serve_asgi
 from tests.support.settings import MINIMAL_SETTINGS
-
-SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that answers the statuses it is given, then 204 for ever."""
-
-    statuses: list[int] = field(default_factory=list)
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    async def hook(self, request: Request) -> Response:
-        self.received.append((dict(request.headers), await request.body()))
-        return Response(status_code=self.statuses.pop(0) if self.statuses else 204)
-
-    def verified(self) -> list[dict[str, object]]:
-        """Every delivery, checked with the standardwebhooks library's own verifier."""
-        return [Webhook(SECRET).verify(body, headers) for headers, body in self.received]
+from tests.support.sweep import run_sweep
+from tests.support.webhooks import SECRET, Receiver, serve_receiver
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    hooks = Receiver()
-    with serve_asgi(lambda _: Starlette(routes=[Route("/hook", hooks.hook, methods=["POST"])])) as url:
-        hooks.url = f"{url}/hook"
+    with serve_receiver() as hooks:
         yield hooks
 
 
@@ -63,15 +39,19 @@ def silent_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
 
 
-@contextlib.contextmanager
-def signed_in_app(app_env: dict[str, str], webhook_url: str, timeout: str = "5") -> Iterator[httpx.Client]:
-    """The app with the webhook configured, and alice signed in to it."""
-    env = {
+def webhook_env(app_env: dict[str, str], webhook_url: str, timeout: str = "5") -> dict[str, str]:
+    return {
         **app_env,
         "SOUNDPOST_WEBHOOK_URL": webhook_url,
         "SOUNDPOST_WEBHOOK_SECRET": SECRET,
         "SOUNDPOST_WEBHOOK_TIMEOUT": timeout,
     }
+
+
+@contextlib.contextmanager
+def signed_in_app(app_env: dict[str, str], webhook_url: str, timeout: str = "5") -> Iterator[httpx.Client]:
+    """The app with the webhook configured, and alice signed in to it."""
+    env = webhook_env(app_env, webhook_url, timeout)
     with (
         serve_asgi(lambda base: create_app({**env, "SOUNDPOST_PUBLIC_URL": base})) as url,
         httpx.Client(base_url=url, follow_redirects=False, timeout=30) as client,
@@ -82,7 +62,7 @@ def signed_in_app(app_env: dict[str, str], webhook_url: str, timeout: str = "5")
 
 def confirm_new_upload(client: httpx.Client) -> tuple[str, httpx.Response]:
     key = uppy.simple_upload(client, "call.wav", audio_samples.wav(1.25), "audio/wav")
-    upload_id = key.split("/")[2]
+    upload_id = key.split("/")[3]
     return upload_id, client.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(client))
 
 
@@ -128,36 +108,65 @@ def test_a_receiver_that_fails_twice_then_succeeds_gets_the_event(
     assert {headers["webhook-id"] for headers, _ in receiver.received} == {f"msg_{upload_id}"}
 
 
-def test_a_receiver_that_never_answers_makes_confirm_502(app_env: dict[str, str], silent_url: str) -> None:
-    """Within the time bound nothing was acknowledged: the confirm says delivery failed, so the client retries."""
-    with signed_in_app(app_env, silent_url, timeout="1") as alice:
-        _, answer = confirm_new_upload(alice)
-    assert answer.status_code == 502
-    assert answer.json()["error"]["code"] == "webhook_delivery_failed"
-
-
-def test_a_receiver_that_always_fails_makes_confirm_502_and_a_retry_redelivers(
-    app_env: dict[str, str], receiver: Receiver
+def test_a_receiver_that_never_answers_leaves_the_announcement_in_the_outbox(
+    app_env: dict[str, str], silent_url: str, s3: devstack.S3Endpoint, bucket: str
 ) -> None:
-    """Refused until the time bound, then accepted on the client's retry, under the same webhook-id."""
+    """Within the time bound nothing was acknowledged: the upload is promoted (200) and its message waits, durably."""
+    with signed_in_app(app_env, silent_url, timeout="1") as alice:
+        upload_id, answer = confirm_new_upload(alice)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "verified"
+    assert keys.outbox_key("uploads/", upload_id) in object_keys(s3, bucket)
+
+
+def test_a_receiver_that_was_down_is_announced_by_the_next_sweep_exactly_once(
+    app_env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """Refused until the time bound; a later sweep delivers under the same webhook-id, and the one after sends nothing."""
     receiver.statuses = [500] * 1000
     with signed_in_app(app_env, receiver.url, timeout="1") as alice:
         upload_id, answer = confirm_new_upload(alice)
-        assert answer.status_code == 502
-        receiver.statuses.clear()
-        retried = alice.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(alice))
-    assert retried.status_code == 200
-    assert len(receiver.received) >= 2
+    assert answer.status_code == 200, answer.text
+    refused = len(receiver.received)
+    assert refused >= 1
+    receiver.statuses.clear()
+    env = webhook_env(app_env, receiver.url, timeout="5")
+    first = run_sweep(env)
+    assert first.returncode == 0, first.stderr
+    assert "redelivered 1" in first.stdout
+    assert len(receiver.received) == refused + 1
+    second = run_sweep(env)
+    assert second.returncode == 0, second.stderr
+    assert "redelivered 0" in second.stdout
+    assert len(receiver.received) == refused + 1
     assert {headers["webhook-id"] for headers, _ in receiver.received} == {f"msg_{upload_id}"}
+    assert receiver.verified()[-1]["type"] == "upload.confirmed"
+    assert keys.outbox_key("uploads/", upload_id) not in object_keys(s3, bucket)
 
 
-def test_a_failed_confirm_sends_no_event(app_env: dict[str, str], receiver: Receiver) -> None:
-    """Only audio that passed its checks is announced."""
+def test_a_refused_upload_is_announced_as_rejected_never_as_confirmed(
+    app_env: dict[str, str], receiver: Receiver, bucket: str
+) -> None:
+    """Only audio that passed its checks is announced as confirmed; a refusal is announced once, with its reason."""
     with signed_in_app(app_env, receiver.url) as alice:
         key = uppy.simple_upload(alice, "x.wav", audio_samples.not_audio(), "audio/wav")
-        answer = alice.post(f"/api/uploads/{key.split('/')[2]}/confirm", headers=uppy.same_origin(alice))
-    assert answer.status_code == 422
-    assert receiver.received == []
+        upload_id = key.split("/")[3]
+        answer = alice.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(alice))
+        again = alice.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(alice))
+    assert answer.status_code == again.status_code == 422
+    [event] = receiver.verified()
+    assert event["type"] == "upload.rejected"
+    assert event["data"] == {
+        "id": upload_id,
+        "key": key,
+        "bucket": bucket,
+        "user": keys.user_id("fake", "alice"),
+        "size": len(audio_samples.not_audio()),
+        "contentType": "audio/wav",
+        "code": "not_audio",
+        "detail": answer.json()["error"]["detail"],
+    }
+    assert receiver.received[0][0]["webhook-id"] == f"msg_{upload_id}"
 
 
 BASE = MINIMAL_SETTINGS

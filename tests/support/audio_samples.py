@@ -56,3 +56,12 @@ def mp3_cbr(frames: int = 100) -> bytes:
 def not_audio() -> bytes:
     """The start of a PDF: what a renamed document looks like."""
     return b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n" * 4
+
+
+def flac_with_empty_blocks(count: int = 65_535) -> bytes:
+    """A valid FLAC header followed by ``count`` empty PADDING blocks: cheap to send, slow to parse (issue 13)."""
+    streaminfo = flac()
+    not_last = streaminfo[:4] + bytes([streaminfo[4] & 0x7F]) + streaminfo[5:]
+    padding = bytes([0x01, 0, 0, 0])  # type 1 (PADDING), length 0, not the last block
+    last = bytes([0x81, 0, 0, 0])
+    return not_last + padding * (count - 1) + last

@@ -1,0 +1,486 @@
+"""Promotion: staging objects are verified, copied into the library once and announced once, whoever asks.
+
+Against moto unless a store feature is needed; the reusable POST policy runs on radosgw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import httpx
+import pytest
+
+from service import devstack, keys, promotion, sniff, sweeper
+from service.resources import Resources
+from service.settings import load_settings
+from service.storage import OpenUpload
+from service.sweeper import SweepReport, open_resources, sweep
+from tests.conftest import serve_app
+from tests.support import audio_samples, uppy
+from tests.support.flows import sign_in
+from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
+from tests.support.s3 import object_keys, stored_object
+from tests.support.sweep import run_sweep
+from tests.support.webhooks import SECRET, Receiver, serve_receiver
+
+GOOD_SETTINGS = {
+    "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1",
+    "SOUNDPOST_SESSION_SECRET": "x" * 32,
+    "SOUNDPOST_PROVIDERS": "p",
+    "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i",
+    "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
+    "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d",
+    "SOUNDPOST_S3_BUCKET": "bucket",
+}
+ALICE = keys.user_id("fake", "alice")
+BOB = keys.user_id("fake", "bob")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serve_receiver() as hooks:
+        yield hooks
+
+
+@pytest.fixture
+def env(app_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
+    """The app's settings with the webhook on and no grace period, so a sweep promotes at once."""
+    return {
+        **app_env,
+        "SOUNDPOST_WEBHOOK_URL": receiver.url,
+        "SOUNDPOST_WEBHOOK_SECRET": SECRET,
+        "SOUNDPOST_WEBHOOK_TIMEOUT": "5",
+        "SOUNDPOST_STAGING_GRACE": "0",
+    }
+
+
+@contextlib.contextmanager
+def signed_in(env: dict[str, str], user: str = "alice") -> Iterator[httpx.Client]:
+    with serve_app(env) as url, httpx.Client(base_url=url, follow_redirects=False, timeout=30) as client:
+        assert sign_in(client, "fake", user).status_code == 303
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def opened(env: dict[str, str]) -> AsyncIterator[Resources]:
+    async with open_resources(load_settings({**env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1"})) as state:
+        yield state
+
+
+def upload_id_of(key: str) -> str:
+    parsed = keys.parse_key("uploads/", key)
+    assert parsed is not None
+    return parsed[1]
+
+
+def confirm(client: httpx.Client, upload_id: str) -> httpx.Response:
+    return client.post(f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(client))
+
+
+def library_keys(s3: devstack.S3Endpoint, bucket: str, upload_id: str | None = None) -> list[str]:
+    return [
+        k
+        for k in object_keys(s3, bucket)
+        if k.startswith("uploads/library/") and (upload_id is None or f"/{upload_id}/" in k)
+    ]
+
+
+def deliveries(receiver: Receiver, upload_id: str) -> list[dict[str, object]]:
+    return [
+        e
+        for e, (h, _) in zip(receiver.verified(), receiver.received, strict=True)
+        if h["webhook-id"] == f"msg_{upload_id}"
+    ]
+
+
+def test_html_posted_as_audio_is_never_verified_or_playable_and_the_first_sweep_deletes_it(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """Listed only as pending, 409 at playback, then deleted and announced as rejected by one sweep."""
+    page = b"<!doctype html><script>alert(1)</script>" * 10
+    with signed_in(env) as alice:
+        key = uppy.simple_upload(alice, "song.mp3", page, "audio/mpeg")
+        upload_id = upload_id_of(key)
+        assert [(u["id"], u["status"]) for u in alice.get("/api/uploads").json()["uploads"]] == [
+            (upload_id, "pending")
+        ]
+        played = alice.get(f"/api/uploads/{upload_id}/url")
+        assert played.status_code == 409 and played.json()["error"]["code"] == "upload_pending"
+        swept = run_sweep(env)
+        assert swept.returncode == 0, swept.stderr
+        assert "rejected 1" in swept.stdout
+        assert alice.get("/api/uploads").json()["uploads"] == []
+        assert alice.get(f"/api/uploads/{upload_id}/url").status_code == 404
+    assert [k for k in object_keys(s3, bucket) if upload_id in k] == [keys.decided_key("uploads/", upload_id)]
+    [event] = deliveries(receiver, upload_id)
+    assert event["type"] == "upload.rejected"
+    assert event["data"]["code"] == "not_audio"  # type: ignore[index]
+
+
+def test_one_sweep_promotes_and_announces_a_never_confirmed_upload_and_the_next_announces_nothing(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """No client call after the upload: the sweep verifies, copies, announces once; a second pass does nothing."""
+    data = audio_samples.wav(1.0)
+    with signed_in(env) as alice:
+        upload_id = upload_id_of(uppy.simple_upload(alice, "memo.wav", data, "audio/wav"))
+        first = run_sweep(env)
+        assert first.returncode == 0, first.stderr
+        assert "promoted 1" in first.stdout
+        second = run_sweep(env)
+        assert second.returncode == 0, second.stderr
+        assert "promoted 0" in second.stdout and "redelivered 0" in second.stdout
+        [listed] = alice.get("/api/uploads").json()["uploads"]
+        link = alice.get(f"/api/uploads/{upload_id}/url")
+    assert (listed["id"], listed["status"]) == (upload_id, "verified")
+    assert httpx.get(link.json()["url"]).content == data
+    [event] = deliveries(receiver, upload_id)
+    assert event["type"] == "upload.confirmed"
+    assert event["data"]["key"] == keys.library_key("uploads/", ALICE, upload_id, "memo.wav")  # type: ignore[index]
+    [stored] = library_keys(s3, bucket, upload_id)
+    assert stored_object(s3, bucket, stored) == (data, "audio/wav")
+    head = devstack.s3_admin(s3).head_object(Bucket=bucket, Key=stored)
+    assert head["Metadata"]["duration-seconds"] == "1.0"
+    assert head["Metadata"]["original-size"] == str(len(data))
+    assert not [k for k in object_keys(s3, bucket) if k.startswith("uploads/incoming/")]
+
+
+def test_a_sweep_leaves_uploads_younger_than_the_grace_period_alone(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """The client's own confirm gets the first chance; the sweeper only picks up what it left."""
+    with signed_in(env) as alice:
+        key = uppy.simple_upload(alice, "soon.wav", audio_samples.wav(0.2), "audio/wav")
+        swept = run_sweep({**env, "SOUNDPOST_STAGING_GRACE": "3600"})
+    assert swept.returncode == 0, swept.stderr
+    assert "promoted 0" in swept.stdout
+    assert key in object_keys(s3, bucket) and receiver.received == []
+
+
+def test_a_sweep_deletes_a_staging_object_past_its_lifetime_without_announcing_it(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """An upload id older than SOUNDPOST_STAGING_LIFETIME is a leftover: deleted, never promoted."""
+    old = keys.build_key("uploads/", ALICE, keys.new_upload_id(time.time() - 7200), "old.wav")
+    devstack.s3_admin(s3).put_object(
+        Bucket=bucket, Key=old, Body=audio_samples.wav(0.1), ContentType="audio/wav"
+    )
+    swept = run_sweep({**env, "SOUNDPOST_STAGING_LIFETIME": "3600"})
+    assert swept.returncode == 0, swept.stderr
+    assert "expired 1" in swept.stdout and "promoted 0" in swept.stdout
+    assert object_keys(s3, bucket) == [] and receiver.received == []
+
+
+def test_concurrent_promotions_of_one_upload_give_one_library_object_and_one_delivery(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """Confirms, events and sweeps racing on one upload, three times over: one object, one webhook each time."""
+    with signed_in(env) as alice:
+        for round_ in range(3):
+            data = audio_samples.wav(0.5 + round_)
+            key = uppy.simple_upload(alice, f"race-{round_}.wav", data, "audio/wav")
+            upload_id = upload_id_of(key)
+            other = subprocess.Popen(
+                [sys.executable, "-m", "service", "sweep"],
+                env={**os.environ, **env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+            async def race(upload_id: str = upload_id, key: str = key) -> list[object]:
+                async with opened(env) as state:
+                    runs = [promotion.promote_upload(state, ALICE, upload_id) for _ in range(3)]
+                    runs += [promotion.promote_staged(state, key) for _ in range(3)]
+                    return list(await asyncio.gather(*runs, sweep(state)))
+
+            results = asyncio.run(race())
+            _, err = other.communicate(timeout=120)
+            assert other.returncode == 0, err
+            confirms = [r for r in results[:3] if isinstance(r, promotion.Promotion)]
+            assert [r.outcome for r in confirms] == ["promoted"] * 3, results
+            assert all(r.upload is not None and r.upload.id == upload_id for r in confirms)
+            assert library_keys(s3, bucket, upload_id) == [
+                keys.library_key("uploads/", ALICE, upload_id, f"race-{round_}.wav")
+            ]
+            assert len(deliveries(receiver, upload_id)) == 1
+            assert confirm(alice, upload_id).status_code == 200
+    assert len(receiver.received) == 3
+
+
+def test_a_crafted_flac_is_parsed_off_the_event_loop(env: dict[str, str]) -> None:
+    """65,535 empty metadata blocks still promote, and /healthz answers promptly while several parse at once."""
+    crafted = audio_samples.flac_with_empty_blocks()
+    with signed_in(env) as alice:
+        ids = [upload_id_of(uppy.simple_upload(alice, f"c{n}.flac", crafted, "audio/flac")) for n in range(6)]
+        answers: list[int] = []
+        workers = [
+            threading.Thread(target=lambda i=i: answers.append(confirm(alice, i).status_code)) for i in ids
+        ]
+        slowest = 0.0
+        for worker in workers:
+            worker.start()
+        with httpx.Client(base_url=str(alice.base_url)) as probe:
+            while any(w.is_alive() for w in workers):
+                started = time.perf_counter()
+                assert probe.get("/healthz").status_code == 200
+                slowest = max(slowest, time.perf_counter() - started)
+                time.sleep(0.01)
+        for worker in workers:
+            worker.join()
+    assert answers == [200] * 6
+    one_parse = _parse_cost(crafted)
+    assert slowest < max(0.25, 2 * one_parse), (slowest, one_parse)
+
+
+def _parse_cost(data: bytes) -> float:
+    started = time.perf_counter()
+    sniff.duration_seconds(data[: sniff.HEAD_BYTES], whole=False)
+    return time.perf_counter() - started
+
+
+def test_header_parsing_runs_in_another_thread_and_is_cut_at_its_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A parse slower than VERIFY_SECONDS leaves the loop free, and the duration is reported unknown."""
+    loop_thread: list[int] = []
+    parse_thread: list[int] = []
+
+    def slow(data: bytes, whole: bool = True) -> float:
+        parse_thread.append(threading.get_ident())
+        time.sleep(1.0)
+        return 9.0
+
+    monkeypatch.setattr(sniff, "duration_seconds", slow)
+    monkeypatch.setattr(promotion, "VERIFY_SECONDS", 0.2)
+
+    async def run() -> tuple[tuple[bool, float | None], int]:
+        loop_thread.append(threading.get_ident())
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        started = time.perf_counter()
+        result = await promotion.inspect_off_loop(audio_samples.flac(), "audio/flac", whole=True)
+        elapsed = time.perf_counter() - started
+        ticker.cancel()
+        assert elapsed < 0.6
+        return result, ticks
+
+    result, ticks = asyncio.run(run())
+    assert result == (True, None)
+    assert ticks >= 5
+    assert parse_thread and parse_thread[0] != loop_thread[0]
+
+
+def test_quota_refuses_at_presign_and_at_promotion_and_leaves_other_users_alone(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """A user at the limit gets 413 quota_exceeded at presign; a file that only turns out too big is refused at promotion."""
+    data = audio_samples.wav(1.0)
+    quota = {**env, "SOUNDPOST_USER_QUOTA_BYTES": str(len(data) * 3 // 2)}
+    with signed_in(quota) as alice:
+        first = upload_id_of(uppy.simple_upload(alice, "a.wav", data, "audio/wav"))
+        second = upload_id_of(uppy.simple_upload(alice, "b.wav", data, "audio/wav"))
+        assert confirm(alice, first).status_code == 200
+        refused = confirm(alice, second)
+        assert refused.status_code == 413 and refused.json()["error"]["code"] == "quota_exceeded"
+        again = alice.post(
+            "/api/upload/presigned-url",
+            json={"filename": "c.wav", "contentType": "audio/wav", "size": len(data)},
+            headers=uppy.same_origin(alice),
+        )
+        assert again.status_code == 413 and again.json()["error"]["code"] == "quota_exceeded"
+        assert again.json()["error"]["path"] == "$.size"
+        signed = uppy.params(alice, "d.wav", "audio/wav", len(data))
+        assert signed.status_code == 413 and signed.json()["error"]["code"] == "quota_exceeded"
+        with httpx.Client(base_url=str(alice.base_url), follow_redirects=False, timeout=30) as bob:
+            assert sign_in(bob, "fake", "bob").status_code == 303
+            theirs = upload_id_of(uppy.simple_upload(bob, "b.wav", data, "audio/wav"))
+            assert confirm(bob, theirs).status_code == 200
+    assert library_keys(s3, bucket, second) == []
+    assert [k for k in object_keys(s3, bucket) if f"/{second}/" in k] == []
+    [event] = deliveries(receiver, second)
+    assert event["type"] == "upload.rejected" and event["data"]["code"] == "quota_exceeded"  # type: ignore[index]
+
+
+def test_no_route_or_sweep_reaches_another_users_upload(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """Bob can neither confirm, list, play nor delete alice's upload, and a sweep files hers under her own library."""
+    with signed_in(env) as alice:
+        key = uppy.simple_upload(alice, "hers.wav", audio_samples.wav(0.3), "audio/wav")
+        upload_id = upload_id_of(key)
+        with httpx.Client(base_url=str(alice.base_url), follow_redirects=False, timeout=30) as bob:
+            assert sign_in(bob, "fake", "bob").status_code == 303
+            assert confirm(bob, upload_id).status_code == 404
+            assert bob.get(f"/api/uploads/{upload_id}/url").status_code == 404
+            assert bob.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(bob)).status_code == 404
+            assert bob.get("/api/uploads").json()["uploads"] == []
+            assert key in object_keys(s3, bucket) and receiver.received == []
+            assert run_sweep(env).returncode == 0
+            assert bob.get("/api/uploads").json()["uploads"] == []
+            assert bob.get(f"/api/uploads/{upload_id}/url").status_code == 404
+            assert bob.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(bob)).status_code == 404
+    assert library_keys(s3, bucket) == [keys.library_key("uploads/", ALICE, upload_id, "hers.wav")]
+    # A staging object under bob's prefix reusing alice's id is not promoted into anyone's library.
+    forged = keys.build_key("uploads/", BOB, upload_id, "hers.wav")
+    devstack.s3_admin(s3).put_object(
+        Bucket=bucket, Key=forged, Body=audio_samples.wav(0.3), ContentType="audio/wav"
+    )
+
+    async def attempt() -> promotion.Promotion:
+        async with opened(env) as state:
+            return await promotion.promote_staged(state, forged)
+
+    assert asyncio.run(attempt()).outcome == "missing"
+    assert library_keys(s3, bucket) == [keys.library_key("uploads/", ALICE, upload_id, "hers.wav")]
+    assert len(receiver.received) == 1
+
+
+@pytest.fixture
+def rgw_env(env: dict[str, str], rgw_endpoint: devstack.S3Endpoint) -> dict[str, str]:  # noqa: F811
+    """The same app on radosgw, which enforces POST policies and lets one be reused until it expires."""
+    name = f"promo-{secrets.token_hex(6)}"
+    devstack.create_bucket(rgw_endpoint, name, ["http://127.0.0.1"])
+    return {
+        **env,
+        "SOUNDPOST_S3_ENDPOINT": rgw_endpoint.url,
+        "SOUNDPOST_S3_REGION": rgw_endpoint.region,
+        "SOUNDPOST_S3_BUCKET": name,
+        "SOUNDPOST_S3_ACCESS_KEY_ID": rgw_endpoint.access_key,
+        "SOUNDPOST_S3_SECRET_ACCESS_KEY": rgw_endpoint.secret_key,
+    }
+
+
+def test_reposting_the_policy_after_confirm_never_changes_what_playback_serves(
+    rgw_env: dict[str, str],
+    receiver: Receiver,
+    rgw_endpoint: devstack.S3Endpoint,  # noqa: F811
+) -> None:
+    """radosgw accepts the re-POST (201), but it lands in staging: playback serves the verified bytes, and a sweep deletes it."""
+    data = audio_samples.wav(1.0)
+    bucket = rgw_env["SOUNDPOST_S3_BUCKET"]
+    with signed_in(rgw_env) as alice:
+        signed = uppy.params(alice, "take.wav", "audio/wav", len(data))
+        assert signed.status_code == 200
+        assert uppy.post_form(signed.json(), "take.wav", data, "audio/wav").status_code == 201
+        key = signed.json()["fields"]["key"]
+        upload_id = upload_id_of(key)
+        assert confirm(alice, upload_id).status_code == 200
+        html = b"<html><script>steal()</script></html>"
+        assert uppy.post_form(signed.json(), "take.wav", html, "audio/wav").status_code == 201
+        link = alice.get(f"/api/uploads/{upload_id}/url")
+        assert httpx.get(link.json()["url"]).content == data
+        swept = run_sweep(rgw_env)
+        assert swept.returncode == 0, swept.stderr
+        assert "replaced 1" in swept.stdout
+        again = confirm(alice, upload_id)
+        assert again.status_code == 200 and again.json()["size"] == len(data)
+        assert httpx.get(alice.get(f"/api/uploads/{upload_id}/url").json()["url"]).content == data
+    assert key not in object_keys(rgw_endpoint, bucket)
+    assert len(deliveries(receiver, upload_id)) == 1
+
+
+def test_the_in_process_sweeper_promotes_what_nobody_confirmed(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """With SOUNDPOST_SWEEP_INTERVAL set, the app itself promotes and announces an upload within a few passes."""
+    with signed_in({**env, "SOUNDPOST_SWEEP_INTERVAL": "1"}) as alice:
+        upload_id = upload_id_of(
+            uppy.simple_upload(alice, "tab-closed.wav", audio_samples.wav(0.4), "audio/wav")
+        )
+        deadline = time.monotonic() + 15
+        while not deliveries(receiver, upload_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [listed] = alice.get("/api/uploads").json()["uploads"]
+    assert (listed["id"], listed["status"]) == (upload_id, "verified")
+    assert [e["type"] for e in deliveries(receiver, upload_id)] == ["upload.confirmed"]
+    assert library_keys(s3, bucket, upload_id) != []
+
+
+class _OpenUploads:
+    """Just enough of Storage for the sweeper's multipart step: two open uploads, one past its lifetime."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC)
+        old = keys.build_key("uploads/", ALICE, keys.new_upload_id(), "old.wav")
+        new = keys.build_key("uploads/", ALICE, keys.new_upload_id(), "new.wav")
+        self.uploads = [OpenUpload(old, "u-old", now - timedelta(days=2)), OpenUpload(new, "u-new", now)]
+        self.aborted: list[tuple[str, str]] = []
+
+    async def open_uploads(self, prefix: str, limit: int) -> list[OpenUpload]:
+        assert prefix == "uploads/incoming/"
+        return self.uploads
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        self.aborted.append((key, upload_id))
+
+
+def test_the_sweeper_aborts_multipart_uploads_past_their_lifetime_only() -> None:
+    """An abandoned multipart upload older than SOUNDPOST_STAGING_LIFETIME is aborted; a fresh one is left alone."""
+    storage = _OpenUploads()
+    state = cast("Resources", {"settings": load_settings({**GOOD_SETTINGS}), "storage": storage})
+    report = SweepReport()
+    asyncio.run(sweeper._multipart(state, report))
+    assert storage.aborted == [(storage.uploads[0].key, "u-old")]
+    assert report.aborted == 1
+
+
+def test_on_radosgw_a_receiver_that_was_down_is_announced_by_the_next_sweep_exactly_once(
+    rgw_env: dict[str, str],
+    receiver: Receiver,
+    rgw_endpoint: devstack.S3Endpoint,  # noqa: F811
+) -> None:
+    """radosgw's If-Match decides who takes the stale lease: one redelivery, then none."""
+    receiver.statuses = [500] * 1000
+    env = {**rgw_env, "SOUNDPOST_WEBHOOK_TIMEOUT": "1"}
+    with signed_in(env) as alice:
+        upload_id = upload_id_of(uppy.simple_upload(alice, "later.wav", audio_samples.wav(0.2), "audio/wav"))
+        assert confirm(alice, upload_id).status_code == 200
+    refused = len(receiver.received)
+    receiver.statuses.clear()
+    first, second = run_sweep(rgw_env), run_sweep(rgw_env)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "redelivered 1" in first.stdout and "redelivered 0" in second.stdout
+    assert len(receiver.received) == refused + 1
+    assert {h["webhook-id"] for h, _ in receiver.received} == {f"msg_{upload_id}"}
+    assert keys.outbox_key("uploads/", upload_id) not in object_keys(
+        rgw_endpoint, rgw_env["SOUNDPOST_S3_BUCKET"]
+    )
+
+
+def test_a_deleted_upload_cannot_be_brought_back_by_its_reusable_policy(
+    env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """DELETE of a pending upload removes it and spends the id: a re-POST is deleted by the next sweep, never announced."""
+    data = audio_samples.wav(0.3)
+    with signed_in(env) as alice:
+        signed = uppy.params(alice, "gone.wav", "audio/wav", len(data))
+        assert uppy.post_form(signed.json(), "gone.wav", data, "audio/wav").status_code == 201
+        upload_id = upload_id_of(signed.json()["fields"]["key"])
+        assert alice.delete(f"/api/uploads/{upload_id}", headers=uppy.same_origin(alice)).status_code == 204
+        assert alice.get("/api/uploads").json()["uploads"] == []
+        assert uppy.post_form(signed.json(), "gone.wav", data, "audio/wav").status_code == 201
+        swept = run_sweep(env)
+        assert swept.returncode == 0, swept.stderr
+        assert "replaced 1" in swept.stdout
+        assert confirm(alice, upload_id).status_code == 404
+        assert alice.get("/api/uploads").json()["uploads"] == []
+    assert [k for k in object_keys(s3, bucket) if upload_id in k] == [keys.decided_key("uploads/", upload_id)]
+    assert receiver.received == []
