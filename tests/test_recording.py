@@ -97,6 +97,20 @@ def browser_storage(page: Any) -> dict[str, int]:
     return dict(page.evaluate("async () => (await import('./static/store.js')).counts()"))
 
 
+def page_upload_id(page: Any, s3_upload_id: str) -> str:
+    """The id the page keeps an upload under: the service's sealed id, which begins with S3's id and a dot."""
+    found = page.evaluate(
+        """async (s3Id) => {
+            const me = await (await fetch('/api/me')).json();
+            const records = await (await import('./static/store.js')).uploadsOf(me.userId);
+            return records.map((r) => r.uploadId).filter((id) => id.startsWith(s3Id + '.'));
+        }""",
+        s3_upload_id,
+    )
+    assert len(found) == 1, found
+    return str(found[0])
+
+
 def stored_record(page: Any, upload_id: str) -> dict[str, Any]:
     return dict(
         page.evaluate(
@@ -193,7 +207,7 @@ def test_a_reload_mid_recording_offers_it_and_finishing_sends_only_what_s3_lacks
             const unplanned = r.bytes - r.parts.reduce((total, p) => total + p.size, 0);
             return unplanned > 0 && unplanned < r.partSize;  // not the moment before a part is cut
         }""",
-        upload["UploadId"],
+        page_upload_id(alice, upload["UploadId"]),
     ):
         assert time.monotonic() < deadline, "no chunk was ever kept beyond the last part"
         alice.wait_for_timeout(50)
@@ -202,7 +216,7 @@ def test_a_reload_mid_recording_offers_it_and_finishing_sends_only_what_s3_lacks
     expect(offered).to_have_count(1)
     expect(offered.locator(".details")).to_have_text(re.compile(r"^Recording of 0:0[2-9], started "))
     _, before = parts_in_s3(alice, s3, bucket, at_least=1)
-    kept = stored_record(alice, upload["UploadId"])
+    kept = stored_record(alice, page_upload_id(alice, upload["UploadId"]))
     assert kept["kind"] == "recording" and kept["bytes"] > sum(p["Size"] for p in before)
     sent = part_numbers_sent(alice)
     name = offered.locator(".name").inner_text()
