@@ -24,7 +24,7 @@ from service.params import decode_path, decode_query
 from service.resources import Resources, resources
 from service.schemas import PlaybackUrl, Upload, UploadList, UploadPath, UploadsQuery, encoder, json_response
 from service.storage import ERRORS as STORAGE_ERRORS
-from service.storage import Listed
+from service.storage import Listed, NotFound, PreconditionFailed
 
 DEFAULT_PAGE = 50
 # Pending uploads shown on a listing's first page: one more LIST, at most this many items.
@@ -173,7 +173,10 @@ async def playback_url(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     """``DELETE /api/uploads/{id}``: the library object, any staging leftover and the pending announcement.
 
-    The id's record becomes "deleted", so a reused POST policy cannot bring it back.
+    The deletion first takes the id's outbox slot (the same conditional write a
+    promotion claims it with), so no promotion can copy the upload back while it
+    runs; afterwards the id's record says "deleted" and a reused POST policy
+    cannot bring it back.
     """
     state, user = resources(request), require_user(request)
     storage, prefix = state["storage"], state["settings"].s3_key_prefix
@@ -185,15 +188,24 @@ async def delete(request: Request) -> Response:
     staging = await _one(state, user.user_id, upload_id, keys.STAGING)
     if library is None and staging is None:
         raise _not_found()
-    if found is not None and found[1] is not None and library is None and found[0].lease_until > time.time():
-        raise _pending()  # mid-promotion: deleting now could race its copy
-    tombstone = promotion.deleted_record(user.user_id, upload_id, staging or library or "")
-    await storage.put_plain(keys.decided_key(prefix, upload_id), encoder.encode(tombstone))
-    await storage.delete(keys.outbox_key(prefix, upload_id))
-    for key in (k for k in (library, staging) if k is not None):
+    tombstone = encoder.encode(promotion.deleted_record(user.user_id, upload_id, staging or library or ""))
+    outbox = keys.outbox_key(prefix, upload_id)
+    pending = found is not None and found[1] is not None
+    if pending and library is None and found is not None and found[0].lease_until > time.time():
+        raise _pending()  # mid-promotion: its copy may be on the way
+    try:
+        await storage.put_record(
+            outbox, tombstone, if_match=found[1] if found is not None and pending else None
+        )
+    except (PreconditionFailed, NotFound):
+        raise _pending() from None  # a promotion claimed the id this instant
+    decided = found[0].upload if found is not None else None
+    for key in {k for k in (library, staging, decided.key if decided else None) if k is not None}:
         await storage.delete(key)
-    if library is not None and found is not None and found[0].upload is not None:
-        state["usage"].removed(user.user_id, found[0].upload.size)
+    await storage.put_plain(keys.decided_key(prefix, upload_id), tombstone)
+    await storage.delete(outbox)
+    if library is not None and decided is not None:
+        state["usage"].removed(user.user_id, decided.size)
     return Response(status_code=204)
 
 

@@ -139,7 +139,9 @@ def known_duration(key: str) -> float | None:
 def deleted_record(owner: str, upload_id: str, key: str) -> Decision:
     """What DELETE leaves behind: the id is spent, and a reused POST policy cannot bring it back."""
     gone = Refusal(404, "not_found", "There is no such upload.")
-    return Decision(upload_id, owner, key, source_etag="", message="", lease_until=0.0, refusal=gone)
+    # A live lease: a promoter that meets this record in the outbox takes it as final, not as stalled.
+    lease = time.time() + LEASE_MARGIN_SECONDS
+    return Decision(upload_id, owner, key, source_etag="", message="", lease_until=lease, refusal=gone)
 
 
 def lease_seconds(resources: Resources, size: int) -> float:
@@ -348,6 +350,8 @@ async def _deliver(resources: Resources, decision: Decision, etag: str) -> bool:
     storage, settings = resources["storage"], resources["settings"]
     prefix, sender = settings.s3_key_prefix, resources["webhooks"]
     outbox = keys.outbox_key(prefix, decision.upload_id)
+    if not decision.message:
+        sender = None  # a deletion: nothing to announce
     if sender is not None and not await sender.deliver(f"msg_{decision.upload_id}", decision.message):
         released = msgspec.structs.replace(decision, lease_until=0.0)
         with contextlib.suppress(PreconditionFailed):  # someone took the lease over: theirs to deliver
