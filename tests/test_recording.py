@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from service import devstack
+from service import devstack, keys
 from tests.support.audio_samples import tone, tone_larger_than
 from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
     UPLOAD_WAIT,
@@ -86,9 +86,13 @@ def parts_in_s3(
 
 
 def only_object(s3: devstack.S3Endpoint, bucket: str) -> dict[str, Any]:
+    """The one verified upload in the library, with nothing left waiting in staging."""
+    library = keys.area_prefix("uploads/", keys.LIBRARY)
     with admin(s3) as client:
-        objects = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        objects = client.list_objects_v2(Bucket=bucket, Prefix=library).get("Contents", [])
+        staged = client.list_objects_v2(Bucket=bucket, Prefix=keys.area_prefix("uploads/", keys.STAGING))
     assert len(objects) == 1, objects
+    assert staged.get("KeyCount", 0) == 0, staged.get("Contents")
     return dict(objects[0])
 
 
@@ -186,7 +190,8 @@ def test_a_recording_is_in_storage_part_by_part_before_stop(
     expect(row).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
     assert pending_uploads(s3, bucket) == []
     stored = only_object(s3, bucket)
-    assert stored["Key"] == upload["Key"] and stored["Size"] > 2 * PART
+    staging, library = (keys.area_prefix("uploads/", area) for area in (keys.STAGING, keys.LIBRARY))
+    assert stored["Key"] == upload["Key"].replace(staging, library, 1) and stored["Size"] > 2 * PART
     name = row.locator(".name").inner_text()
     assert RECORDING.match(name)
     wait_playable(listed(alice, name))
