@@ -123,9 +123,9 @@ class ProviderClient:
         async with self.lock:
             if self.probed_recently():  # loaded while this probe waited for the lock
                 return "ok"
-            return await self._probe_now()
+            return await self.probe_now()
 
-    async def _probe_now(self) -> str:
+    async def probe_now(self) -> str:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 await self.reload()

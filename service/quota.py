@@ -19,17 +19,17 @@ class Usage:
     def __init__(self, settings: Settings) -> None:
         self.quota = settings.user_quota_bytes
         self.max_pending = settings.max_pending_uploads
-        self._bytes: dict[str, int] = {}
-        self._pending: dict[str, int] = {}
+        self.used_bytes: dict[str, int] = {}
+        self.pending_counts: dict[str, int] = {}
 
     def used(self, owner: str) -> int:
-        return self._bytes.get(owner, 0)
+        return self.used_bytes.get(owner, 0)
 
     def fits(self, owner: str, declared: int | None) -> bool:
         """Whether a file of the declared size (unknown: any at all) still fits the user's quota."""
         if self.quota is None:
             return True
-        used = self._bytes.get(owner, 0)
+        used = self.used_bytes.get(owner, 0)
         return used + declared <= self.quota if declared else used < self.quota
 
     def admit(self, owner: str, declared: int | None, path: str = "$.size") -> None:
@@ -41,7 +41,7 @@ class Usage:
                 f"Your uploads may take at most {self.quota} bytes; delete some to make room.",
                 path,
             )
-        if self._pending.get(owner, 0) >= self.max_pending:
+        if self.pending_counts.get(owner, 0) >= self.max_pending:
             raise ApiError(
                 429,
                 "too_many_pending_uploads",
@@ -51,22 +51,22 @@ class Usage:
 
     def settled(self, owner: str) -> None:
         """One of the user's staging objects was promoted or refused."""
-        if self._pending.get(owner):
-            self._pending[owner] -= 1
+        if self.pending_counts.get(owner):
+            self.pending_counts[owner] -= 1
 
     def promoted(self, owner: str, size: int) -> None:
-        self._bytes[owner] = self._bytes.get(owner, 0) + size
+        self.used_bytes[owner] = self.used_bytes.get(owner, 0) + size
 
     def removed(self, owner: str, size: int) -> None:
-        self._bytes[owner] = max(0, self._bytes.get(owner, 0) - size)
+        self.used_bytes[owner] = max(0, self.used_bytes.get(owner, 0) - size)
 
     def recounted(self, owner: str, total: int) -> None:
-        self._bytes[owner] = total
+        self.used_bytes[owner] = total
 
     def pending_counted(self, owner: str, count: int) -> None:
-        self._pending[owner] = count
+        self.pending_counts[owner] = count
 
     def replace_counts(self, totals: dict[str, int], pending: dict[str, int]) -> None:
         """The sweeper's full recount: users it did not see hold nothing."""
-        self._bytes = dict(totals)
-        self._pending = dict(pending)
+        self.used_bytes = dict(totals)
+        self.pending_counts = dict(pending)

@@ -168,7 +168,7 @@ class Storage:
         self.s3 = s3
         self.signer = signer
         self.credentials = credentials  # the session's (and so both clients') credentials; None if none found
-        self._post_target: PostTarget | None = None
+        self.post_target: PostTarget | None = None
 
     async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
         """A POST policy for one object: botocore's fields, without botocore's per-call overhead.
@@ -181,7 +181,7 @@ class Storage:
         fields = {"Content-Type": content_type, "success_action_status": "201"}
         conditions = policy_conditions(content_type, max_bytes)
         moment = signing_moment(int(time.time()), ttl)
-        if self._post_target is None:
+        if self.post_target is None:
             post = await self.signer.generate_presigned_post(
                 Bucket=self.settings.s3_bucket,
                 Key=key,
@@ -189,15 +189,15 @@ class Storage:
                 Conditions=conditions,
                 ExpiresIn=ttl,
             )
-            self._post_target = PostTarget.from_botocore(post)
+            self.post_target = PostTarget.from_botocore(post)
             return PresignedPost(url=post["url"], fields=post["fields"], expires_at=moment.expires_at)
-        credentials = await self._frozen_credentials()
+        credentials = await self.frozen_credentials()
         signed = sign_post(
-            credentials, self._post_target, self.settings.s3_bucket, key, fields, conditions, moment
+            credentials, self.post_target, self.settings.s3_bucket, key, fields, conditions, moment
         )
-        return PresignedPost(url=self._post_target.url, fields=signed, expires_at=moment.expires_at)
+        return PresignedPost(url=self.post_target.url, fields=signed, expires_at=moment.expires_at)
 
-    async def _frozen_credentials(self) -> ReadOnlyCredentials:
+    async def frozen_credentials(self) -> ReadOnlyCredentials:
         """The credentials as of now, from the object botocore's own presigning signs with.
 
         Refreshable credentials (the default chain's instance roles, SSO, assume-role)
@@ -208,7 +208,7 @@ class Storage:
         frozen: ReadOnlyCredentials = await self.credentials.get_frozen_credentials()
         return frozen
 
-    def _expiry(self, ttl: int) -> datetime:
+    def expiry(self, ttl: int) -> datetime:
         return (datetime.now(UTC) + timedelta(seconds=ttl)).replace(microsecond=0)
 
     # --- objects ----------------------------------------------------------
@@ -335,7 +335,7 @@ class Storage:
         more = bool(page.get("IsTruncated")) and bool(found)
         return Listing(found, found[-1] if more else None)
 
-    async def _presign(self, operation: str, key: str, **params: object) -> str:
+    async def presign_operation(self, operation: str, key: str, **params: object) -> str:
         """A URL for one operation on one key, on the browser-visible endpoint, valid for the presign TTL."""
         url: str = await self.signer.generate_presigned_url(
             operation,
@@ -345,8 +345,8 @@ class Storage:
         return url
 
     async def presign_get(self, key: str, content_type: str, disposition: str) -> tuple[str, datetime]:
-        expires_at = self._expiry(self.settings.presign_ttl)
-        url = await self._presign(
+        expires_at = self.expiry(self.settings.presign_ttl)
+        url = await self.presign_operation(
             "get_object", key, ResponseContentType=content_type, ResponseContentDisposition=disposition
         )
         return url, expires_at
@@ -360,7 +360,7 @@ class Storage:
         return str(created["UploadId"])
 
     async def presign_part(self, key: str, upload_id: str, part_number: int) -> str:
-        return await self._presign("upload_part", key, UploadId=upload_id, PartNumber=part_number)
+        return await self.presign_operation("upload_part", key, UploadId=upload_id, PartNumber=part_number)
 
     async def list_parts(self, key: str, upload_id: str) -> list[Part]:
         """Every part uploaded so far, across all the pages S3 answers with."""

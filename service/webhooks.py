@@ -42,7 +42,7 @@ class WebhookSender:
         self.signer = Webhook(secret)
         self.time_limit = time_limit
 
-    async def _attempt(self, message_id: str, body: str) -> bool:
+    async def attempt(self, message_id: str, body: str) -> bool:
         headers = signed_headers(self.signer, message_id, body, datetime.now(UTC))
         try:
             answer = await self.client.post(self.url, content=body.encode(), headers=headers)
@@ -59,7 +59,7 @@ class WebhookSender:
         try:
             async with asyncio.timeout(self.time_limit):
                 for wait in (*BACKOFF_SECONDS, None):
-                    if await self._attempt(message_id, body):
+                    if await self.attempt(message_id, body):
                         return True
                     if wait is None:
                         return False
