@@ -476,12 +476,16 @@ async def _round(
         upload=upload,
         refusal=refusal,
     )
+    outbox = keys.outbox_key(settings.s3_key_prefix, upload_id)
     try:
-        etag = await storage.put_record(
-            keys.outbox_key(settings.s3_key_prefix, upload_id), encoder.encode(decision)
-        )
+        etag = await storage.put_record(outbox, encoder.encode(decision))
     except PreconditionFailed:
         return None  # another replica decided first: look again
+    if await _read(storage, keys.decided_key(settings.s3_key_prefix, upload_id)) is not None:
+        # Another racer claimed, announced and released the outbox while we verified: its
+        # decided record is final, so ours must not announce again.
+        await storage.delete(outbox)
+        return None
     result = await finish(resources, decision, etag, deliver)
     return None if result.outcome == "missing" else result
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -29,7 +29,7 @@ from tests.conftest import serve_app
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
-from tests.support.s3 import object_keys, stored_object
+from tests.support.s3 import admin, object_keys, stored_object
 from tests.support.sweep import run_sweep
 from tests.support.webhooks import SECRET, Receiver, serve_receiver
 
@@ -216,6 +216,43 @@ def test_concurrent_promotions_of_one_upload_give_one_library_object_and_one_del
             assert len(deliveries(receiver, upload_id)) == 1
             assert confirm(alice, upload_id).status_code == 200
     assert len(receiver.received) == 3
+
+
+def test_a_racer_whose_check_outlasts_a_whole_promotion_announces_nothing(
+    env: dict[str, str],
+    receiver: Receiver,
+    s3: devstack.S3Endpoint,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A promoter still verifying while another promotes, announces and releases the upload does not announce it again."""
+    with signed_in(env) as alice:
+        key = uppy.simple_upload(alice, "slow.wav", audio_samples.wav(0.5), "audio/wav")
+    upload_id = upload_id_of(key)
+    verify = promotion._verify
+    checks: list[int] = []
+
+    async def overtaken_verify(resources: Resources, *args: Any, **kwargs: Any) -> Any:
+        verdict = await verify(resources, *args, **kwargs)
+        checks.append(1)
+        if len(checks) == 1:  # the first racer is overtaken by a whole promotion before it claims
+            overtaker = await promotion.promote_upload(resources, ALICE, upload_id)
+            assert overtaker.outcome == "promoted"
+        return verdict
+
+    monkeypatch.setattr(promotion, "_verify", overtaken_verify)
+
+    async def promote() -> promotion.Promotion:
+        async with opened(env) as state:
+            return await promotion.promote_upload(state, ALICE, upload_id)
+
+    result = asyncio.run(promote())
+    assert result.outcome == "promoted" and len(checks) == 2
+    assert library_keys(s3, bucket, upload_id) == [keys.library_key("uploads/", ALICE, upload_id, "slow.wav")]
+    assert len(deliveries(receiver, upload_id)) == 1
+    with admin(s3) as client:
+        outbox = client.list_objects_v2(Bucket=bucket, Prefix=keys.outbox_key("uploads/", upload_id))
+    assert outbox.get("KeyCount", 0) == 0
 
 
 def test_a_crafted_flac_is_parsed_off_the_event_loop(env: dict[str, str]) -> None:
