@@ -64,7 +64,10 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "test":
         ensure_environment("test")
-        return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)
+        # Two workers, each taking whole modules (module fixtures and in-module order stay as
+        # written); "-n 0" among the arguments runs in one process.
+        workers = ["-n", "2", "--dist", "loadfile"]
+        return subprocess.call([str(PYTHON), "-m", "pytest", *workers, *rest], cwd=ROOT)
     if command == "lint":
         ensure_environment("test")
         return lint()

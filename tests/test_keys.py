@@ -8,6 +8,7 @@ import unicodedata
 import pytest
 
 from service import keys
+from tests.support.s3 import SOME_UPLOAD_ID
 
 PREFIX = "uploads/"
 ALICE = keys.user_id("dev", "alice")
@@ -128,13 +129,13 @@ def test_outbox_and_decided_records_name_their_upload_id() -> None:
         "uploads/short/0000000000000abcdefabcdef/x.wav",
         "uploads/x.wav",
         "",
-        f"uploads/{ALICE}/{keys.new_upload_id()}/x.wav",  # the layout before staging and library
-        f"uploads/incoming/{ALICE}/{keys.new_upload_id()}/",
-        f"uploads/incoming/{ALICE}/{keys.new_upload_id()}/..",
-        f"uploads/incoming/{ALICE}/{keys.new_upload_id()}/a/b.wav",
+        f"uploads/{ALICE}/{SOME_UPLOAD_ID}/x.wav",  # the layout before staging and library
+        f"uploads/incoming/{ALICE}/{SOME_UPLOAD_ID}/",
+        f"uploads/incoming/{ALICE}/{SOME_UPLOAD_ID}/..",
+        f"uploads/incoming/{ALICE}/{SOME_UPLOAD_ID}/a/b.wav",
         f"uploads/incoming/{ALICE}/not-an-id/x.wav",
-        f"uploads/library/{ALICE}/{keys.new_upload_id()}/x.wav",
-        f"uploads/outbox/{keys.new_upload_id()}.json",
+        f"uploads/library/{ALICE}/{SOME_UPLOAD_ID}/x.wav",
+        f"uploads/outbox/{SOME_UPLOAD_ID}.json",
     ],
 )
 def test_parse_key_refuses_keys_it_did_not_build(key: str) -> None:

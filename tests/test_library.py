@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from service import devstack, keys
 from service.library import content_disposition, decode_cursor, encode_cursor
 from tests.support import audio_samples, uppy
+from tests.support.s3 import SOME_UPLOAD_ID
 
 
 def upload(client: httpx.Client, filename: str, data: bytes, content_type: str) -> str:
@@ -154,9 +155,9 @@ def test_list_shows_only_the_callers_uploads(alice: httpx.Client, bob: httpx.Cli
         "!!!",
         "bm90LWFuLWlk",
         encode_cursor("../x/y"),
-        encode_cursor(f"{keys.new_upload_id()}/a\x01b.wav"),
-        encode_cursor(f"{keys.new_upload_id()}/tab\there.wav"),
-        encode_cursor(f"{keys.new_upload_id()}/del\x7f.wav"),
+        encode_cursor(f"{SOME_UPLOAD_ID}/a\x01b.wav"),
+        encode_cursor(f"{SOME_UPLOAD_ID}/tab\there.wav"),
+        encode_cursor(f"{SOME_UPLOAD_ID}/del\x7f.wav"),
     ],
 )
 def test_a_forged_cursor_is_400(alice: httpx.Client, cursor: str) -> None:

@@ -85,3 +85,8 @@ def moto_accepting_parts_of(min_part_size: int) -> Iterator[S3Endpoint]:
         finally:
             process.stdin.close()
             process.wait(timeout=10)
+
+
+# A well-formed upload id that is the same in every process, for parametrized cases (a test's
+# parameters must not differ between pytest-xdist's workers).
+SOME_UPLOAD_ID = "8203834036741b806176566d9"
