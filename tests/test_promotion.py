@@ -30,18 +30,10 @@ from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, object_keys, stored_object
+from tests.support.settings import MINIMAL_SETTINGS
 from tests.support.sweep import run_sweep
 from tests.support.webhooks import SECRET, Receiver, serve_receiver
 
-GOOD_SETTINGS = {
-    "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1",
-    "SOUNDPOST_SESSION_SECRET": "x" * 32,
-    "SOUNDPOST_PROVIDERS": "p",
-    "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i",
-    "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
-    "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d",
-    "SOUNDPOST_S3_BUCKET": "bucket",
-}
 ALICE = keys.user_id("fake", "alice")
 BOB = keys.user_id("fake", "bob")
 
@@ -472,7 +464,7 @@ class _OpenUploads:
 def test_the_sweeper_aborts_multipart_uploads_past_their_lifetime_only() -> None:
     """An abandoned multipart upload older than SOUNDPOST_STAGING_LIFETIME is aborted; a fresh one is left alone."""
     storage = _OpenUploads()
-    state = cast("Resources", {"settings": load_settings({**GOOD_SETTINGS}), "storage": storage})
+    state = cast("Resources", {"settings": load_settings(MINIMAL_SETTINGS), "storage": storage})
     report = SweepReport()
     asyncio.run(sweeper._multipart(state, report))
     assert storage.aborted == [(storage.uploads[0].key, "u-old")]

@@ -9,20 +9,11 @@ import pytest
 from service.errors import ApiError
 from service.quota import Usage
 from service.settings import load_settings
-
-BASE = {
-    "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1",
-    "SOUNDPOST_SESSION_SECRET": "x" * 32,
-    "SOUNDPOST_PROVIDERS": "p",
-    "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i",
-    "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
-    "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1/d",
-    "SOUNDPOST_S3_BUCKET": "bucket",
-}
+from tests.support.settings import MINIMAL_SETTINGS
 
 
 def usage(quota: int | None = 1000, pending: int = 3) -> Usage:
-    settings = load_settings(BASE)
+    settings = load_settings(MINIMAL_SETTINGS)
     return Usage(dataclasses.replace(settings, user_quota_bytes=quota, max_pending_uploads=pending))
 
 
