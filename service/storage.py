@@ -47,14 +47,6 @@ class PresignedPost(msgspec.Struct, frozen=True):
 
 
 @dataclass(frozen=True)
-class StoredObject:
-    key: str
-    size: int
-    content_type: str
-    last_modified: datetime
-
-
-@dataclass(frozen=True)
 class Part:
     number: int
     etag: str
@@ -212,13 +204,6 @@ class Storage:
         return (datetime.now(UTC) + timedelta(seconds=ttl)).replace(microsecond=0)
 
     # --- objects ----------------------------------------------------------
-
-    async def head(self, key: str) -> StoredObject:
-        with _missing_is_not_found():
-            head = await self.s3.head_object(Bucket=self.settings.s3_bucket, Key=key)
-        return StoredObject(
-            key, int(head["ContentLength"]), head.get("ContentType", ""), head["LastModified"]
-        )
 
     async def read_head(self, key: str, length: int) -> bytes:
         """The first ``length`` bytes of an object (a ranged GET)."""
