@@ -2,8 +2,8 @@
 """Two commands on a fresh machine with only Python 3.11+:
 
     python3 run.py dev     # the app with an embedded S3 stand-in and identity provider
-    python3 run.py test    # the whole test suite
-    python3 run.py lint    # ruff check, ruff format --check and mypy, as CI runs them
+    python3 run.py test    # the whole test suite (--fast: the unit tests only, in seconds)
+    python3 run.py lint    # ruff check, ruff format --check, mypy and the import contracts, as CI runs them
 
 Each makes (or refreshes) a virtual environment in .venv with the locked versions in
 requirements/ (app.txt, dev.txt, test.txt), then runs the command inside it. Extra arguments are passed on
@@ -50,6 +50,7 @@ def lint() -> int:
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
         ["mypy"],
+        ["lint-imports"],  # the layer contracts in pyproject.toml
     )
     failed = [check[0] for check in checks if subprocess.call([str(BIN / check[0]), *check[1:]], cwd=ROOT)]
     if failed:
@@ -67,6 +68,10 @@ def main(argv: list[str]) -> int:
         # Two workers, each taking whole modules (module fixtures and in-module order stay as
         # written); "-n 0" among the arguments runs in one process.
         workers = ["-n", "2", "--dist", "loadfile"]
+        if "--fast" in rest:
+            # The unit tests only: no servers, no browser; one process is quicker than starting workers.
+            rest = [arg for arg in rest if arg != "--fast"]
+            workers = ["-n", "0", "-m", "not peers"]
         return subprocess.call([str(PYTHON), "-m", "pytest", *workers, *rest], cwd=ROOT)
     if command == "lint":
         ensure_environment("test")

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from service.app import Soundpost, create_app
 from service.settings import Settings, load_settings
-from service.storage import PresignedPost, Storage, _client_config, policy_conditions
+from service.storage.client import PresignedPost, Storage, client_config, policy_conditions
 
 
 async def constant(request: Request) -> JSONResponse:
@@ -96,7 +96,7 @@ class ClientPerRequestStorage(Storage):
             aws_secret_access_key=str(settings.s3_secret_access_key)
             if settings.s3_secret_access_key
             else None,
-            config=_client_config(settings),
+            config=client_config(settings),
         ) as client:
             post = await client.generate_presigned_post(
                 Bucket=settings.s3_bucket,

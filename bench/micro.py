@@ -21,9 +21,9 @@ import boto3
 import botocore.config
 from botocore.auth import S3SigV4PostAuth
 
-from service.post_policy import PostTarget, sign_post, signing_moment
+from service.core.post_policy import PostTarget, sign_post, signing_moment
 from service.settings import load_settings
-from service.storage import open_storage, policy_conditions
+from service.storage.client import open_storage, policy_conditions
 
 ENDPOINT = "http://127.0.0.1:9"
 REGION = "us-east-1"

@@ -9,7 +9,7 @@ import argparse
 
 import uvicorn
 
-from service.serving import add_serve_options, uvicorn_options
+from service.serving.options import add_serve_options, uvicorn_options
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 import httpx2 as httpx  # noqa: E402 - after the path set-up, so the script runs from anywhere
 
 from service import devstack  # noqa: E402
-from service.budgets import BUDGETS  # noqa: E402
+from service.core.budgets import BUDGETS  # noqa: E402
 from tests.support.audio_samples import wav  # noqa: E402
 
 # What each kind of request answers when all is well.

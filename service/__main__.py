@@ -14,7 +14,7 @@ from types import FrameType
 import uvicorn
 
 from service.observability import configure_logging
-from service.serving import add_serve_options, protocol_options, uvicorn_options
+from service.serving.options import add_serve_options, protocol_options, uvicorn_options
 from service.settings import Settings, SettingsError, load_settings
 
 
@@ -77,7 +77,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def bucket_setup(args: argparse.Namespace) -> int:
-    from service.bucket import SetupError, setup
+    from service.storage.bucket import SetupError, setup
 
     settings = environment_settings()
     if settings is None:
@@ -92,17 +92,17 @@ def bucket_setup(args: argparse.Namespace) -> int:
 
 def sweep(args: argparse.Namespace) -> int:
     """One sweeper pass, for cron or a Kubernetes CronJob; 0 when the pass completed."""
-    from service.storage import STORAGE_DOWN
-    from service.sweeper import sweep_once
+    from service.lifecycle.sweeper import sweep_once
+    from service.storage.errors import StorageUnavailable
 
     settings = environment_settings()
     if settings is None:
         return 2
     try:
         report = asyncio.run(sweep_once(settings))
-    except STORAGE_DOWN as exc:
+    except StorageUnavailable as exc:
         print(
-            f"sweep failed: S3 unreachable ({type(exc).__name__}); check SOUNDPOST_S3_ENDPOINT",
+            f"sweep failed: S3 unreachable ({exc.advice}); check SOUNDPOST_S3_ENDPOINT",
             file=sys.stderr,
         )
         return 1

@@ -16,22 +16,27 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ExceptionHandler, Lifespan, Receive, Scope, Send
 
-from service import __version__, api, auth, discovery, events, health, library, observability, uploads, uppy
-from service.api import ApiRoute, Spec
-from service.edge import Edge
-from service.errors import EXCEPTION_HANDLERS, ErrorHandlers
-from service.guards import SiteGuard
+from service import __version__, observability
+from service.http import api, health
+from service.http.api import ApiRoute, Spec
+from service.http.edge import Edge
+from service.http.guards import SiteGuard
+from service.http.handlers import EXCEPTION_HANDLERS, ErrorHandlers
+from service.identity import providers as discovery
+from service.identity.revocation import open_revocations
+from service.identity.session import CookieSessions
+from service.lifecycle import events, library
+from service.lifecycle.sweeper import sweep_periodically
+from service.limits.usage import Usage
+from service.limits.windows import close_limiters, open_limiters
 from service.observability import RequestRecorder
-from service.quota import Usage
-from service.ratelimit import close_limiters, open_limiters
 from service.resources import Resources
-from service.revocation import open_revocations
 from service.schemas import Health, Readiness, encoder
-from service.session import CookieSessions
 from service.settings import EVENTS_PATH, Settings, load_settings
-from service.storage import EXCEPTION_HANDLERS as STORAGE_HANDLERS
-from service.storage import check_at_startup, open_storage
-from service.sweeper import sweep_periodically
+from service.signin import routes as auth
+from service.storage.client import check_at_startup, open_storage
+from service.uploads import presign as uploads
+from service.uploads import uppy
 from service.webhooks import open_webhooks
 
 STATIC = Path(__file__).parent / "static"
@@ -181,7 +186,7 @@ def routes() -> list[BaseRoute]:
             "/s3/multipart/{uploadId}", uppy.list_parts, method="GET", name="uppy_parts", spec=uppy.PARTS
         ),
         ApiRoute("/s3/multipart/{uploadId}", uppy.abort, method="DELETE", name="uppy_abort", spec=uppy.ABORT),
-        # S3 bucket notifications from the store: token-authenticated, no session (service/events.py).
+        # S3 bucket notifications from the store: token-authenticated, no session (service/lifecycle/events.py).
         ApiRoute(EVENTS_PATH, events.receive, method="POST", name="s3_events", spec=events.RECEIVE),
         ApiRoute("/healthz", health.healthz, method="GET", name="healthz", spec=HEALTHZ),
         ApiRoute("/readyz", health.readyz, method="GET", name="readyz", spec=READYZ),
@@ -245,7 +250,6 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
         routes=routes(),
         exception_handlers={
             **EXCEPTION_HANDLERS,
-            **STORAGE_HANDLERS,
         },
         lifespan=lifespan,
     )

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import boto3
 import werkzeug.serving
 
-from service.bucket import cors_rule
+from service.storage.bucket import cors_rule
 
 DEV_BUCKET = "soundpost-dev"
 DEV_ACCESS_KEY = "soundpost-dev"

@@ -1,6 +1,6 @@
 """What operators see: request ids, Prometheus metrics and structured JSON logs.
 
-``service.edge.Edge`` reads or makes the request id, times each request and hands
+``service.http.edge.Edge`` reads or makes the request id, times each request and hands
 it to ``RequestRecorder``, which adds it to one histogram by route template: little work,
 as it runs on the presign hot path. A client that leaves mid-request
 (``ClientDisconnect`` while its body is read) is counted as status 499, not logged
@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from service.entropy import token_hex
+from service.core.entropy import token_hex
 
 logger = logging.getLogger("soundpost.access")
 

@@ -9,18 +9,17 @@ lookup: 0.6 µs each, and a presign needed three.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypedDict, cast
+from typing import TypedDict, cast
 
 from starlette.requests import HTTPConnection
 
-if TYPE_CHECKING:  # these modules' routes read resources, so importing them here would be circular
-    from service.discovery import ProviderClient
-    from service.quota import Usage
-    from service.ratelimit import Limiters
-    from service.revocation import Revocations
-    from service.settings import Settings
-    from service.storage import Storage
-    from service.webhooks import WebhookSender
+from service.identity.providers import ProviderClient
+from service.identity.revocation import Revocations
+from service.limits.usage import Usage
+from service.limits.windows import Limiters
+from service.settings import Settings
+from service.storage.client import Storage
+from service.webhooks import WebhookSender
 
 
 class Resources(TypedDict):

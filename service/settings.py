@@ -17,10 +17,10 @@ from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 import limits
-from starlette.datastructures import Secret
 
-from service.audio import CANONICAL_TYPES, canonical_type
-from service.budgets import BUDGETS, Budget
+from service.core.audio_types import CANONICAL_TYPES, canonical_type
+from service.core.budgets import BUDGETS, Budget
+from service.core.secret import Secret
 
 T = TypeVar("T")
 

@@ -26,6 +26,19 @@ from tests.support.servers import bound_socket, serve_asgi
 from tests.support.settings import s3_settings
 from tests.support.tools import require_tool
 
+# Fixtures that start a real peer: a test that uses one, directly or through another fixture, is
+# marked ``peers``, so ``python3 run.py test --fast`` (``-m "not peers"``) runs only unit tests.
+PEER_FIXTURES = frozenset(
+    {"s3", "_oidc_provider", "_github_provider", "redis_url", "rgw_endpoint", "browser", "app_url", "site"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches a real peer through its fixtures."""
+    for item in items:
+        if PEER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.peers)
+
 
 @contextlib.contextmanager
 def serve_app(env: dict[str, str]) -> Iterator[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service import audio
+from service.core import audio_types as audio
 
 
 @pytest.mark.parametrize(

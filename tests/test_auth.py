@@ -13,7 +13,8 @@ import httpx
 import itsdangerous
 import pytest
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from tests.conftest import serve_app
 from tests.support.fake_idp import FakeIdP
 from tests.support.flows import approve_at_dev_idp, approve_at_idp, follow_callback, sign_in, start_login

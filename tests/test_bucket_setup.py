@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from service import devstack, keys
-from service.bucket import lifecycle_days
+from service import devstack
+from service.core import keys
+from service.storage.bucket import lifecycle_days
 from tests.support.bucket import run_bucket_setup
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, new_bucket, object_keys, stored_object

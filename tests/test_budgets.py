@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from service.budgets import BUDGETS
+from service.core.budgets import BUDGETS
 from tests.conftest import serve_app
 from tests.support import uppy
 from tests.support.flows import sign_in

@@ -1,7 +1,8 @@
-"""The library internals kept in service/compat/: each guard fails when the version or the shape relied on changes.
+"""The library internals kept in the two compat modules: each guard fails when the version or the shape relied on changes.
 
-After upgrading starlette or uvicorn in the lock, these tests say whether
-``service/compat/`` still fits; re-read the module against the new version's
+``service/http/compat.py`` (Starlette) and ``service/serving/compat.py`` (uvicorn) are the
+only modules that touch library internals. After upgrading starlette or uvicorn in the
+lock, these tests say whether each still fits; re-read the module against the new version's
 source, then move its ``WRITTEN_AGAINST``.
 """
 
@@ -24,11 +25,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.api import ApiRoute, Operation, Spec
-from service.coalescing import CoalescingTransport
-from service.compat import starlette as starlette_compat
-from service.compat import uvicorn as uvicorn_compat
-from service.compat.starlette import ExactPathRoute
+from service.http import compat as starlette_compat
+from service.http.api import ApiRoute, Operation, Spec
+from service.http.compat import ExactPathRoute
+from service.serving import compat as uvicorn_compat
+from service.serving.coalescing import CoalescingTransport
 
 
 async def endpoint(request: Request) -> Response:
@@ -38,8 +39,8 @@ async def endpoint(request: Request) -> Response:
 # --- starlette -----------------------------------------------------------------
 
 
-def test_starlette_is_the_version_service_compat_starlette_was_written_against() -> None:
-    """A new Starlette means re-reading service/compat/starlette.py against its source."""
+def test_starlette_is_the_version_starlette_compat_was_written_against() -> None:
+    """A new Starlette means re-reading service/http/compat.py against its source."""
     assert importlib.metadata.version("starlette") == starlette_compat.WRITTEN_AGAINST
 
 
@@ -106,8 +107,8 @@ class Unconnected(asyncio.Transport):
         return default
 
 
-def test_uvicorn_is_the_version_service_compat_uvicorn_was_written_against() -> None:
-    """A new uvicorn means re-reading service/compat/uvicorn.py against its source."""
+def test_uvicorn_is_the_version_uvicorn_compat_was_written_against() -> None:
+    """A new uvicorn means re-reading service/serving/compat.py against its source."""
     assert importlib.metadata.version("uvicorn") == uvicorn_compat.WRITTEN_AGAINST
 
 
@@ -152,7 +153,7 @@ def test_uvicorn_calls_only_the_transport_methods_coalescing_transport_was_writt
 def test_the_protocol_methods_the_subclasses_override_keep_their_signatures(
     protocol_class: type[asyncio.Protocol], hooks: dict[str, list[str]]
 ) -> None:
-    """Each method service/compat/uvicorn.py overrides still exists on uvicorn's class with the same parameters."""
+    """Each method service/serving/compat.py overrides still exists on uvicorn's class with the same parameters."""
     for name, parameters in hooks.items():
         method = vars(protocol_class).get(name)
         assert method is not None, f"{protocol_class.__name__}.{name} is gone"

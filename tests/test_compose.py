@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from service.budgets import BUDGETS
+from service.core.budgets import BUDGETS
 from service.settings import ENV_PREFIX, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,7 +261,7 @@ _ASSIGNMENT = re.compile(r"^(?P<commented>#\s*)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<va
 def setting_names_in_source() -> tuple[set[str], set[str]]:
     """(fixed names, per-provider suffixes) that service/settings.py reads, from its source.
 
-    The budgets' settings are read by name from service.budgets, so they come from there.
+    The budgets' settings are read by name from service.core.budgets, so they come from there.
     """
     source = SETTINGS_SOURCE.read_text()
     fixed = set(re.findall(r'read\.(?:raw|required|url|integer|csv|parsed)\(\s*"([A-Z0-9_]+)"', source))

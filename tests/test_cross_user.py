@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from tests.support import audio_samples, uppy
 from tests.support.uppy import Multipart
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from authlib.integrations.starlette_client.apps import StarletteOAuth2App
 
-from service.discovery import PROBE_TIMEOUT, UnusableMetadata, check_metadata, new_client
+from service.identity.providers import PROBE_TIMEOUT, UnusableMetadata, check_metadata, new_client
 from service.settings import load_settings
 from tests.conftest import serve_app
 from tests.support.servers import bound_socket

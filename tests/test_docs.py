@@ -42,3 +42,33 @@ def test_relative_links_point_at_files_that_exist(document: Path) -> None:
             if anchor not in slugs:
                 broken.append(target)
     assert broken == []
+
+
+def _layout_block() -> str:
+    text = (ROOT / "docs" / "development.md").read_text()
+    section = text.split("## Layout", 1)[1]
+    return section.split("```", 2)[1]
+
+
+def test_development_layout_names_every_module_of_the_service() -> None:
+    """docs/development.md draws the tree: every module under service/ appears in it, in its folder."""
+    block = _layout_block()
+    missing = []
+    for module in sorted((ROOT / "service").rglob("*.py")):
+        relative = module.relative_to(ROOT / "service")
+        if relative.name == "__init__.py":
+            continue
+        folder = f"{relative.parent}/" if relative.parent != Path(".") else "service/"
+        folder_at = block.find(f" {folder}" if folder != "service/" else "service/")
+        entry_at = block.find(f" {relative.name} ", folder_at) if folder_at >= 0 else -1
+        if entry_at < 0:
+            missing.append(str(relative))
+    assert missing == []
+
+
+def test_development_layout_names_no_module_that_is_gone() -> None:
+    """Every ``name.py`` the tree mentions under service/ exists."""
+    block = _layout_block().split("tests/", 1)[0]
+    named = set(re.findall(r"^\s+([a-z_]+\.py)\b", block, re.M))
+    existing = {path.name for path in (ROOT / "service").rglob("*.py")}
+    assert sorted(named - existing) == []

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from service import entropy
-from service.entropy import RandomBytes
+from service.core import entropy
+from service.core.entropy import RandomBytes
 
 
 def test_a_token_is_hex_of_the_asked_length() -> None:

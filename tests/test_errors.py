@@ -13,7 +13,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from service.app import create_app
-from service.errors import ApiError, ErrorHandlers
+from service.errors import ApiError
+from service.http.handlers import ErrorHandlers
 from tests.support import raw_http
 from tests.support.servers import serve_asgi
 

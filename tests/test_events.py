@@ -16,7 +16,8 @@ from urllib.parse import quote_plus
 import httpx
 import pytest
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from service.settings import SettingsError, load_settings
 from tests.conftest import serve_app
 from tests.support import audio_samples

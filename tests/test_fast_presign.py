@@ -24,10 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from service.core.post_policy import PostTarget, SigningMoment, sign_post, signing_moment
 from service.devstack import S3Endpoint
-from service.post_policy import PostTarget, SigningMoment, sign_post, signing_moment
 from service.settings import load_settings
-from service.storage import open_storage, policy_conditions
+from service.storage.client import open_storage, policy_conditions
 from tests.support.s3 import admin as s3_admin
 from tests.support.servers import serve_asgi
 

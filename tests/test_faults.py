@@ -154,7 +154,7 @@ def test_the_same_callback_works_once_the_provider_is_back(app_env: dict[str, st
 
 def test_readiness_sees_the_provider_go_down_within_seconds(app_env: dict[str, str]) -> None:
     """Issue 13: /readyz reflects the provider within PROBE_WINDOW seconds, not the metadata's hour."""
-    from service.discovery import PROBE_TIMEOUT, PROBE_WINDOW
+    from service.identity.providers import PROBE_TIMEOUT, PROBE_WINDOW
 
     provider = fake_idp.FakeIdP(kind="oidc")
     with contextlib.ExitStack() as first_run:

@@ -14,9 +14,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from service.api import ApiRoute
 from service.app import routes
-from service.budgets import BUDGETS
+from service.core.budgets import BUDGETS
+from service.http.api import ApiRoute
 from tests.conftest import serve_app
 from tests.support.flows import sign_in
 

@@ -11,8 +11,8 @@ import pytest
 from starlette.requests import Request
 
 from service.errors import ApiError
+from service.http.params import MAX_JSON_BODY, read_json_body
 from service.observability import JsonFormatter
-from service.uploads import MAX_JSON_BODY, read_json_body
 from tests.conftest import serve_app
 from tests.support.fake_idp import CLIENT_SECRET, FakeIdP
 from tests.support.flows import approve_at_idp, follow_callback, start_login

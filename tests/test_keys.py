@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from service import keys
+from service.core import keys
 from tests.support.s3 import SOME_UPLOAD_ID
 
 PREFIX = "uploads/"

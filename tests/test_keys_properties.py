@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service import audio, keys
+from service.core import audio_types as audio
+from service.core import keys
 
 providers = st.sampled_from(["fake", "hub", "google", "github"])
 subjects = st.text(min_size=1, max_size=300)

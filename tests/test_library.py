@@ -10,8 +10,9 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from service import devstack, keys
-from service.library import content_disposition, decode_cursor, encode_cursor
+from service import devstack
+from service.core import keys
+from service.lifecycle.library import content_disposition, decode_cursor, encode_cursor
 from tests.support import audio_samples, uppy
 from tests.support.s3 import SOME_UPLOAD_ID
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import itsdangerous
 
-from service.revocation import Revocations
+from service.identity.revocation import Revocations
 from tests.conftest import serve_app
 from tests.support.flows import approve_at_dev_idp, follow_callback, sign_in, start_login
 from tests.support.servers import bound_socket

@@ -26,10 +26,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import devstack, keys
+from service import devstack
 from service.app import create_app
+from service.core import keys
+from service.lifecycle.sweeper import sweep_once
 from service.settings import EVENTS_PATH, load_settings
-from service.sweeper import sweep_once
 from tests.support import audio_samples, uppy
 from tests.support.bucket import run_bucket_setup
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
@@ -37,6 +38,8 @@ from tests.support.s3 import admin, new_bucket, object_keys, stored_object
 from tests.support.servers import bound_socket, serve_asgi
 from tests.support.settings import s3_settings
 from tests.support.webhooks import SECRET, Receiver, serve_receiver
+
+pytestmark = pytest.mark.peers  # real servers started by the tests themselves
 
 MiB = 1024 * 1024
 # From the end of the upload to the announcement: radosgw pushes within about a second.

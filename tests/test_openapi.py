@@ -6,8 +6,8 @@ import httpx
 import pytest
 from starlette.routing import Mount, Route
 
-from service.api import ApiRoute
 from service.app import routes
+from service.http.api import ApiRoute
 from service.schemas import PresignRequest
 
 # Routes that answer with pages or redirects rather than JSON, and so are not API operations.

@@ -22,14 +22,17 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from service.devstack import S3Endpoint
 from service.settings import Settings, load_settings
-from service.storage import PresignedPost, open_storage
+from service.storage.client import PresignedPost, open_storage
 from tests.support import sigv4
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import new_bucket, object_keys, stored_object
 from tests.support.settings import s3_settings
+
+pytestmark = pytest.mark.peers  # real servers started by the tests themselves
 
 CONTENT_TYPE = "audio/mpeg"
 MAX_BYTES = 1024

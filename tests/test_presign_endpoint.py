@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from service import keys
+from service.core import keys
 from service.devstack import S3Endpoint
 from tests.support.s3 import admin
 

@@ -20,11 +20,13 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from service import devstack, keys, promotion, sniff, sweeper
+from service import devstack
+from service.core import keys, sniff
+from service.lifecycle import promotion, sweeper
+from service.lifecycle.sweeper import SweepReport, open_resources, sweep
 from service.resources import Resources
 from service.settings import load_settings
-from service.storage import OpenUpload
-from service.sweeper import SweepReport, open_resources, sweep
+from service.storage.client import OpenUpload
 from tests.conftest import serve_app
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in

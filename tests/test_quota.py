@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from service.errors import ApiError
-from service.quota import Usage
+from service.limits.usage import Usage
 from service.settings import load_settings
 from tests.support.settings import MINIMAL_SETTINGS
 

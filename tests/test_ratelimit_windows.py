@@ -6,7 +6,7 @@ import asyncio
 
 import limits
 
-from service.ratelimit import MemoryWindows
+from service.limits.windows import MemoryWindows
 
 
 class Clock:

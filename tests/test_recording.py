@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from tests.support.audio_samples import tone, tone_larger_than
 from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
     UPLOAD_WAIT,

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from tests.support import audio_samples, uppy
 from tests.support.flows import approve_at_idp, follow_callback, sign_in, start_login
 

@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 
 from service.__main__ import main
-from service.serving import add_serve_options, loop_and_parser, uvicorn_options
+from service.serving.options import add_serve_options, loop_and_parser, uvicorn_options
 from service.settings import load_settings
 
 

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from uvicorn.server import ServerState
 
-from service.serving import (
+from service.serving.options import (
     HOLD_AT_MOST,
     MAX_REQUEST_HEAD,
     CoalescingH11Protocol,
@@ -30,6 +30,8 @@ from service.serving import (
 )
 from tests.support import raw_http
 from tests.support.servers import serve_asgi
+
+pytestmark = pytest.mark.peers  # real servers started by the tests themselves
 
 PROTOCOLS = [CoalescingHttpToolsProtocol, CoalescingH11Protocol]
 

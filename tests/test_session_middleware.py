@@ -19,10 +19,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from service.edge import Edge
-from service.guards import SiteGuard
+from service.http.edge import Edge
+from service.http.guards import SiteGuard
+from service.identity.session import CookieSessions
 from service.observability import RequestRecorder
-from service.session import CookieSessions
 
 SECRET = "session-middleware-test-secret-0123456789"
 COOKIE = "soundpost_session"

@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
 from tests.support.servers import serve_asgi

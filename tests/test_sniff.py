@@ -1,10 +1,10 @@
-"""service.sniff: the first bytes must carry the declared container's signature; durations come from headers."""
+"""service.core.sniff: the first bytes must carry the declared container's signature; durations come from headers."""
 
 from __future__ import annotations
 
 import pytest
 
-from service import sniff
+from service.core import sniff
 from tests.support import audio_samples
 
 SIGNATURES = {

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import soak
+
+pytestmark = pytest.mark.peers  # real servers started by the tests themselves
 
 
 def test_a_short_soak_answers_every_request_as_expected_and_no_5xx() -> None:

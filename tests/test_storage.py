@@ -1,4 +1,4 @@
-"""service.storage: narrow unit tests of paging logic, with an in-process stand-in for the S3 client."""
+"""service.storage.client: narrow unit tests of paging logic, with an in-process stand-in for the S3 client."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from service.settings import load_settings
-from service.storage import Part, Storage
+from service.storage.client import Part, Storage
 from tests.support.settings import MINIMAL_SETTINGS
 
 
@@ -43,8 +43,10 @@ def test_no_credentials_at_all_is_credentials_refused_naming_the_settings() -> N
     """An empty default credential chain is the operator's to fix, like refused keys."""
     from botocore.exceptions import NoCredentialsError
 
-    from service.storage import storage_fault
+    from service.http.handlers import storage_answer
+    from service.storage.errors import classify
 
-    fault = storage_fault(NoCredentialsError(), "bucket")
-    assert (fault.error.status, fault.error.code) == (502, "storage_credentials_refused")
+    fault = classify(NoCredentialsError(), "bucket")
+    answer = storage_answer(fault)
+    assert (answer.status, answer.code) == (502, "storage_credentials_refused")
     assert fault.advice.startswith("no S3 credentials were found: check SOUNDPOST_S3_ACCESS_KEY_ID")

@@ -18,7 +18,7 @@ import pytest
 
 from service import devstack
 from service.app import create_app
-from service.storage import StorageMisconfigured
+from service.storage.client import StorageMisconfigured
 from tests.conftest import serve_app
 from tests.support import uppy
 from tests.support.flows import sign_in

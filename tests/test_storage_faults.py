@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from tests.conftest import serve_app
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from starlette.datastructures import Secret
 
-from service.upload_tokens import MAX_PARTS, MIN_PART_BYTES, SealedUpload, seal, unseal
+from service.core.secret import Secret
+from service.core.upload_tokens import MAX_PARTS, MIN_PART_BYTES, SealedUpload, seal, unseal
 
 SECRET = Secret("s" * 40)
 KEY = "uploads/incoming/user/0000000000000aaaaaaaaaaaa/a.wav"

@@ -10,7 +10,8 @@ import secrets
 import httpx
 import pytest
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from tests.support import audio_samples, uppy
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import upload_id_of

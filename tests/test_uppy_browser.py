@@ -25,8 +25,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
-from service import devstack, keys
+from service import devstack
 from service.app import create_app
+from service.core import keys
 from tests.support import audio_samples
 from tests.support.page import HEADLESS_CHROMIUM
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)

@@ -12,8 +12,9 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from service import devstack, keys
+from service import devstack
 from service.app import create_app
+from service.core import keys
 from service.settings import SettingsError, load_settings
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
@@ -22,6 +23,8 @@ from tests.support.servers import serve_asgi
 from tests.support.settings import MINIMAL_SETTINGS
 from tests.support.sweep import run_sweep
 from tests.support.webhooks import SECRET, Receiver, serve_receiver
+
+pytestmark = pytest.mark.peers  # real servers started by the tests themselves
 
 
 @pytest.fixture

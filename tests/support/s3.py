@@ -10,7 +10,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from service import devstack, keys
+from service import devstack
+from service.core import keys
 from service.devstack import S3Endpoint
 
 # moto's server in a process of its own: it reads S3_UPLOAD_PART_MIN_SIZE once, when it is imported.

@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from service.serving import protocol_options
+from service.serving.options import protocol_options
 
 
 def port_of(url: str) -> int:
@@ -34,7 +34,7 @@ def serve_asgi(
 ) -> Iterator[str]:
     """Serve ``make_app(base_url)`` with uvicorn; yields the base URL once the lifespan has started.
 
-    It is served with Soundpost's own HTTP protocol (service.serving; ``parser`` picks
+    It is served with Soundpost's own HTTP protocol (service.serving.options; ``parser`` picks
     ``"httptools"`` or ``"h11"``, by default the one production uses). With
     ``root_path`` the app is served the way ``soundpost serve`` serves it
     under a path prefix, and the base URL includes the prefix. A fixed ``port``

@@ -1,0 +1,64 @@
+"""The multipart upload id Soundpost hands out: S3's id and the upload's byte limit, sealed to its key.
+
+S3 keeps no size limit for a multipart upload, and the metadata set at
+CreateMultipartUpload cannot be read back before completion; so the limit
+(the declared size, or the configured maximum) rides in the id Uppy sends
+back on every call, with an HMAC over key, S3's id and limit that only this
+service can make. A changed limit, another key or a made-up id fails the check:
+the caller's upload is then "not yours", and no S3 call is needed to know it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from service.core.secret import Secret
+
+# S3 refuses parts under 5 MiB (but the last), and numbers parts from 1 to 10,000.
+MIN_PART_BYTES = 5 * 1024 * 1024
+MAX_PARTS = 10_000
+_MAC_BYTES = 16
+
+
+@dataclass(frozen=True)
+class SealedUpload:
+    s3_upload_id: str
+    max_bytes: int
+
+    def parts_needed(self, smallest_part: int = MIN_PART_BYTES) -> int:
+        """The most parts an upload of at most ``max_bytes`` can have, in parts of at least ``smallest_part``."""
+        return min(MAX_PARTS, max(1, math.ceil(self.max_bytes / smallest_part)))
+
+
+@lru_cache(maxsize=4)
+def _mac_key(secret: str) -> bytes:
+    """A key of its own for these ids, derived from the session secret (never the secret itself)."""
+    return hmac.new(secret.encode(), b"soundpost multipart upload id", hashlib.sha256).digest()
+
+
+def _mac(secret: Secret, key: str, s3_upload_id: str, max_bytes: int) -> str:
+    message = "\0".join((key, s3_upload_id, str(max_bytes))).encode()
+    digest = hmac.new(_mac_key(str(secret)), message, hashlib.sha256).digest()[:_MAC_BYTES]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def seal(secret: Secret, key: str, s3_upload_id: str, max_bytes: int) -> str:
+    """``{S3's id}.{max bytes}.{mac}``: S3's ids may hold dots, so it is read from the right."""
+    return f"{s3_upload_id}.{max_bytes}.{_mac(secret, key, s3_upload_id, max_bytes)}"
+
+
+def unseal(secret: Secret, key: str, upload_id: str) -> SealedUpload | None:
+    """What ``seal`` sealed for this key, or None for anything this service did not hand out for it."""
+    s3_upload_id, _, rest = upload_id.rpartition(".")
+    s3_upload_id, _, limit = s3_upload_id.rpartition(".")
+    if not s3_upload_id or not limit.isascii() or not limit.isdigit() or len(limit) > 12:
+        return None
+    max_bytes = int(limit)
+    if not hmac.compare_digest(rest.encode(), _mac(secret, key, s3_upload_id, max_bytes).encode()):
+        return None
+    return SealedUpload(s3_upload_id, max_bytes)

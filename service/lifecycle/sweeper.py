@@ -1,0 +1,220 @@
+"""The sweeper: what nobody else finished, one pass at a time, safe from several replicas at once.
+
+A pass promotes staging objects older than SOUNDPOST_STAGING_GRACE that no confirm
+or event promoted, deletes staging objects and aborts multipart uploads older than
+SOUNDPOST_STAGING_LIFETIME, redelivers announcements whose lease went stale,
+forgets decided records once no staging object can reuse their id, and recounts
+each user's library bytes. Every step is the idempotent, conditional one that
+promotion uses, so two replicas sweeping at once converge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+
+from service.core import keys
+from service.identity.revocation import Revocations
+from service.lifecycle import promotion
+from service.limits.usage import Usage
+from service.limits.windows import close_limiters, open_limiters
+from service.resources import Resources
+from service.settings import Settings
+from service.storage.client import Listed, open_storage
+from service.storage.errors import NotFound, StorageUnavailable
+from service.webhooks import open_webhooks
+
+logger = logging.getLogger("soundpost.sweeper")
+
+PAGE = 1000
+# Objects a pass looks at per area; the next pass carries on where work is left.
+MAX_PER_PASS = 10_000
+
+
+@dataclass
+class SweepReport:
+    """What one pass did, for the log line and for tests."""
+
+    promoted: int = 0
+    rejected: int = 0
+    replaced: int = 0
+    expired: int = 0
+    aborted: int = 0
+    redelivered: int = 0
+    forgotten: int = 0
+    recounted: dict[str, int] = field(default_factory=dict)
+
+
+async def _objects(resources: Resources, prefix: str) -> list[Listed]:
+    storage = resources["storage"]
+    found: list[Listed] = []
+    after: str | None = None
+    while len(found) < MAX_PER_PASS:
+        page = await storage.list_objects(prefix, PAGE, after)
+        found += page.objects
+        if page.next_start_after is None:
+            break
+        after = page.next_start_after
+    return found
+
+
+async def _guarded(step: Awaitable[promotion.Promotion], key: str) -> promotion.Promotion | None:
+    """One object's trouble (a store error, a malformed record) is logged and the pass goes on."""
+    try:
+        return await step
+    except StorageUnavailable:
+        raise  # nothing else will work either: end the pass
+    except Exception:
+        logger.exception("sweep: %s left for the next pass", key)
+        return None
+
+
+async def _staging(resources: Resources, report: SweepReport) -> None:
+    settings, storage = resources["settings"], resources["storage"]
+    now = time.time()
+    for item in await _objects(resources, keys.area_prefix(settings.s3_key_prefix, keys.STAGING)):
+        parsed = keys.parse_key(settings.s3_key_prefix, item.key)
+        age = now - item.last_modified.timestamp()
+        too_old = parsed is not None and keys.upload_time(parsed[1]) + settings.staging_lifetime < now
+        if parsed is None or too_old or age > settings.staging_lifetime:
+            await storage.delete(item.key)  # not ours to keep: a stray key, or past its lifetime
+            report.expired += 1
+        elif age >= settings.staging_grace:
+            result = await _guarded(promotion.promote_staged(resources, item.key), item.key)
+            if result is None:
+                continue
+            if result.outcome == "promoted":
+                report.promoted += 1
+            elif result.outcome == "rejected":
+                report.rejected += 1
+            elif result.outcome == "replaced":
+                report.replaced += 1
+
+
+async def _multipart(resources: Resources, report: SweepReport) -> None:
+    settings, storage = resources["settings"], resources["storage"]
+    now = time.time()
+    area = keys.area_prefix(settings.s3_key_prefix, keys.STAGING)
+    for upload in await storage.open_uploads(area, MAX_PER_PASS):
+        if now - upload.initiated.timestamp() > settings.staging_lifetime:
+            try:
+                await storage.abort_multipart(upload.key, upload.upload_id)
+            except NotFound:
+                continue  # another replica aborted it first
+            report.aborted += 1
+
+
+async def _redeliver(resources: Resources, upload_id: str) -> promotion.Promotion:
+    """Deliver one outbox entry if its lease is stale and this replica wins the takeover."""
+    found = await promotion.read_decision(resources, upload_id)
+    if found is None or found[1] is None:
+        return promotion.Promotion("missing")  # delivered meanwhile
+    taken = await promotion.take_over(resources, found[0], found[1])
+    if taken is None:
+        return promotion.Promotion("pending")  # its holder is alive, or another replica took it
+    return await promotion.finish(resources, *taken)
+
+
+async def _outbox(resources: Resources, report: SweepReport) -> None:
+    prefix = resources["settings"].s3_key_prefix
+    for item in await _objects(resources, keys.record_prefix(prefix, keys.OUTBOX)):
+        upload_id = keys.parse_record_key(prefix, keys.OUTBOX, item.key)
+        if upload_id is None:
+            continue
+        result = await _guarded(_redeliver(resources, upload_id), item.key)
+        if result is not None and result.announced:
+            report.redelivered += 1
+
+
+async def _decided(resources: Resources, report: SweepReport) -> None:
+    """Decided records are kept while a staging object could still reuse their id, then dropped."""
+    settings, storage = resources["settings"], resources["storage"]
+    horizon = time.time() - 2 * settings.staging_lifetime
+    for item in await _objects(resources, keys.record_prefix(settings.s3_key_prefix, keys.DECIDED)):
+        upload_id = keys.parse_record_key(settings.s3_key_prefix, keys.DECIDED, item.key)
+        if upload_id is None or keys.upload_time(upload_id) < horizon:
+            await storage.delete(item.key)
+            report.forgotten += 1
+
+
+async def _recount(resources: Resources, report: SweepReport) -> None:
+    prefix = resources["settings"].s3_key_prefix
+    totals: dict[str, int] = defaultdict(int)
+    for item in await _objects(resources, keys.area_prefix(prefix, keys.LIBRARY)):
+        parsed = keys.parse_library_key(prefix, item.key)
+        if parsed is not None:
+            totals[parsed[0]] += item.size
+    pending: dict[str, int] = defaultdict(int)
+    for item in await _objects(resources, keys.area_prefix(prefix, keys.STAGING)):
+        parsed = keys.parse_key(prefix, item.key)
+        if parsed is not None:
+            pending[parsed[0]] += 1
+    resources["usage"].replace_counts(totals, pending)
+    report.recounted = dict(totals)
+
+
+async def sweep(resources: Resources) -> SweepReport:
+    """One pass over staging, multipart uploads, the outbox and decided records; then recount usage."""
+    report = SweepReport()
+    await _staging(resources, report)
+    await _multipart(resources, report)
+    await _outbox(resources, report)
+    await _decided(resources, report)
+    await _recount(resources, report)
+    logger.info(
+        "sweep: %d promoted, %d rejected, %d replaced, %d expired, %d aborted, %d redelivered, %d forgotten",
+        report.promoted,
+        report.rejected,
+        report.replaced,
+        report.expired,
+        report.aborted,
+        report.redelivered,
+        report.forgotten,
+    )
+    return report
+
+
+async def sweep_periodically(resources: Resources, interval: float) -> None:
+    """SOUNDPOST_SWEEP_INTERVAL: a pass every ``interval`` seconds for the life of the process."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sweep(resources)
+        except StorageUnavailable as exc:
+            logger.warning("sweep skipped: S3 unreachable (%s)", exc.advice)
+        except Exception:
+            logger.exception("sweep failed; the next pass tries again")
+
+
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """What promotion needs, outside the app: for ``soundpost sweep`` (and tests that drive promotion).
+
+    A pass signs nobody in or out, so it has no provider clients and an in-process,
+    never consulted revocation table instead of a Redis follower.
+    """
+    async with open_storage(settings) as storage, open_webhooks(settings) as webhooks:
+        limiters = open_limiters(settings)
+        try:
+            yield Resources(
+                settings=settings,
+                storage=storage,
+                webhooks=webhooks,
+                limiters=limiters,
+                providers={},
+                revocations=Revocations(settings.session_max_age),
+                usage=Usage(settings),
+            )
+        finally:
+            close_limiters(limiters)
+
+
+async def sweep_once(settings: Settings) -> SweepReport:
+    """``soundpost sweep``: open what a pass needs, run one, close everything."""
+    async with open_resources(settings) as state:
+        return await sweep(state)

@@ -1,0 +1,138 @@
+"""The budgets of ``service.core.budgets``, kept: at most N units of each in any window, per user or upload.
+
+In memory by default (each process keeps its own budgets), with ``MemoryWindows``
+below; with ``SOUNDPOST_REDIS_URL`` every replica draws from the same budgets in
+Redis, through the ``limits`` library's moving window. A signed-out request is not
+counted here: the route answers it with 401 anyway.
+
+Why not ``limits``' own memory storage: it is on the presign hot path, and it
+starts an expiry task that hops to a thread (``asyncio.to_thread``) on almost
+every hit, which cost more CPU than signing and stretched the tail latency.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import limits
+from limits.aio.storage import Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from service.core.budgets import BUDGETS
+from service.settings import Settings
+
+
+class Limiter(Protocol):
+    async def hit(self, key: str, cost: int = 1, scale: int = 1) -> int | None:
+        """Spend ``cost`` units of ``key``'s budget (its amounts times ``scale``); None if allowed,
+        else seconds until enough refills."""
+
+    def close(self) -> None: ...
+
+
+class MemoryWindows:
+    """Each user's hit times inside each rate's window, in this process: a hit is allowed
+    while the window holds fewer than N, so no window ever holds more than N.
+
+    A refused hit spends nothing. Keys idle for longer than the longest window are
+    forgotten once a minute, so memory follows the active users (and uploads) only.
+    """
+
+    SWEEP_EVERY = 60.0
+
+    def __init__(
+        self, rates: Sequence[limits.RateLimitItem], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rates = [(rate.amount, float(rate.get_expiry())) for rate in rates]
+        self.longest = max(seconds for _, seconds in self.rates)
+        self.clock = clock
+        self.windows: dict[str, list[deque[float]]] = {}
+        self.next_sweep = clock() + self.SWEEP_EVERY
+
+    async def hit(self, key: str, cost: int = 1, scale: int = 1) -> int | None:
+        now = self.clock()
+        if now >= self.next_sweep:
+            self.sweep(now)
+        windows = self.windows.get(key)
+        if windows is None:
+            windows = self.windows[key] = [deque() for _ in self.rates]
+        for (amount, seconds), window in zip(self.rates, windows, strict=False):
+            while window and window[0] <= now - seconds:
+                window.popleft()  # memory follows the hits inside the window, not the budget
+            room = amount * scale - len(window)
+            if cost > room:
+                # the unit that must leave first for cost units to fit, or a whole window if they never can
+                oldest = window[cost - room - 1] if cost <= amount * scale else now
+                return max(1, math.ceil(oldest + seconds - now))
+        for window in windows:
+            if cost == 1:
+                window.append(now)
+            else:  # one float object shared by all cost entries
+                window.extend(itertools.repeat(now, cost))
+        return None
+
+    def sweep(self, now: float) -> None:
+        idle = [user for user, windows in self.windows.items() if last_hit(windows) <= now - self.longest]
+        for user in idle:
+            del self.windows[user]
+        self.next_sweep = now + self.SWEEP_EVERY
+
+    def close(self) -> None:
+        pass
+
+
+def last_hit(windows: list[deque[float]]) -> float:
+    """When the user was last allowed a hit (a refused hit may have trimmed a short window empty)."""
+    return max((window[-1] for window in windows if window), default=-math.inf)
+
+
+@dataclass
+class SharedWindows:
+    """The same budget kept in Redis by ``limits``, so every replica draws from it."""
+
+    limiter: MovingWindowRateLimiter
+    storage: Storage
+    rates: list[limits.RateLimitItem]
+    name: str = "sign"
+
+    async def hit(self, key: str, cost: int = 1, scale: int = 1) -> int | None:
+        """Spend ``cost`` units of ``key``'s budget; None if allowed, else seconds until it refills."""
+        for rate in self.rates:
+            item = rate if scale == 1 else type(rate)(rate.amount * scale, rate.multiples)
+            if not await self.limiter.hit(item, self.name, key, cost=cost):
+                stats = await self.limiter.get_window_stats(item, self.name, key)
+                return max(1, math.ceil(stats.reset_time - time.time()))
+        return None
+
+    def close(self) -> None:
+        """Drop Redis connections (limits has no public close; coredis keeps a pool)."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+
+
+Limiters = dict[str, Limiter]
+
+
+def open_limiters(settings: Settings) -> Limiters:
+    """One limiter per budget of ``service.core.budgets``, at the rates the settings give."""
+    rates = {budget.name: limits.parse_many(settings.budget_rate(budget)) for budget in BUDGETS}
+    if settings.redis_url is None:
+        return {name: MemoryWindows(items) for name, items in rates.items()}
+    storage = storage_from_string(f"async+{settings.redis_url}", wrap_exceptions=True)
+    assert isinstance(storage, Storage)  # the async+ scheme gives an asyncio storage
+    limiter = MovingWindowRateLimiter(storage)
+    return {name: SharedWindows(limiter, storage, items, name) for name, items in rates.items()}
+
+
+def close_limiters(limiters: Limiters) -> None:
+    for limiter in limiters.values():
+        limiter.close()

@@ -1,0 +1,449 @@
+"""S3 access: clients opened once for the life of the process, and presigning.
+
+Two clients share one aioboto3 session. ``s3`` talks to the endpoint the server
+reaches; ``signer`` is configured with the endpoint the *browser* reaches (they
+differ under docker-compose, where the app sees ``minio:9000`` and the browser
+sees ``localhost:9000``). Presigning is local computation, so ``signer`` never
+opens a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aioboto3
+import msgspec
+from botocore.config import Config
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import ClientError, NoCredentialsError
+
+from service.core.post_policy import PostTarget, sign_post, signing_moment
+from service.settings import Settings
+from service.storage.errors import (
+    CREDENTIALS_REFUSED,
+    UNREACHABLE,
+    PartsRejected,
+    StorageError,
+    StorageRefused,
+    StorageUnavailable,
+    classify,
+    error_code,
+    translated,
+)
+
+logger = logging.getLogger("soundpost.storage")
+
+# Few retries, and bounded waits (SOUNDPOST_S3_CONNECT_TIMEOUT, SOUNDPOST_S3_READ_TIMEOUT):
+# a slow S3 must not hold requests for minutes.
+RETRIES: dict[str, Any] = {"max_attempts": 2, "mode": "standard"}
+
+
+class PresignedPost(msgspec.Struct, frozen=True):
+    """A Struct, not a dataclass: one is made per presign, and a frozen dataclass costs 7x more to make."""
+
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Part:
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    keys: list[str]
+    next_start_after: str | None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object as ListObjectsV2 describes it: enough to list a library without a HEAD per item."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class ObjectPage:
+    objects: list[Listed]
+    next_start_after: str | None
+
+
+@dataclass(frozen=True)
+class ObjectFacts:
+    """HEAD's answer: what confirm and promotion check before trusting an object."""
+
+    key: str
+    size: int
+    content_type: str
+    last_modified: datetime
+    etag: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Record:
+    """A small JSON object of the service's own and the ETag that conditional writes name."""
+
+    body: bytes
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+def policy_conditions(content_type: str, max_bytes: int) -> list[Any]:
+    """What the POST policy pins besides bucket, key and credentials (which botocore adds)."""
+    return [
+        {"Content-Type": content_type},
+        {"success_action_status": "201"},
+        ["content-length-range", 1, max_bytes],
+    ]
+
+
+class Storage:
+    def __init__(self, settings: Settings, s3: Any, signer: Any, credentials: Any = None) -> None:
+        self.settings = settings
+        self.s3 = s3
+        self.signer = signer
+        self.credentials = credentials  # the session's (and so both clients') credentials; None if none found
+        self.bucket = settings.s3_bucket
+        self.post_target: PostTarget | None = None
+
+    async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
+        """A POST policy for one object: botocore's fields, without botocore's per-call overhead.
+
+        The first call goes through ``generate_presigned_post`` and learns the URL
+        and credential scope from it; later calls sign with ``post_policy.sign_post``,
+        which produces the same fields for the same inputs (tests/test_fast_presign.py).
+        """
+        ttl = self.settings.presign_ttl
+        fields = {"Content-Type": content_type, "success_action_status": "201"}
+        conditions = policy_conditions(content_type, max_bytes)
+        moment = signing_moment(int(time.time()), ttl)
+        if self.post_target is None:
+            with translated(self.bucket):
+                post = await self.signer.generate_presigned_post(
+                    Bucket=self.settings.s3_bucket,
+                    Key=key,
+                    Fields=fields,
+                    Conditions=conditions,
+                    ExpiresIn=ttl,
+                )
+            self.post_target = PostTarget.from_botocore(post)
+            return PresignedPost(url=post["url"], fields=post["fields"], expires_at=moment.expires_at)
+        credentials = await self.frozen_credentials()
+        signed = sign_post(
+            credentials, self.post_target, self.settings.s3_bucket, key, fields, conditions, moment
+        )
+        return PresignedPost(url=self.post_target.url, fields=signed, expires_at=moment.expires_at)
+
+    async def frozen_credentials(self) -> ReadOnlyCredentials:
+        """The credentials as of now, from the object botocore's own presigning signs with.
+
+        Refreshable credentials (the default chain's instance roles, SSO, assume-role)
+        refresh here when due; temporary credentials bring their session token.
+        """
+        with translated(self.bucket):
+            if self.credentials is None:
+                raise NoCredentialsError()
+            frozen: ReadOnlyCredentials = await self.credentials.get_frozen_credentials()
+        return frozen
+
+    def expiry(self, ttl: int) -> datetime:
+        return (datetime.now(UTC) + timedelta(seconds=ttl)).replace(microsecond=0)
+
+    # --- objects ----------------------------------------------------------
+
+    async def read_head(self, key: str, length: int) -> bytes:
+        """The first ``length`` bytes of an object (a ranged GET)."""
+        with translated(self.bucket):
+            got = await self.s3.get_object(
+                Bucket=self.settings.s3_bucket, Key=key, Range=f"bytes=0-{length - 1}"
+            )
+            async with got["Body"] as body:
+                data: bytes = await body.read()
+        return data
+
+    async def delete(self, key: str) -> None:
+        with translated(self.bucket):
+            await self.s3.delete_object(Bucket=self.settings.s3_bucket, Key=key)
+
+    async def facts(self, key: str) -> ObjectFacts:
+        """HEAD with the ETag and user metadata, for promotion's checks."""
+        with translated(self.bucket):
+            head = await self.s3.head_object(Bucket=self.settings.s3_bucket, Key=key)
+        return ObjectFacts(
+            key,
+            int(head["ContentLength"]),
+            head.get("ContentType", ""),
+            head["LastModified"],
+            head["ETag"],
+            dict(head.get("Metadata", {})),
+        )
+
+    async def copy_verified(
+        self, source: str, etag: str, target: str, content_type: str, metadata: dict[str, str]
+    ) -> str:
+        """Server-side copy of exactly the version that was verified (CopySourceIfMatch), with our type and facts.
+
+        A single CopyObject handles up to 5 GiB, which SOUNDPOST_MAX_UPLOAD_BYTES never exceeds.
+        Returns the copy's ETag.
+        """
+        with translated(self.bucket, conditional=True):
+            copied = await self.s3.copy_object(
+                Bucket=self.settings.s3_bucket,
+                Key=target,
+                CopySource={"Bucket": self.settings.s3_bucket, "Key": source},
+                CopySourceIfMatch=etag,
+                MetadataDirective="REPLACE",
+                ContentType=content_type,
+                Metadata=metadata,
+            )
+        return str(copied.get("CopyObjectResult", {}).get("ETag", ""))
+
+    async def get_record(self, key: str) -> Record:
+        """A small JSON object of ours and its ETag; NotFound if absent."""
+        with translated(self.bucket):
+            got = await self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)
+            async with got["Body"] as body:
+                data: bytes = await body.read()
+        return Record(data, got["ETag"], got["LastModified"])
+
+    async def put_record(self, key: str, body: bytes, *, if_match: str | None = None) -> str:
+        """Create ``key`` only if absent (or replace it only at ETag ``if_match``); returns the new ETag.
+
+        Raises PreconditionFailed when another writer got there first: this is
+        how replicas agree on who promotes an upload and who delivers its announcement.
+        """
+        # radosgw 16.2 matches If-Match only against the bare hex ETag; moto and S3 accept it too.
+        condition = {"IfMatch": if_match.strip('"')} if if_match is not None else {"IfNoneMatch": "*"}
+        with translated(self.bucket, conditional=True):
+            put = await self.s3.put_object(
+                Bucket=self.settings.s3_bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                **condition,
+            )
+        return str(put["ETag"])
+
+    async def put_plain(self, key: str, body: bytes) -> None:
+        """An unconditional write of one of our records (the last word on an upload id)."""
+        with translated(self.bucket):
+            await self.s3.put_object(
+                Bucket=self.settings.s3_bucket, Key=key, Body=body, ContentType="application/json"
+            )
+
+    async def list_objects(self, prefix: str, limit: int, start_after: str | None = None) -> ObjectPage:
+        """One page of objects under ``prefix`` with size, ETag and time: one S3 call."""
+        extra = {"StartAfter": start_after} if start_after else {}
+        with translated(self.bucket):
+            page = await self.s3.list_objects_v2(
+                Bucket=self.settings.s3_bucket, Prefix=prefix, MaxKeys=limit, **extra
+            )
+        found = [
+            Listed(item["Key"], int(item["Size"]), item.get("ETag", ""), item["LastModified"])
+            for item in page.get("Contents", [])
+        ]
+        more = bool(page.get("IsTruncated")) and bool(found)
+        return ObjectPage(found, found[-1].key if more else None)
+
+    async def open_uploads(self, prefix: str, limit: int = 1000) -> list[OpenUpload]:
+        """Multipart uploads in progress under ``prefix`` (at most ``limit``)."""
+        found: list[OpenUpload] = []
+        markers: dict[str, str] = {}
+        while len(found) < limit:
+            with translated(self.bucket):
+                page = await self.s3.list_multipart_uploads(
+                    Bucket=self.settings.s3_bucket, Prefix=prefix, **markers
+                )
+            found += [OpenUpload(u["Key"], u["UploadId"], u["Initiated"]) for u in page.get("Uploads", [])]
+            if not page.get("IsTruncated"):
+                break
+            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+        return found[:limit]
+
+    async def list_keys(self, prefix: str, limit: int, start_after: str | None = None) -> Listing:
+        """One page of keys under ``prefix`` in S3's (ascending) order."""
+        extra = {"StartAfter": start_after} if start_after else {}
+        with translated(self.bucket):
+            page = await self.s3.list_objects_v2(
+                Bucket=self.settings.s3_bucket, Prefix=prefix, MaxKeys=limit, **extra
+            )
+        found = [item["Key"] for item in page.get("Contents", [])]
+        more = bool(page.get("IsTruncated")) and bool(found)
+        return Listing(found, found[-1] if more else None)
+
+    async def presign_operation(self, operation: str, key: str, **params: object) -> str:
+        """A URL for one operation on one key, on the browser-visible endpoint, valid for the presign TTL."""
+        with translated(self.bucket):
+            url: str = await self.signer.generate_presigned_url(
+                operation,
+                Params={"Bucket": self.settings.s3_bucket, "Key": key, **params},
+                ExpiresIn=self.settings.presign_ttl,
+            )
+        return url
+
+    async def presign_get(self, key: str, content_type: str, disposition: str) -> tuple[str, datetime]:
+        expires_at = self.expiry(self.settings.presign_ttl)
+        url = await self.presign_operation(
+            "get_object", key, ResponseContentType=content_type, ResponseContentDisposition=disposition
+        )
+        return url, expires_at
+
+    # --- multipart uploads --------------------------------------------------
+
+    async def create_multipart(self, key: str, content_type: str) -> str:
+        with translated(self.bucket):
+            created = await self.s3.create_multipart_upload(
+                Bucket=self.settings.s3_bucket, Key=key, ContentType=content_type
+            )
+        return str(created["UploadId"])
+
+    async def presign_part(self, key: str, upload_id: str, part_number: int) -> str:
+        return await self.presign_operation("upload_part", key, UploadId=upload_id, PartNumber=part_number)
+
+    async def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        """Every part uploaded so far, across all the pages S3 answers with."""
+        parts: list[Part] = []
+        marker = 0
+        while True:
+            with translated(self.bucket):
+                page = await self.s3.list_parts(
+                    Bucket=self.settings.s3_bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                )
+            parts += [Part(p["PartNumber"], p["ETag"], p["Size"]) for p in page.get("Parts", [])]
+            if not page.get("IsTruncated"):
+                return parts
+            marker = int(page["NextPartNumberMarker"])
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str:
+        """Assemble the parts; returns the object's location."""
+        try:
+            done = await self.s3.complete_multipart_upload(
+                Bucket=self.settings.s3_bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
+            )
+        except ClientError as exc:
+            code, status = error_code(exc)
+            if status == 400 and code not in CREDENTIALS_REFUSED:  # InvalidPart, EntityTooSmall, ...
+                message = exc.response.get("Error", {}).get("Message")
+                raise PartsRejected(f"{code}: {message}") from None
+            raise classify(exc, self.bucket) from exc
+        except UNREACHABLE as exc:
+            raise classify(exc, self.bucket) from exc
+        return str(
+            done.get("Location")
+            or f"{self.settings.browser_s3_endpoint or ''}/{self.settings.s3_bucket}/{key}"
+        )
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        with translated(self.bucket):
+            await self.s3.abort_multipart_upload(Bucket=self.settings.s3_bucket, Key=key, UploadId=upload_id)
+
+
+def aioboto3_session(settings: Settings) -> aioboto3.Session:
+    """Explicit keys when configured, otherwise the default AWS credential chain."""
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        return aioboto3.Session(
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=str(settings.s3_secret_access_key),
+            aws_session_token=str(settings.s3_session_token) if settings.s3_session_token else None,
+            region_name=settings.s3_region,
+        )
+    return aioboto3.Session(region_name=settings.s3_region)
+
+
+def client_config(settings: Settings) -> Config:
+    # Custom endpoints (MinIO, Ceph, moto) want path-style addressing; AWS picks its own.
+    addressing = "path" if settings.s3_endpoint else "auto"
+    return Config(
+        signature_version="s3v4",
+        s3={"addressing_style": addressing},
+        connect_timeout=settings.s3_connect_timeout,
+        read_timeout=settings.s3_read_timeout,
+        retries=RETRIES,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
+    session = aioboto3_session(settings)
+    config = client_config(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        s3 = await stack.enter_async_context(
+            session.client("s3", endpoint_url=settings.s3_endpoint, config=config)
+        )
+        signer = await stack.enter_async_context(
+            session.client("s3", endpoint_url=settings.browser_s3_endpoint, config=config)
+        )
+        # boto3's public Session.get_credentials: the session's cached credentials object, which
+        # the clients were made with (neither was given keys of its own), refreshed when due.
+        credentials = await session.get_credentials()
+        yield Storage(settings, s3, signer, credentials)
+
+
+class StorageMisconfigured(RuntimeError):
+    """Start-up found a bucket that does not exist or credentials S3 refuses; the message says which."""
+
+
+# How long start-up waits for S3's first answer before starting without it (readiness reports it).
+STARTUP_CHECK_SECONDS = 5.0
+
+
+async def probe(storage: Storage) -> StorageError | None:
+    """Ask S3 for one key under the prefix: None if it answers, else what its failure means.
+
+    A listing, not HeadBucket, because its error body names the cause (NoSuchBucket,
+    InvalidAccessKeyId, SignatureDoesNotMatch); it needs the s3:ListBucket the service needs anyway.
+    """
+    try:
+        await storage.list_keys(storage.settings.s3_key_prefix, 1)
+    except StorageError as exc:
+        return exc
+    return None
+
+
+async def check_at_startup(storage: Storage) -> None:
+    """Refuse to start on a missing bucket or refused credentials, naming the setting to fix.
+
+    Those only an operator can fix, so failing loudly beats serving errors. An S3 that
+    is down or slow is not a reason to stay down: the service starts and /readyz says so.
+    """
+    try:
+        fault = await asyncio.wait_for(probe(storage), STARTUP_CHECK_SECONDS)
+    except TimeoutError:
+        fault = StorageUnavailable("no answer within the start-up check's deadline")
+    if fault is None:
+        return
+    if isinstance(fault, StorageUnavailable):
+        logger.warning(
+            "S3 did not answer at start-up (%s); starting anyway, /readyz reports it", fault.advice
+        )
+        return
+    if not isinstance(fault, StorageRefused) or fault.problem == "error":
+        logger.warning("S3 refused the start-up check: %s; starting anyway", fault.advice)
+        return
+    logger.error("cannot start: %s", fault.advice)
+    raise StorageMisconfigured(fault.advice)
