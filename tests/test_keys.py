@@ -83,7 +83,7 @@ def test_built_key_parses_back_to_its_owner() -> None:
     upload = keys.new_upload_id()
     key = keys.build_key(PREFIX, ALICE, upload, "x.wav")
     assert key == f"uploads/incoming/{ALICE}/{upload}/x.wav"
-    assert keys.parse_key(PREFIX, key) == (ALICE, upload, "x.wav")
+    assert keys.parse_key(PREFIX, key) == keys.ParsedKey(owner=ALICE, upload_id=upload, filename="x.wav")
     assert key.startswith(keys.user_prefix(PREFIX, ALICE))
     assert not key.startswith(keys.user_prefix(PREFIX, BOB))
 
@@ -93,7 +93,9 @@ def test_library_key_mirrors_the_staging_key_in_its_own_area() -> None:
     upload = keys.new_upload_id()
     key = keys.library_key(PREFIX, ALICE, upload, "x.wav")
     assert key == f"uploads/library/{ALICE}/{upload}/x.wav"
-    assert keys.parse_library_key(PREFIX, key) == (ALICE, upload, "x.wav")
+    parsed = keys.parse_library_key(PREFIX, key)
+    assert parsed is not None
+    assert (parsed.owner, parsed.upload_id, parsed.filename) == (ALICE, upload, "x.wav")
     assert key.startswith(keys.user_prefix(PREFIX, ALICE, keys.LIBRARY))
     assert key.startswith(keys.upload_prefix(PREFIX, ALICE, upload, keys.LIBRARY))
 

@@ -32,7 +32,7 @@ import hashlib
 import re
 import time
 import unicodedata
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from service.core.entropy import token_hex
 
@@ -150,8 +150,16 @@ def parse_record_key(prefix: str, kind: str, key: str) -> str | None:
     return upload_id if UPLOAD_ID.match(upload_id) else None
 
 
-def parse_area_key(prefix: str, key: str, area: Area) -> tuple[str, str, str] | None:
-    """(owner, upload_id, filename) for a key this service built in ``area``, else None."""
+class ParsedKey(NamedTuple):
+    """The parts of a key this service built: whose upload it is, its id, the file's name."""
+
+    owner: str
+    upload_id: str
+    filename: str
+
+
+def parse_area_key(prefix: str, key: str, area: Area) -> ParsedKey | None:
+    """The owner, upload id and filename of a key this service built in ``area``, else None."""
     head = area_prefix(prefix, area)
     if not key.startswith(head):
         return None
@@ -160,11 +168,11 @@ def parse_area_key(prefix: str, key: str, area: Area) -> tuple[str, str, str] | 
         return None
     if not parts[2] or parts[2] in (".", ".."):
         return None
-    return parts[0], parts[1], parts[2]
+    return ParsedKey(parts[0], parts[1], parts[2])
 
 
-def parse_key(prefix: str, key: str) -> tuple[str, str, str] | None:
-    """(owner, upload_id, filename) for a staging key this service built, else None.
+def parse_key(prefix: str, key: str) -> ParsedKey | None:
+    """The owner, upload id and filename of a staging key this service built, else None.
 
     Library keys do not parse here: a client that names a key (Uppy's routes, S3
     events) can only ever name a staging one.
@@ -172,6 +180,6 @@ def parse_key(prefix: str, key: str) -> tuple[str, str, str] | None:
     return parse_area_key(prefix, key, STAGING)
 
 
-def parse_library_key(prefix: str, key: str) -> tuple[str, str, str] | None:
-    """(owner, upload_id, filename) for a library key, else None."""
+def parse_library_key(prefix: str, key: str) -> ParsedKey | None:
+    """The owner, upload id and filename of a library key, else None."""
     return parse_area_key(prefix, key, LIBRARY)

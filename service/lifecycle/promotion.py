@@ -272,12 +272,12 @@ def _message(
 ) -> tuple[str, Upload | None, Refusal | None]:
     """The announcement's body, and the upload or the refusal it announces."""
     settings = resources["settings"]
-    upload_id = keys.parse_key(settings.s3_key_prefix, facts.key)
-    assert upload_id is not None
+    parsed = keys.parse_key(settings.s3_key_prefix, facts.key)
+    assert parsed is not None
     now = datetime.now(UTC)
     if isinstance(verdict, Refusal):
         event = RejectionEvent(
-            id=upload_id[1],
+            id=parsed.upload_id,
             key=facts.key,
             bucket=settings.s3_bucket,
             user=owner,
@@ -289,9 +289,9 @@ def _message(
         return encoder.encode(RejectionMessage("upload.rejected", now, event)).decode(), None, verdict
     canonical, duration = verdict
     upload = Upload(
-        id=upload_id[1],
+        id=parsed.upload_id,
         key=target,
-        filename=upload_id[2],
+        filename=parsed.filename,
         size=facts.size,
         content_type=canonical,
         uploaded_at=now.replace(microsecond=0),
@@ -460,11 +460,11 @@ async def _round(
     if keys.upload_time(upload_id) + settings.staging_lifetime < time.time():
         await storage.delete(key)  # past its lifetime: a leftover, not an upload to announce now
         return Promotion("missing")
-    filename = keys.parse_key(settings.s3_key_prefix, key)
-    assert filename is not None
-    target = keys.library_key(settings.s3_key_prefix, owner, upload_id, filename[2])
+    parsed = keys.parse_key(settings.s3_key_prefix, key)
+    assert parsed is not None
+    target = keys.library_key(settings.s3_key_prefix, owner, upload_id, parsed.filename)
     try:
-        verdict = await _verify(resources, owner, facts, filename[2])
+        verdict = await _verify(resources, owner, facts, parsed.filename)
     except NotFound:
         return None  # promoted (or deleted) by another racer while we read it: look again
     message, upload, refusal = _message(resources, owner, facts, verdict, target)
@@ -507,7 +507,7 @@ async def promote_staged(resources: Resources, key: str, *, deliver: bool = True
     parsed = keys.parse_key(resources["settings"].s3_key_prefix, key)
     if parsed is None:
         return Promotion("ignored")
-    return await _promote(resources, parsed[0], parsed[1], key, deliver)
+    return await _promote(resources, parsed.owner, parsed.upload_id, key, deliver)
 
 
 async def promote_upload(resources: Resources, owner: str, upload_id: str) -> Promotion:

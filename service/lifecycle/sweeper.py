@@ -80,7 +80,7 @@ async def _staging(resources: Resources, report: SweepReport) -> None:
     for item in await _objects(resources, keys.area_prefix(settings.s3_key_prefix, keys.STAGING)):
         parsed = keys.parse_key(settings.s3_key_prefix, item.key)
         age = now - item.last_modified.timestamp()
-        too_old = parsed is not None and keys.upload_time(parsed[1]) + settings.staging_lifetime < now
+        too_old = parsed is not None and keys.upload_time(parsed.upload_id) + settings.staging_lifetime < now
         if parsed is None or too_old or age > settings.staging_lifetime:
             await storage.delete(item.key)  # not ours to keep: a stray key, or past its lifetime
             report.expired += 1
@@ -148,12 +148,12 @@ async def _recount(resources: Resources, report: SweepReport) -> None:
     for item in await _objects(resources, keys.area_prefix(prefix, keys.LIBRARY)):
         parsed = keys.parse_library_key(prefix, item.key)
         if parsed is not None:
-            totals[parsed[0]] += item.size
+            totals[parsed.owner] += item.size
     pending: dict[str, int] = defaultdict(int)
     for item in await _objects(resources, keys.area_prefix(prefix, keys.STAGING)):
         parsed = keys.parse_key(prefix, item.key)
         if parsed is not None:
-            pending[parsed[0]] += 1
+            pending[parsed.owner] += 1
     resources["usage"].replace_counts(totals, pending)
     report.recounted = dict(totals)
 

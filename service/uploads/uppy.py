@@ -142,7 +142,7 @@ def _owned_upload(request: Request) -> OwnedUpload:
     key = decode_query(request, KeyQuery).key
     upload_id = decode_path(request, MultipartPath).upload_id
     parsed = keys.parse_key(settings.s3_key_prefix, key)
-    if parsed is None or parsed[0] != user.user_id:
+    if parsed is None or parsed.owner != user.user_id:
         raise ApiError(403, "forbidden", NOT_YOURS, "key")
     sealed = upload_tokens.unseal(settings.session_secret, key, upload_id)
     if sealed is None:
