@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from service.core import keys
 from service.errors import ApiError
+from service.identity.session_identity import from_session
 from service.resources import resources
 from service.schemas import User
 
@@ -32,30 +33,25 @@ def current_user(request: Request) -> User | None:
 
 def _user_from(request: Request, data: object) -> User | None:
     """The session's user, unless the entry is malformed, too old or signed out."""
-    if not isinstance(data, dict):
+    identity = from_session(data)
+    if identity is None:
         return None
-    try:
-        provider, subject = str(data["p"]), str(data["s"])
-        session_id, issued_ms = data["i"], data["t"]
-    except KeyError:
-        return None  # no session id: from before sessions could be revoked, so not accepted
-    if not isinstance(session_id, str) or not isinstance(issued_ms, int):
-        return None
+    provider, subject, issued_ms = identity.provider, identity.subject, identity.signed_in_ms
     state = resources(request)
     # The cookie's signature may be newer than the sign-in (a later login re-signs it): the sign-in counts.
     if time.time() * 1000 - issued_ms > state["settings"].session_max_age * 1000:
         return None
     user_id = keys.user_id(provider, subject)
-    if state["revocations"].refuses(session_id, user_id, issued_ms):
+    if state["revocations"].refuses(identity.session_id, user_id, issued_ms):
         return None
-    verified = data.get("v") is True
+    verified = identity.email_verified
     return User(
         provider=provider,
         subject=subject,
         user_id=user_id,
-        email=data.get("e") if verified else None,
+        email=identity.email if verified else None,
         email_verified=verified,
-        name=data.get("n"),
+        name=identity.name,
     )
 
 

@@ -33,6 +33,7 @@ from service.http.handlers import wants_html
 from service.http.params import decode_query
 from service.identity.providers import ProviderClient
 from service.identity.revocation import RevocationUnavailable
+from service.identity.session_identity import SessionIdentity, from_session, to_session
 from service.resources import resources
 from service.schemas import LogoutQuery, ProviderList, User, json_response
 from service.schemas import Provider as ProviderOut
@@ -256,7 +257,7 @@ async def _oidc_claims(
 
 
 def _identity(provider: Provider, claims: dict[str, Any]) -> dict[str, Any]:
-    """The session's record of who signed in: short keys keep the cookie small.
+    """The session's record of who signed in (a ``SessionIdentity``, stored with its short keys).
 
     The subject is kept whole (an identity is never truncated); one longer than
     OIDC allows is refused. An email is kept only if the provider says it is verified.
@@ -268,21 +269,22 @@ def _identity(provider: Provider, claims: dict[str, Any]) -> dict[str, Any]:
         raise _idp_error(
             provider, f"sent a subject of {len(str(subject))} characters (at most {MAX_SUBJECT})"
         )
-    identity: dict[str, Any] = {
-        "p": provider.name,
-        "s": str(subject),
-        "i": secrets.token_urlsafe(12),  # the session id sign-out revokes
-        "t": int(time.time() * 1000),  # sign-in time: "sign out everywhere" revokes what came before
-    }
     email = claims.get("email")
-    if isinstance(email, str) and 0 < len(email) <= MAX_EMAIL and _verified(claims.get("email_verified")):
-        identity["e"], identity["v"] = email, True
-    else:
-        identity["v"] = False
+    verified = (
+        isinstance(email, str) and 0 < len(email) <= MAX_EMAIL and _verified(claims.get("email_verified"))
+    )
     name = claims.get("name") or claims.get("preferred_username") or claims.get("login")
-    if isinstance(name, str) and name:
-        identity["n"] = name[:255]  # a display name, not an identity: shortening it is harmless
-    return identity
+    identity = SessionIdentity(
+        provider=provider.name,
+        subject=str(subject),
+        session_id=secrets.token_urlsafe(12),
+        signed_in_ms=int(time.time() * 1000),
+        email=email if verified and isinstance(email, str) else None,
+        email_verified=verified,
+        # A display name, not an identity: shortening it is harmless.
+        name=name[:255] if isinstance(name, str) and name else None,
+    )
+    return to_session(identity)
 
 
 def _verified(value: object) -> bool:
@@ -306,14 +308,16 @@ async def logout(request: Request) -> Response:
     state = resources(request)
     settings = state["settings"]
     everywhere = decode_query(request, LogoutQuery).everywhere
-    user, data = current_user(request), request.session.get(SESSION_USER)
+    user, identity = current_user(request), from_session(request.session.get(SESSION_USER))
     request.session.clear()
-    if user is not None and isinstance(data, dict):
+    if user is not None and identity is not None:
         try:
             if everywhere:
                 await state["revocations"].revoke_user(user.user_id)
             else:
-                await state["revocations"].revoke_session(data["i"], user.user_id, data["t"])
+                await state["revocations"].revoke_session(
+                    identity.session_id, user.user_id, identity.signed_in_ms
+                )
         except RevocationUnavailable:
             raise ApiError(
                 503,
