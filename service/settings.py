@@ -12,8 +12,8 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import limits
@@ -69,85 +69,6 @@ class Provider:
     end_session: bool = False  # sign-out also ends the session at the provider (OIDC only)
 
 
-@dataclass(frozen=True)
-class Settings:
-    public_url: str
-    session_secret: Secret
-    providers: tuple[Provider, ...]
-    s3_bucket: str
-    session_max_age: int = 12 * 3600
-    session_cookie: str = "soundpost_session"
-    s3_endpoint: str | None = None
-    s3_public_endpoint: str | None = None
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: Secret | None = None
-    s3_session_token: Secret | None = None
-    s3_key_prefix: str = "uploads/"
-    allowed_types: tuple[str, ...] = DEFAULT_ALLOWED_TYPES
-    max_upload_bytes: int = 500 * MiB
-    presign_ttl: int = 600
-    trusted_origins: tuple[str, ...] = field(default=())
-    webhook_url: str | None = None
-    webhook_secret: Secret | None = None
-    webhook_timeout: int = 10
-    budget_rates: Mapping[str, str] = field(default_factory=dict)  # budget name -> rate; else its default
-    redis_url: Secret | None = None
-    idp_metadata_ttl: int = 3600
-    sign_in_timeout: int = 600
-    access_log: bool = False
-    s3_connect_timeout: int = 3
-    s3_read_timeout: int = 10
-    multipart_part_bytes: int = S3_MIN_PART_BYTES
-    multipart_small_parts_for_tests: bool = False
-    staging_grace: int = 60
-    staging_lifetime: int = 86400
-    sweep_interval: int | None = None
-    user_quota_bytes: int | None = None
-    max_pending_uploads: int = 50
-    events_token: Secret | None = None
-    events_url: str | None = None
-
-    @property
-    def secure_cookies(self) -> bool:
-        """Cookies are Secure unless the service is reached over plain http."""
-        return urlsplit(self.public_url).scheme == "https"
-
-    @property
-    def public_origin(self) -> str:
-        parts = urlsplit(self.public_url)
-        return f"{parts.scheme}://{parts.netloc}"
-
-    @property
-    def root_path(self) -> str:
-        """Path prefix the service is mounted under behind a proxy ("" at the root)."""
-        return urlsplit(self.public_url).path.rstrip("/")
-
-    @property
-    def home(self) -> str:
-        """The page's path on this origin: where sign-in lands and sign-out returns."""
-        return self.root_path + "/"
-
-    @property
-    def browser_s3_endpoint(self) -> str | None:
-        return self.s3_public_endpoint or self.s3_endpoint
-
-    def budget_rate(self, budget: Budget) -> str:
-        """The rate a budget runs at: its setting if set, else its default."""
-        return self.budget_rates.get(budget.name, budget.default)
-
-    @property
-    def events_push_url(self) -> str | None:
-        """Where the store posts S3 events, token included, or None when the events route is off."""
-        if self.events_token is None:
-            return None
-        base = self.events_url or f"{self.public_url}{EVENTS_PATH}"
-        return f"{base}?token={self.events_token}"
-
-    def provider(self, name: str) -> Provider | None:
-        return next((p for p in self.providers if p.name == name), None)
-
-
 class _Reader:
     """Reads typed values out of the environment, remembering every problem."""
 
@@ -200,6 +121,21 @@ class _Reader:
         return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+# The variables each provider named in SOUNDPOST_PROVIDERS reads, as SOUNDPOST_PROVIDER_<NAME>_<suffix>.
+PROVIDER_SETTINGS: Mapping[str, str] = {
+    "KIND": "oidc (discovery, the default) or oauth2 (endpoints one by one)",
+    "TITLE": "label on the sign-in button (default: the name, title-cased)",
+    "CLIENT_ID": "client id issued by the provider (required)",
+    "CLIENT_SECRET": "client secret issued by the provider (required)",
+    "SCOPES": "scopes asked for (a default per kind; never openid for oauth2)",
+    "DISCOVERY_URL": "the provider's discovery document (required for oidc)",
+    "END_SESSION": "sign-out also ends the session at the provider (oidc only, default false)",
+    "AUTHORIZE_URL": "authorization endpoint (required for oauth2)",
+    "TOKEN_URL": "token endpoint (required for oauth2)",
+    "USERINFO_URL": "profile endpoint; its sub or id identifies the user (required for oauth2)",
+}
+
+
 def _provider(read: _Reader, name: str) -> Provider | None:
     if not PROVIDER_NAME.match(name):
         read.problems.append(f"{ENV_PREFIX}PROVIDERS: {name!r} must be lowercase letters, digits or _")
@@ -245,6 +181,52 @@ def _provider(read: _Reader, name: str) -> Provider | None:
     )
 
 
+def _providers(read: _Reader) -> tuple[Provider, ...]:
+    names = read.csv("PROVIDERS") or ()
+    if not names:
+        read.problems.append(f"{ENV_PREFIX}PROVIDERS must name at least one identity provider")
+    if len(set(names)) != len(names):
+        read.problems.append(f"{ENV_PREFIX}PROVIDERS names a provider twice")
+    return tuple(p for p in (_provider(read, n) for n in names) if p is not None)
+
+
+def _session_secret(read: _Reader) -> Secret:
+    secret = read.required("SESSION_SECRET")
+    if secret and len(secret) < 32:
+        read.problems.append(f"{ENV_PREFIX}SESSION_SECRET must be at least 32 characters")
+    return Secret(secret)
+
+
+def _session_cookie(read: _Reader) -> str:
+    cookie = read.raw("SESSION_COOKIE") or "soundpost_session"
+    if cookie == "session" or not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", cookie):
+        read.problems.append(
+            f"{ENV_PREFIX}SESSION_COOKIE must be a plain token other than 'session', got {cookie!r}"
+        )
+    return cookie
+
+
+def _bucket(read: _Reader) -> str:
+    bucket = read.required("S3_BUCKET")
+    if bucket and not BUCKET_NAME.match(bucket):
+        read.problems.append(f"{ENV_PREFIX}S3_BUCKET {bucket!r} is not a valid bucket name")
+    return bucket
+
+
+def _secret(name: str) -> Callable[[_Reader], Secret | None]:
+    """A secret with no format of its own: wrapped so that it never shows, or None when unset."""
+
+    def load(read: _Reader) -> Secret | None:
+        value = read.raw(name)
+        return Secret(value) if value else None
+
+    return load
+
+
+def _trusted_origins(read: _Reader) -> tuple[str, ...]:
+    return tuple(o.rstrip("/") for o in read.csv("TRUSTED_ORIGINS") or ())
+
+
 def _allowed_types(read: _Reader) -> tuple[str, ...]:
     listed = read.csv("ALLOWED_TYPES")
     if listed is None:
@@ -274,11 +256,11 @@ def _key_prefix(read: _Reader) -> str:
     return f"{prefix}/" if prefix else ""
 
 
-def _webhook_secret(read: _Reader, url: str | None) -> Secret | None:
+def _webhook_secret(read: _Reader) -> Secret | None:
     """A Standard Webhooks secret: ``whsec_`` then base64 of at least 24 random bytes."""
     value = read.raw("WEBHOOK_SECRET")
     if value is None:
-        if url:
+        if read.raw("WEBHOOK_URL"):
             read.problems.append(
                 f"{ENV_PREFIX}WEBHOOK_SECRET is required when {ENV_PREFIX}WEBHOOK_URL is set"
             )
@@ -313,6 +295,11 @@ def _rate_limit(read: _Reader, budget: Budget) -> str:
     return value
 
 
+def _budget_rates(read: _Reader) -> Mapping[str, str]:
+    """Budget name -> rate, one SOUNDPOST_<budget.setting> each (service.core.budgets declares them)."""
+    return {budget.name: _rate_limit(read, budget) for budget in BUDGETS}
+
+
 def _redis_url(read: _Reader) -> Secret | None:
     value = read.raw("REDIS_URL")
     if value is None:
@@ -343,99 +330,279 @@ def _boolean(value: str) -> bool:
     return lowered in ("true", "1", "yes")
 
 
-def _part_bytes(read: _Reader, max_upload_bytes: int) -> tuple[int, bool]:
+def _part_bytes(read: _Reader) -> int:
     """The part size the page uploads in; below S3's 5 MiB only when a test says its S3 stand-in allows it."""
-    small = read.parsed("MULTIPART_SMALL_PARTS_FOR_TESTS", False, _boolean, "true or false")
-    low = TEST_MIN_PART_BYTES if small else S3_MIN_PART_BYTES
-    part = read.integer("MULTIPART_PART_BYTES", S3_MIN_PART_BYTES, low, S3_MAX_PART_BYTES)
-    if part >= low and -(-max_upload_bytes // part) > S3_MAX_PARTS:
+    small = read.raw("MULTIPART_SMALL_PARTS_FOR_TESTS")
+    low = TEST_MIN_PART_BYTES if small and small.lower() in ("true", "1", "yes") else S3_MIN_PART_BYTES
+    return read.integer("MULTIPART_PART_BYTES", S3_MIN_PART_BYTES, low, S3_MAX_PART_BYTES)
+
+
+# --- The settings table ------------------------------------------------------
+# Each field of Settings below is one setting, declared once: its variable (after SOUNDPOST_),
+# its default, its bounds, how it is read and one line saying what it is. load_settings reads
+# every row; tests/test_compose.py holds .env.example and docs/configuration.md to the table.
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One row of the settings table: what ``load_settings`` reads and what the docs must show."""
+
+    name: str  # the variable, after SOUNDPOST_
+    default: object  # None: unset means off, none or required (see the doc)
+    doc: str
+    load: Callable[[_Reader], object]
+    low: int | None = None
+    high: int | None = None
+    required: bool = False
+    variables: tuple[Declared, ...] = ()  # a row that reads several variables lists them here
+
+    def rows(self) -> tuple[Declared, ...]:
+        """The variables this row reads: itself, or those it lists."""
+        return self.variables or (self,)
+
+
+DECLARED = "soundpost.setting"  # the key of a Settings field's metadata that holds its Declared row
+
+
+def _row(declared: Declared) -> Any:
+    """A Settings field carrying its row; typed Any so that it can stand for a field of any type."""
+    return field(metadata={DECLARED: declared})
+
+
+def integer(name: str, default: int | None, low: int, high: int, doc: str) -> Any:
+    """A whole number from low to high; a default of None means off (None) while unset."""
+
+    def load(read: _Reader) -> int | None:
+        if default is None:
+            return read.integer(name, low, low, high) if read.raw(name) else None
+        return read.integer(name, default, low, high)
+
+    return _row(Declared(name, default, doc, load, low, high))
+
+
+def boolean(name: str, default: bool, doc: str) -> Any:
+    """true/false (also 1/0, yes/no)."""
+    return _row(
+        Declared(name, default, doc, lambda read: read.parsed(name, default, _boolean, "true or false"))
+    )
+
+
+def text(name: str, default: str | None, doc: str) -> Any:
+    """Any text, taken as it is (trimmed)."""
+    return _row(Declared(name, default, doc, lambda read: read.raw(name) or default))
+
+
+def url(name: str, doc: str, *, required: bool = False) -> Any:
+    """An http(s) URL without query or fragment, its trailing / removed."""
+    return _row(Declared(name, None, doc, lambda read: read.url(name, required=required), required=required))
+
+
+def custom(
+    name: str,
+    default: object,
+    doc: str,
+    load: Callable[[_Reader], object],
+    *,
+    low: int | None = None,
+    high: int | None = None,
+    required: bool = False,
+) -> Any:
+    """A setting with its own reader (a format of its own, or a value wrapped as a Secret)."""
+    return _row(Declared(name, default, doc, load, low, high, required))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration: one field per setting, each declared here once."""
+
+    public_url: str = url(
+        "PUBLIC_URL", "where browsers reach the app; https makes cookies Secure", required=True
+    )
+    trusted_origins: tuple[str, ...] = custom(
+        "TRUSTED_ORIGINS", (), "extra origins allowed to send state-changing requests", _trusted_origins
+    )
+    session_secret: Secret = custom(
+        "SESSION_SECRET",
+        None,
+        "signs the session cookie, 32 characters or more",
+        _session_secret,
+        required=True,
+    )
+    session_max_age: int = integer("SESSION_MAX_AGE", 12 * 3600, 60, 30 * 86400, "seconds a sign-in lasts")
+    session_cookie: str = custom(
+        "SESSION_COOKIE", "soundpost_session", "the session cookie's name", _session_cookie
+    )
+    providers: tuple[Provider, ...] = custom(
+        "PROVIDERS",
+        None,
+        "identity providers offered, each read from PROVIDER_SETTINGS",
+        _providers,
+        required=True,
+    )
+    s3_bucket: str = custom("S3_BUCKET", None, "the bucket uploads land in", _bucket, required=True)
+    s3_region: str = text("S3_REGION", "us-east-1", "the bucket's region")
+    s3_endpoint: str | None = url("S3_ENDPOINT", "S3 endpoint the app talks to (unset: AWS)")
+    s3_public_endpoint: str | None = url(
+        "S3_PUBLIC_ENDPOINT", "S3 endpoint the browser posts to, if not the app's"
+    )
+    s3_access_key_id: str | None = text(
+        "S3_ACCESS_KEY_ID", None, "access key (unset: the AWS credential chain)"
+    )
+    s3_secret_access_key: Secret | None = custom(
+        "S3_SECRET_ACCESS_KEY",
+        None,
+        "secret key that goes with the access key",
+        _secret("S3_SECRET_ACCESS_KEY"),
+    )
+    s3_session_token: Secret | None = custom(
+        "S3_SESSION_TOKEN", None, "session token of temporary credentials", _secret("S3_SESSION_TOKEN")
+    )
+    s3_key_prefix: str = custom("S3_KEY_PREFIX", "uploads/", "prefix of every key", _key_prefix)
+    s3_connect_timeout: int = integer(
+        "S3_CONNECT_TIMEOUT", 3, 1, 60, "seconds to wait for a connection to S3"
+    )
+    s3_read_timeout: int = integer("S3_READ_TIMEOUT", 10, 1, 300, "seconds to wait for S3's answer")
+    allowed_types: tuple[str, ...] = custom(
+        "ALLOWED_TYPES", DEFAULT_ALLOWED_TYPES, "accepted audio types, aliases normalised", _allowed_types
+    )
+    max_upload_bytes: int = integer("MAX_UPLOAD_BYTES", 500 * MiB, 1, S3_MAX_POST_BYTES, "largest upload")
+    presign_ttl: int = integer(
+        "PRESIGN_TTL", 600, 30, MAX_PRESIGN_TTL, "seconds a presigned POST stays valid"
+    )
+    multipart_part_bytes: int = custom(
+        "MULTIPART_PART_BYTES",
+        S3_MIN_PART_BYTES,
+        "bytes per part of the page's multipart uploads",
+        _part_bytes,
+        low=S3_MIN_PART_BYTES,
+        high=S3_MAX_PART_BYTES,
+    )
+    multipart_small_parts_for_tests: bool = boolean(
+        "MULTIPART_SMALL_PARTS_FOR_TESTS", False, "tests only: parts down to 1024 bytes"
+    )
+    user_quota_bytes: int | None = integer(
+        "USER_QUOTA_BYTES", None, 1, 2**62, "bytes each user's verified uploads may take (unset: unlimited)"
+    )
+    max_pending_uploads: int = integer(
+        "MAX_PENDING_UPLOADS", 50, 1, 10_000, "uploads a user may have waiting to be verified"
+    )
+    staging_grace: int = integer(
+        "STAGING_GRACE", 60, 0, 3600, "seconds staging waits before the sweeper promotes"
+    )
+    staging_lifetime: int = integer(
+        "STAGING_LIFETIME", 86400, MAX_PRESIGN_TTL, 30 * 86400, "seconds before staging is deleted"
+    )
+    sweep_interval: int | None = integer(
+        "SWEEP_INTERVAL", None, 1, 86400, "seconds between in-process sweeper passes (unset: off)"
+    )
+    webhook_url: str | None = url("WEBHOOK_URL", "receives one signed event per upload")
+    webhook_secret: Secret | None = custom(
+        "WEBHOOK_SECRET", None, "Standard Webhooks signing secret (required with the URL)", _webhook_secret
+    )
+    webhook_timeout: int = integer("WEBHOOK_TIMEOUT", 10, 1, 60, "seconds one delivery waits for a 2xx")
+    events_token: Secret | None = custom(
+        "EVENTS_TOKEN", None, "shared secret of S3 event pushes (unset: events off)", _events_token
+    )
+    events_url: str | None = url("EVENTS_URL", "where the store posts events (default: the public URL's)")
+    budget_rates: Mapping[str, str] = _row(
+        Declared(
+            "*_RATE_LIMIT",
+            None,
+            "budget name -> rate, one variable per budget of service.core.budgets",
+            _budget_rates,
+            variables=tuple(Declared(b.setting, b.default, b.counts, _budget_rates) for b in BUDGETS),
+        )
+    )
+    redis_url: Secret | None = custom(
+        "REDIS_URL", None, "Redis shared by replicas (unset: memory)", _redis_url
+    )
+    idp_metadata_ttl: int = integer(
+        "IDP_METADATA_TTL", 3600, 0, 7 * 86400, "seconds discovery metadata is cached"
+    )
+    sign_in_timeout: int = integer("SIGN_IN_TIMEOUT", 600, 30, 3600, "seconds a sign-in may take")
+    access_log: bool = boolean("ACCESS_LOG", False, "log one JSON line per request")
+    # A new setting goes here, in its own block: see docs/development.md, "Where things go".
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are Secure unless the service is reached over plain http."""
+        return urlsplit(self.public_url).scheme == "https"
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def root_path(self) -> str:
+        """Path prefix the service is mounted under behind a proxy ("" at the root)."""
+        return urlsplit(self.public_url).path.rstrip("/")
+
+    @property
+    def home(self) -> str:
+        """The page's path on this origin: where sign-in lands and sign-out returns."""
+        return self.root_path + "/"
+
+    @property
+    def browser_s3_endpoint(self) -> str | None:
+        return self.s3_public_endpoint or self.s3_endpoint
+
+    def budget_rate(self, budget: Budget) -> str:
+        """The rate a budget runs at: its setting if set, else its default."""
+        return self.budget_rates.get(budget.name, budget.default)
+
+    @property
+    def events_push_url(self) -> str | None:
+        """Where the store posts S3 events, token included, or None when the events route is off."""
+        if self.events_token is None:
+            return None
+        base = self.events_url or f"{self.public_url}{EVENTS_PATH}"
+        return f"{base}?token={self.events_token}"
+
+    def provider(self, name: str) -> Provider | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+
+def _undeclared() -> list[str]:
+    return [f.name for f in fields(Settings) if DECLARED not in f.metadata]
+
+
+if _undeclared():  # a field added the old way (a bare default) would never be read: refuse at import
+    raise TypeError(f"Settings fields without a row in the settings table: {', '.join(_undeclared())}")
+
+
+def declared_settings() -> list[Declared]:
+    """Every SOUNDPOST_* variable the table reads (providers' own aside): what the docs must list."""
+    return [row for f in fields(Settings) for row in f.metadata[DECLARED].rows()]
+
+
+def _check_together(read: _Reader, settings: Settings) -> None:
+    """The rules that tie one setting to another."""
+    if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
+        read.problems.append(
+            f"{ENV_PREFIX}S3_ACCESS_KEY_ID and {ENV_PREFIX}S3_SECRET_ACCESS_KEY go together: "
+            "set both, or neither to use the default AWS credential chain"
+        )
+    if settings.s3_session_token and not settings.s3_access_key_id:
+        read.problems.append(
+            f"{ENV_PREFIX}S3_SESSION_TOKEN needs {ENV_PREFIX}S3_ACCESS_KEY_ID and {ENV_PREFIX}S3_SECRET_ACCESS_KEY "
+            "(the default credential chain brings its own token)"
+        )
+    part, largest = settings.multipart_part_bytes, settings.max_upload_bytes
+    low = TEST_MIN_PART_BYTES if settings.multipart_small_parts_for_tests else S3_MIN_PART_BYTES
+    if part >= low and -(-largest // part) > S3_MAX_PARTS:
         read.problems.append(
             f"{ENV_PREFIX}MULTIPART_PART_BYTES {part} splits {ENV_PREFIX}MAX_UPLOAD_BYTES into more than "
-            f"{S3_MAX_PARTS} parts (S3's limit): raise it to at least {-(-max_upload_bytes // S3_MAX_PARTS)}"
+            f"{S3_MAX_PARTS} parts (S3's limit): raise it to at least {-(-largest // S3_MAX_PARTS)}"
         )
-    return part, small
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build the settings from a mapping of environment variables, or fail naming each problem."""
     read = _Reader(env)
-    public_url = read.url("PUBLIC_URL", required=True) or ""
-    secret = read.required("SESSION_SECRET")
-    if secret and len(secret) < 32:
-        read.problems.append(f"{ENV_PREFIX}SESSION_SECRET must be at least 32 characters")
-
-    names = read.csv("PROVIDERS") or ()
-    if not names:
-        read.problems.append(f"{ENV_PREFIX}PROVIDERS must name at least one identity provider")
-    if len(set(names)) != len(names):
-        read.problems.append(f"{ENV_PREFIX}PROVIDERS names a provider twice")
-    providers = tuple(p for p in (_provider(read, n) for n in names) if p is not None)
-
-    bucket = read.required("S3_BUCKET")
-    if bucket and not BUCKET_NAME.match(bucket):
-        read.problems.append(f"{ENV_PREFIX}S3_BUCKET {bucket!r} is not a valid bucket name")
-    access_key = read.raw("S3_ACCESS_KEY_ID")
-    secret_key = read.raw("S3_SECRET_ACCESS_KEY")
-    if bool(access_key) != bool(secret_key):
-        read.problems.append(
-            f"{ENV_PREFIX}S3_ACCESS_KEY_ID and {ENV_PREFIX}S3_SECRET_ACCESS_KEY go together: "
-            "set both, or neither to use the default AWS credential chain"
-        )
-    session_token = read.raw("S3_SESSION_TOKEN")
-    if session_token and not access_key:
-        read.problems.append(
-            f"{ENV_PREFIX}S3_SESSION_TOKEN needs {ENV_PREFIX}S3_ACCESS_KEY_ID and {ENV_PREFIX}S3_SECRET_ACCESS_KEY "
-            "(the default credential chain brings its own token)"
-        )
-    cookie = read.raw("SESSION_COOKIE") or "soundpost_session"
-    webhook_url = read.url("WEBHOOK_URL")
-    if cookie == "session" or not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", cookie):
-        read.problems.append(
-            f"{ENV_PREFIX}SESSION_COOKIE must be a plain token other than 'session', got {cookie!r}"
-        )
-
-    max_upload_bytes = read.integer("MAX_UPLOAD_BYTES", 500 * MiB, 1, S3_MAX_POST_BYTES)
-    part_bytes, small_parts = _part_bytes(read, max_upload_bytes)
-    settings = Settings(
-        public_url=public_url,
-        session_secret=Secret(secret),
-        session_max_age=read.integer("SESSION_MAX_AGE", 12 * 3600, 60, 30 * 86400),
-        session_cookie=cookie,
-        providers=providers,
-        s3_endpoint=read.url("S3_ENDPOINT"),
-        s3_public_endpoint=read.url("S3_PUBLIC_ENDPOINT"),
-        s3_region=read.raw("S3_REGION") or "us-east-1",
-        s3_bucket=bucket,
-        s3_access_key_id=access_key,
-        s3_secret_access_key=Secret(secret_key) if secret_key else None,
-        s3_session_token=Secret(session_token) if session_token else None,
-        s3_key_prefix=_key_prefix(read),
-        allowed_types=_allowed_types(read),
-        max_upload_bytes=max_upload_bytes,
-        presign_ttl=read.integer("PRESIGN_TTL", 600, 30, MAX_PRESIGN_TTL),
-        trusted_origins=tuple(o.rstrip("/") for o in read.csv("TRUSTED_ORIGINS") or ()),
-        webhook_url=webhook_url,
-        webhook_secret=_webhook_secret(read, webhook_url),
-        webhook_timeout=read.integer("WEBHOOK_TIMEOUT", 10, 1, 60),
-        budget_rates={budget.name: _rate_limit(read, budget) for budget in BUDGETS},
-        redis_url=_redis_url(read),
-        idp_metadata_ttl=read.integer("IDP_METADATA_TTL", 3600, 0, 7 * 86400),
-        sign_in_timeout=read.integer("SIGN_IN_TIMEOUT", 600, 30, 3600),
-        access_log=read.parsed("ACCESS_LOG", False, _boolean, "true or false"),
-        s3_connect_timeout=read.integer("S3_CONNECT_TIMEOUT", 3, 1, 60),
-        s3_read_timeout=read.integer("S3_READ_TIMEOUT", 10, 1, 300),
-        multipart_part_bytes=part_bytes,
-        multipart_small_parts_for_tests=small_parts,
-        events_token=_events_token(read),
-        events_url=read.url("EVENTS_URL"),
-        staging_grace=read.integer("STAGING_GRACE", 60, 0, 3600),
-        staging_lifetime=read.integer("STAGING_LIFETIME", 86400, MAX_PRESIGN_TTL, 30 * 86400),
-        sweep_interval=read.integer("SWEEP_INTERVAL", 1, 1, 86400) if read.raw("SWEEP_INTERVAL") else None,
-        user_quota_bytes=read.integer("USER_QUOTA_BYTES", 1, 1, 2**62)
-        if read.raw("USER_QUOTA_BYTES")
-        else None,
-        max_pending_uploads=read.integer("MAX_PENDING_UPLOADS", 50, 1, 10_000),
-    )
+    values: dict[str, Any] = {f.name: f.metadata[DECLARED].load(read) for f in fields(Settings)}
+    settings = Settings(**values)
+    _check_together(read, settings)
     if read.problems:
         raise SettingsError(read.problems)
     return settings

@@ -19,11 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from service.core.budgets import BUDGETS
-from service.settings import ENV_PREFIX, Settings, load_settings
+from service.settings import ENV_PREFIX, PROVIDER_SETTINGS, Settings, declared_settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS_SOURCE = ROOT / "service" / "settings.py"
 # `minio server` serves the S3 API on :9000 unless --address says otherwise.
 MINIO_API_PORT = 9000
 # `soundpost serve` listens on 8000 unless PORT or --port says otherwise.
@@ -258,16 +256,16 @@ def test_app_starts_after_the_bucket_exists(services: dict[str, Any]) -> None:
 _ASSIGNMENT = re.compile(r"^(?P<commented>#\s*)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 
 
-def setting_names_in_source() -> tuple[set[str], set[str]]:
-    """(fixed names, per-provider suffixes) that service/settings.py reads, from its source.
+def setting_names() -> tuple[set[str], set[str]]:
+    """(fixed names, per-provider suffixes): the settings table's variables and the providers' own."""
+    return {row.name for row in declared_settings()}, set(PROVIDER_SETTINGS)
 
-    The budgets' settings are read by name from service.core.budgets, so they come from there.
-    """
-    source = SETTINGS_SOURCE.read_text()
-    fixed = set(re.findall(r'read\.(?:raw|required|url|integer|csv|parsed)\(\s*"([A-Z0-9_]+)"', source))
-    fixed |= {budget.setting for budget in BUDGETS}
-    suffixes = set(re.findall(r'key \+ "([A-Z0-9_]+)"', source))
-    return fixed, suffixes
+
+def shown(default: object) -> str | None:
+    """A default as an operator writes it, or None when it has no single written form."""
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default) if isinstance(default, (int, str)) else None
 
 
 def env_example() -> Iterator[tuple[int, bool, str, str]]:
@@ -290,9 +288,9 @@ class RecordingEnv(dict[str, str]):
         return super().get(key, default)
 
 
-def test_settings_source_extraction_misses_nothing() -> None:
-    """Every name load_settings actually asks for is one the source scan found."""
-    fixed, suffixes = setting_names_in_source()
+def test_the_settings_table_names_every_variable_load_settings_reads() -> None:
+    """Every name load_settings actually asks for is a row of the table or a provider's own variable."""
+    fixed, suffixes = setting_names()
     active = {name: value for _, commented, name, value in env_example() if not commented}
     recording = RecordingEnv(active)
     load_settings(recording)
@@ -304,7 +302,7 @@ def test_settings_source_extraction_misses_nothing() -> None:
 
 def test_env_example_lists_every_setting_and_nothing_else() -> None:
     """Operators find every setting in .env.example, and no setting the service would ignore."""
-    fixed, suffixes = setting_names_in_source()
+    fixed, suffixes = setting_names()
     assert {"PUBLIC_URL", "SESSION_SECRET", "PROVIDERS", "S3_BUCKET"} <= fixed
     assert {"CLIENT_ID", "DISCOVERY_URL", "USERINFO_URL"} <= suffixes
     names = {name for _, _, name, _ in env_example() if name.startswith(ENV_PREFIX)}
@@ -337,6 +335,41 @@ def test_env_example_explains_every_setting() -> None:
         assert above.startswith("#") and not _ASSIGNMENT.match(above), f"{name} has no comment"
 
 
+def comment_above(lines: list[str], number: int) -> str:
+    """The comment lines right above line ``number`` of .env.example, joined."""
+    above: list[str] = []
+    while number > 0 and lines[number - 1].startswith("#") and not _ASSIGNMENT.match(lines[number - 1]):
+        number -= 1
+        above.insert(0, lines[number])
+    return " ".join(above)
+
+
+def test_env_example_shows_each_settings_default_and_bounds_from_the_table() -> None:
+    """Each setting's comment gives the table's default (or its commented-out line is the default) and bounds."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    listed = {name: (number, commented, value) for number, commented, name, value in env_example()}
+    for row in declared_settings():
+        number, commented, value = listed[ENV_PREFIX + row.name]
+        comment = comment_above(lines, number)
+        default = shown(row.default)
+        if default is not None:
+            assert f"default {default}" in comment or (commented and value == default), row.name
+        if row.low is not None:
+            assert f"{row.low} to {row.high}" in comment, row.name
+
+
+def test_configuration_page_gives_each_settings_default_from_the_table() -> None:
+    """The Default column of docs/configuration.md shows the table's default, or says required."""
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    cells = dict(re.findall(r"^\| `(SOUNDPOST_[A-Z0-9_]+)` \| ([^|]+) \|", page, re.M))
+    for row in declared_settings():
+        cell = cells[ENV_PREFIX + row.name]
+        if row.required:
+            assert "required" in cell, row.name
+        elif (default := shown(row.default)) is not None:
+            assert cell.startswith(f"`{default}`"), (row.name, cell)
+
+
 # --- Dockerfile -------------------------------------------------------------
 
 
@@ -353,8 +386,8 @@ def test_image_runs_soundpost_serve_on_all_interfaces() -> None:
 
 
 def test_configuration_page_settings_table_names_every_setting() -> None:
-    """docs/configuration.md's settings table has a row for every setting the service reads."""
-    fixed, suffixes = setting_names_in_source()
+    """docs/configuration.md's settings table has a row for every setting the service reads, and no other."""
+    fixed, suffixes = setting_names()
     page = (ROOT / "docs" / "configuration.md").read_text()
     rows = set(re.findall(r"^\| `(SOUNDPOST_[A-Z0-9_<>]+)` \|", page, re.M))
     expected = {ENV_PREFIX + name for name in fixed} | {
