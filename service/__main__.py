@@ -26,13 +26,22 @@ def dev(args: argparse.Namespace) -> int:
     # The stand-ins run on werkzeug, which logs every request they serve: noise next to the app's own log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with devstack.moto_s3() as s3, devstack.dev_identity_provider() as issuer:
-        devstack.create_bucket(s3, devstack.DEV_BUCKET, [public_url])
+        # SOUNDPOST_* variables of this process win over the stand-ins' values.
         env = devstack.dev_environment(public_url, s3, issuer)
-        app = create_app(load_settings(env))
+        try:
+            settings = load_settings(env)
+        except SettingsError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        if settings.s3_endpoint == s3.url:  # the bucket lives on the stand-in: make it there
+            devstack.create_bucket(s3, settings.s3_bucket, [settings.public_origin])
+        app = create_app(settings)
+        taken = ", ".join(sorted(devstack.overrides(os.environ))) or "none"
         print(
             f"\n  Soundpost (development) is running at {public_url}\n"
-            f"  S3 stand-in (moto): {s3.url}   bucket: {devstack.DEV_BUCKET}\n"
+            f"  S3 stand-in (moto): {s3.url}   bucket: {settings.s3_bucket}\n"
             f"  Identity provider:  {issuer}   demo users: alice, bob\n"
+            f"  From the environment: {taken}\n"
             "  Press Ctrl+C to stop.\n",
             flush=True,
         )

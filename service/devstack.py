@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import boto3
 import werkzeug.serving
 
+from service.settings import ENV_PREFIX
 from service.storage.bucket import cors_rule
 
 DEV_BUCKET = "soundpost-dev"
@@ -110,8 +111,24 @@ def dev_identity_provider(port: int = 0) -> Iterator[str]:
         yield url
 
 
-def dev_environment(public_url: str, s3: S3Endpoint, issuer: str) -> dict[str, str]:
-    """The SOUNDPOST_* settings that wire the app to the embedded stand-ins."""
+def dev_environment(
+    public_url: str, s3: S3Endpoint, issuer: str, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The SOUNDPOST_* settings that wire the app to the embedded stand-ins, under any set in ``environ``.
+
+    A SOUNDPOST_* variable of the process's environment wins over the stand-ins' value, so a
+    quota, a limit or another provider can be tried locally without assembling a stack by hand.
+    """
+    return {**dev_defaults(public_url, s3, issuer), **overrides(os.environ if environ is None else environ)}
+
+
+def overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """The SOUNDPOST_* variables set (non-empty) in ``environ``."""
+    return {name: value for name, value in environ.items() if name.startswith(ENV_PREFIX) and value.strip()}
+
+
+def dev_defaults(public_url: str, s3: S3Endpoint, issuer: str) -> dict[str, str]:
+    """What ``soundpost dev`` sets when the environment does not: the embedded stand-ins' settings."""
     return {
         "SOUNDPOST_PUBLIC_URL": public_url,
         "SOUNDPOST_SESSION_SECRET": secrets.token_urlsafe(48),
