@@ -48,8 +48,8 @@ class Soundpost:
     Starlette's application class puts two error layers of its own (ServerErrorMiddleware,
     ExceptionMiddleware) around every app, each wrapping ``send`` again on every request;
     the edge layer already sees every answer start, so it answers exceptions itself,
-    with these handlers chosen as those layers choose them (``ErrorHandlers``). Measured
-    in-process: presign 58.5 -> 52 µs of CPU. Routing, lifespan and ``url_for`` are the
+    with these handlers chosen as those layers choose them (``ErrorHandlers``; measured:
+    see bench/README.md). Routing, lifespan and ``url_for`` are the
     public Router's; ``state`` is what ``request.app.state`` reads.
     """
 

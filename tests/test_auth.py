@@ -308,7 +308,7 @@ def sign_in_at_dev_idp(client: httpx.Client, subject: str) -> httpx.Response:
 def test_a_discovery_document_without_jwks_uri_is_a_502_not_a_500(
     app_env: dict[str, str], oidc_idp: FakeIdP
 ) -> None:
-    """Issue 13: a provider whose discovery lost its jwks_uri mid-flow, or had none, answers 502 at once."""
+    """A provider whose discovery lost its jwks_uri mid-flow, or had none, answers 502 at once."""
     with serve_app({**app_env, "SOUNDPOST_IDP_METADATA_TTL": "0"}) as url, httpx.Client(base_url=url) as c:
         login = start_login(c, "?provider=fake")
         callback = approve_at_idp(login.headers["location"])
@@ -374,7 +374,7 @@ def test_the_authorization_responses_issuer_is_checked(
 
 
 def test_a_subject_is_never_truncated_into_another_user(app_env: dict[str, str]) -> None:
-    """Issue 13: through the dev provider, a 255-character subject is kept whole and a longer one is refused."""
+    """Through the dev provider, a 255-character subject is kept whole and a longer one is refused."""
     with devstack.dev_identity_provider() as issuer, serve_app(dev_provider_env(app_env, issuer)) as url:
         with httpx.Client(base_url=url) as c:
             assert sign_in_at_dev_idp(c, "a" * 255).status_code == 303

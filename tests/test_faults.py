@@ -131,7 +131,7 @@ def test_the_dev_provider_stopped_and_restarted_on_its_port(app_env: dict[str, s
 
 
 def test_the_same_callback_works_once_the_provider_is_back(app_env: dict[str, str]) -> None:
-    """Issue 13: a 503 at the code exchange keeps the sign-in state, so retrying the callback URL signs in."""
+    """A 503 at the code exchange keeps the sign-in state, so retrying the callback URL signs in."""
     provider = fake_idp.FakeIdP(kind="oidc")
     with contextlib.ExitStack() as first_run:
         url = first_run.enter_context(provider.serve())
@@ -153,7 +153,7 @@ def test_the_same_callback_works_once_the_provider_is_back(app_env: dict[str, st
 
 
 def test_readiness_sees_the_provider_go_down_within_seconds(app_env: dict[str, str]) -> None:
-    """Issue 13: /readyz reflects the provider within PROBE_WINDOW seconds, not the metadata's hour."""
+    """/readyz reflects the provider within PROBE_WINDOW seconds, not the metadata's hour."""
     from service.identity.providers import PROBE_TIMEOUT, PROBE_WINDOW
 
     provider = fake_idp.FakeIdP(kind="oidc")

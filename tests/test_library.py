@@ -245,7 +245,7 @@ def test_library_needs_a_signed_in_user(client: httpx.Client) -> None:
 def test_a_listing_page_costs_one_s3_list_whatever_its_length(
     alice: httpx.Client, bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Issue 13: no HEAD per item. The first page lists library and staging (2 calls), later pages the library (1)."""
+    """No HEAD per item: the first page lists library and staging (2 calls), later pages the library (1)."""
     ids = [upload(alice, f"n{n}.wav", audio_samples.wav(0.1), "audio/wav") for n in range(5)]
     assert [confirm(alice, i).status_code for i in ids] == [200] * 5
     upload(alice, "waiting.wav", audio_samples.wav(0.1), "audio/wav")

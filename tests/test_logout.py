@@ -37,7 +37,7 @@ def with_cookie(url: str, value: str) -> Iterator[httpx.Client]:
 def test_a_copy_of_the_cookie_taken_before_sign_out_no_longer_works(
     alice: httpx.Client, app_url: str
 ) -> None:
-    """Issue 13: sign-out revokes the session itself, not only this browser's cookie."""
+    """Sign-out revokes the session itself, not only this browser's cookie."""
     copy = alice.cookies["soundpost_session"]
     with with_cookie(app_url, copy) as thief:
         assert thief.get("/api/me").status_code == 200

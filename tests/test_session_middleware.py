@@ -174,7 +174,7 @@ def test_the_table_of_remembered_cookies_is_bounded(monkeypatch: pytest.MonkeyPa
 
 
 def test_other_cookies_cost_the_remembered_table_no_memory() -> None:
-    """Issue 13: 400 requests with one valid session and 64 KiB of other, varying cookies keep one small entry."""
+    """400 requests with one valid session and 64 KiB of other, varying cookies keep one small entry."""
     app = app_with(soundpost)
     cookie = signed_cookie(soundpost)
     with TestClient(app) as client:

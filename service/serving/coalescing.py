@@ -16,11 +16,8 @@ pass waits for the pass's end, and they leave together; Netty's
 FlushConsolidationHandler trades write latency for throughput the same way,
 handing its flush to the event loop as a task of its own. Under load the
 clients then wake once for several answers and send their next requests
-together, so every side pays fewer wake-ups per request. Measured under the
-benchmark's load (64 connections, paired runs, against sending every answer at
-once): kernel time per presign 21 -> 7 µs, wrk's CPU per request 23 -> 8 µs,
-presign 8,267 -> 10,935 req/s, p99 14.0 -> 8.9 ms; one client alone on
-loopback keeps its pace (5,193 and 5,661 req/s). A write never waits past the
+together, so every side pays fewer wake-ups per request (measured: see
+bench/README.md, "Why the code is shaped so"). A write never waits past the
 end of the pass it was made in, so a streaming response's head goes out at
 once all the same, and closing the connection sends what is held first.
 """

@@ -1,7 +1,7 @@
 """uvicorn's internal HTTP protocol classes, subclassed here and nowhere else (written against uvicorn 0.54.0).
 
-Kept because uvicorn has no public way to send an answer's head and body in one write, which the
-benchmark measured at 8,267 -> 10,935 presign requests/s (``service/serving/coalescing.py``); tests/test_compat.py
+Kept because uvicorn has no public way to send an answer's head and body in one write
+(``service/serving/coalescing.py``; measured: see bench/README.md); tests/test_compat.py
 fails when the methods and transport calls relied on here change.
 
 The same subclasses bound the request line and headers (``MAX_REQUEST_HEAD``): httptools buffers a

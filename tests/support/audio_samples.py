@@ -59,7 +59,7 @@ def not_audio() -> bytes:
 
 
 def flac_with_empty_blocks(count: int = 65_535) -> bytes:
-    """A valid FLAC header followed by ``count`` empty PADDING blocks: cheap to send, slow to parse (issue 13)."""
+    """A valid FLAC header followed by ``count`` empty PADDING blocks: cheap to send, slow to parse."""
     streaminfo = flac()
     not_last = streaminfo[:4] + bytes([streaminfo[4] & 0x7F]) + streaminfo[5:]
     padding = bytes([0x01, 0, 0, 0])  # type 1 (PADDING), length 0, not the last block
