@@ -117,7 +117,8 @@ def naive() -> Soundpost:
     @contextlib.asynccontextmanager
     async def lifespan(app: Soundpost) -> AsyncIterator[Any]:
         async with inner(app) as state:
-            yield {**(state or {}), "storage": ClientPerRequestStorage(settings, None, None)}
+            no_client: Any = None  # it opens a client per call instead of holding one
+            yield {**(state or {}), "storage": ClientPerRequestStorage(settings, no_client, no_client)}
 
     app.router.lifespan_context = lifespan
     return app

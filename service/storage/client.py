@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import msgspec
@@ -37,6 +37,16 @@ from service.storage.errors import (
     error_code,
     translated,
 )
+
+if (
+    TYPE_CHECKING
+):  # the stub package types aiobotocore's S3 client; at run time the client is built by aioboto3
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import (
+        ListMultipartUploadsRequestTypeDef,
+        ListObjectsV2RequestTypeDef,
+        PutObjectRequestTypeDef,
+    )
 
 logger = logging.getLogger("soundpost.storage")
 
@@ -120,7 +130,7 @@ def policy_conditions(content_type: str, max_bytes: int) -> list[Any]:
 
 
 class Storage:
-    def __init__(self, settings: Settings, s3: Any, signer: Any, credentials: Any = None) -> None:
+    def __init__(self, settings: Settings, s3: S3Client, signer: S3Client, credentials: Any = None) -> None:
         self.settings = settings
         self.s3 = s3
         self.signer = signer
@@ -235,15 +245,18 @@ class Storage:
         how replicas agree on who promotes an upload and who delivers its announcement.
         """
         # radosgw 16.2 matches If-Match only against the bare hex ETag; moto and S3 accept it too.
-        condition = {"IfMatch": if_match.strip('"')} if if_match is not None else {"IfNoneMatch": "*"}
+        request: PutObjectRequestTypeDef = {
+            "Bucket": self.settings.s3_bucket,
+            "Key": key,
+            "Body": body,
+            "ContentType": "application/json",
+        }
+        if if_match is not None:
+            request["IfMatch"] = if_match.strip('"')
+        else:
+            request["IfNoneMatch"] = "*"
         with translated(self.bucket, conditional=True):
-            put = await self.s3.put_object(
-                Bucket=self.settings.s3_bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/json",
-                **condition,
-            )
+            put = await self.s3.put_object(**request)
         return str(put["ETag"])
 
     async def put_plain(self, key: str, body: bytes) -> None:
@@ -255,11 +268,15 @@ class Storage:
 
     async def list_objects(self, prefix: str, limit: int, start_after: str | None = None) -> ObjectPage:
         """One page of objects under ``prefix`` with size, ETag and time: one S3 call."""
-        extra = {"StartAfter": start_after} if start_after else {}
+        request: ListObjectsV2RequestTypeDef = {
+            "Bucket": self.settings.s3_bucket,
+            "Prefix": prefix,
+            "MaxKeys": limit,
+        }
+        if start_after:
+            request["StartAfter"] = start_after
         with translated(self.bucket):
-            page = await self.s3.list_objects_v2(
-                Bucket=self.settings.s3_bucket, Prefix=prefix, MaxKeys=limit, **extra
-            )
+            page = await self.s3.list_objects_v2(**request)
         found = [
             Listed(item["Key"], int(item["Size"]), item.get("ETag", ""), item["LastModified"])
             for item in page.get("Contents", [])
@@ -270,25 +287,30 @@ class Storage:
     async def open_uploads(self, prefix: str, limit: int = 1000) -> list[OpenUpload]:
         """Multipart uploads in progress under ``prefix`` (at most ``limit``)."""
         found: list[OpenUpload] = []
-        markers: dict[str, str] = {}
+        request: ListMultipartUploadsRequestTypeDef = {"Bucket": self.settings.s3_bucket, "Prefix": prefix}
         while len(found) < limit:
             with translated(self.bucket):
-                page = await self.s3.list_multipart_uploads(
-                    Bucket=self.settings.s3_bucket, Prefix=prefix, **markers
-                )
+                page = await self.s3.list_multipart_uploads(**request)
             found += [OpenUpload(u["Key"], u["UploadId"], u["Initiated"]) for u in page.get("Uploads", [])]
             if not page.get("IsTruncated"):
                 break
-            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+            request["KeyMarker"], request["UploadIdMarker"] = (
+                page["NextKeyMarker"],
+                page["NextUploadIdMarker"],
+            )
         return found[:limit]
 
     async def list_keys(self, prefix: str, limit: int, start_after: str | None = None) -> Listing:
         """One page of keys under ``prefix`` in S3's (ascending) order."""
-        extra = {"StartAfter": start_after} if start_after else {}
+        request: ListObjectsV2RequestTypeDef = {
+            "Bucket": self.settings.s3_bucket,
+            "Prefix": prefix,
+            "MaxKeys": limit,
+        }
+        if start_after:
+            request["StartAfter"] = start_after
         with translated(self.bucket):
-            page = await self.s3.list_objects_v2(
-                Bucket=self.settings.s3_bucket, Prefix=prefix, MaxKeys=limit, **extra
-            )
+            page = await self.s3.list_objects_v2(**request)
         found = [item["Key"] for item in page.get("Contents", [])]
         more = bool(page.get("IsTruncated")) and bool(found)
         return Listing(found, found[-1] if more else None)
