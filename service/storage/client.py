@@ -44,6 +44,7 @@ if (
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.type_defs import (
         ListMultipartUploadsRequestTypeDef,
+        ListObjectsV2OutputTypeDef,
         ListObjectsV2RequestTypeDef,
         PutObjectRequestTypeDef,
     )
@@ -266,17 +267,19 @@ class Storage:
                 Bucket=self.settings.s3_bucket, Key=key, Body=body, ContentType="application/json"
             )
 
-    async def list_objects(self, prefix: str, limit: int, start_after: str | None = None) -> ObjectPage:
-        """One page of objects under ``prefix`` with size, ETag and time: one S3 call."""
-        request: ListObjectsV2RequestTypeDef = {
-            "Bucket": self.settings.s3_bucket,
-            "Prefix": prefix,
-            "MaxKeys": limit,
-        }
+    async def _list_page(
+        self, prefix: str, limit: int, start_after: str | None
+    ) -> ListObjectsV2OutputTypeDef:
+        """One ListObjectsV2 call: up to ``limit`` objects under ``prefix``, after ``start_after`` if given."""
+        request: ListObjectsV2RequestTypeDef = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
         if start_after:
             request["StartAfter"] = start_after
         with translated(self.bucket):
-            page = await self.s3.list_objects_v2(**request)
+            return await self.s3.list_objects_v2(**request)
+
+    async def list_objects(self, prefix: str, limit: int, start_after: str | None = None) -> ObjectPage:
+        """One page of objects under ``prefix`` with size, ETag and time: one S3 call."""
+        page = await self._list_page(prefix, limit, start_after)
         found = [
             Listed(item["Key"], int(item["Size"]), item.get("ETag", ""), item["LastModified"])
             for item in page.get("Contents", [])
@@ -302,15 +305,7 @@ class Storage:
 
     async def list_keys(self, prefix: str, limit: int, start_after: str | None = None) -> Listing:
         """One page of keys under ``prefix`` in S3's (ascending) order."""
-        request: ListObjectsV2RequestTypeDef = {
-            "Bucket": self.settings.s3_bucket,
-            "Prefix": prefix,
-            "MaxKeys": limit,
-        }
-        if start_after:
-            request["StartAfter"] = start_after
-        with translated(self.bucket):
-            page = await self.s3.list_objects_v2(**request)
+        page = await self._list_page(prefix, limit, start_after)
         found = [item["Key"] for item in page.get("Contents", [])]
         more = bool(page.get("IsTruncated")) and bool(found)
         return Listing(found, found[-1] if more else None)
