@@ -181,6 +181,7 @@ def test_public_url_path_is_the_root_path() -> None:
     )
 
 
+@pytest.mark.peers  # runs `soundpost serve` in a process of its own: not for the fast loop
 def test_serve_refuses_to_start_when_misconfigured() -> None:
     """The production command exits at once with every bad setting named, no traceback."""
     env = {"PATH": "/usr/bin:/bin", "SOUNDPOST_PUBLIC_URL": "nope"}
