@@ -1,8 +1,9 @@
 """Settings: read from the environment once, validated once, frozen.
 
-Every setting is a ``SOUNDPOST_*`` variable. ``load_settings`` collects every
-problem before failing, so an operator fixes a broken deployment in one pass
-instead of one restart per typo. Secrets are wrapped in ``Secret`` so they never
+Every setting is a ``SOUNDPOST_*`` variable, declared once as a field of
+``Settings`` (the settings table: variable, default, bounds, one line of
+meaning). ``load_settings`` collects every problem before failing, so an
+operator fixes a broken deployment in one pass instead of one restart per typo. Secrets are wrapped in ``Secret`` so they never
 show in a repr, a traceback or a log line.
 """
 
