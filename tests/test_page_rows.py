@@ -155,6 +155,7 @@ def test_a_recording_is_named_in_local_time_says_what_is_safe_where_and_plays_se
         page.get_by_role("button", name="Stop recording").click()
         expect(row).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
         expect(row.locator(".message")).to_contain_text("under Your uploads")
+        expect(row.locator(".percent")).to_have_text(re.compile(r"^0:0[3-5] recorded · all in storage$"))
         item = listed(page, name)
         expect(item.locator(".duration")).to_have_text(re.compile(r"^0:0[3-5]$"))
         wait_playable(item)
@@ -244,3 +245,69 @@ def test_the_page_draws_the_waveform_from_the_peaks_and_a_click_on_it_seeks(alic
     canvas.click(position={"x": box["width"] * 0.75, "y": box["height"] / 2})
     seconds = item.locator("audio").evaluate("(audio) => audio.currentTime")
     assert abs(seconds - 3.0) < 0.2, seconds
+
+
+CONTRAST = """([selector, property]) => {
+    const rgb = (value) => value.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+    const luminance = (value) => {
+        const [r, g, b] = rgb(value).map((c) => {
+            const s = c / 255;
+            return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+        });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const ratio = (a, b) => {
+        const [high, low] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+        return (high + 0.05) / (low + 0.05);
+    };
+    const element = document.querySelector(selector);
+    const mark = getComputedStyle(element)[property];
+    const page = getComputedStyle(document.body).backgroundColor;
+    const own = getComputedStyle(element).backgroundColor;
+    return [ratio(mark, page), own.endsWith(", 0)") ? null : ratio(mark, own)];
+}"""
+
+
+def test_quiet_button_borders_and_the_focus_ring_stand_out_at_3_to_1(alice: Any) -> None:
+    """WCAG 1.4.11: a quiet button's border and the keyboard focus ring contrast 3:1 with what is around them."""
+    for selector in ("#account button.quiet", "#drop"):
+        around_page, around_self = alice.evaluate(CONTRAST, [selector, "borderTopColor"])
+        assert around_page >= 3 and (around_self is None or around_self >= 3), (
+            selector,
+            around_page,
+            around_self,
+        )
+    sign_out = alice.get_by_role("button", name="Sign out")
+    sign_out.focus()
+    alice.keyboard.press("Tab")
+    alice.keyboard.press("Shift+Tab")  # focus from the keyboard: :focus-visible draws the ring
+    expect(sign_out).to_be_focused()
+    ring, _ = alice.evaluate(CONTRAST, ["#account button.quiet", "outlineColor"])
+    assert alice.evaluate("() => getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    assert ring >= 3, ring
+
+
+def test_a_refused_microphone_is_explained_in_words_and_focus_stays_on_record(
+    browser: Any, site: str
+) -> None:
+    """When the person says no to the microphone, Record says what to do in one sentence and keeps focus."""
+    context = browser.new_context(base_url=site, viewport={"width": 1280, "height": 900})
+    # Chromium's fake-UI flag always says yes; this is the answer a browser gives when the person says no.
+    context.add_init_script(
+        "navigator.mediaDevices.getUserMedia = () =>"
+        " Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));"
+    )
+    try:
+        page = sign_in(context.new_page(), "alice", "Alice Example")
+        record = page.get_by_role("button", name="Record", exact=True)
+        record.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#record-error")).to_have_text(
+            "Cannot record. Soundpost may not use the microphone: allow it in the browser's site settings, "
+            "then press Record again."
+        )
+        expect(record).to_be_focused()
+        expect(record).to_have_attribute("aria-pressed", "false")
+        expect(page.locator("#transfers .transfer")).to_have_count(0)
+    finally:
+        context.close()

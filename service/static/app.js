@@ -82,6 +82,7 @@ function transferRow(name) {
     const hadFocus = row.contains(document.activeElement);
     row.classList.add(state);
     row.dataset.state = state;
+    parts.render?.();
     parts.message.textContent = text;
     parts.message.hidden = false;
     parts.cancel.hidden = true;
@@ -328,7 +329,7 @@ async function loadLibrary(cursor = null) {
       more.onclick = () => loadLibrary(page.nextCursor);
     }
   } catch (error) {
-    $("library-error").textContent = `Your uploads could not be listed: ${describe(error)}`;
+    $("library-error").textContent = `Your uploads could not be listed. ${describe(error)}`;
     $("library-error").hidden = false;
   } finally {
     $("library").setAttribute("aria-busy", "false");
@@ -361,16 +362,19 @@ function wireDropZone() {
 // "1:05 recorded · saved on this device · 1.2 MB of 1.3 MB in storage" on a recording's row: what is safe
 // where. Storage takes whole parts (5 MiB by default), so while recording the device is what keeps it safe.
 function recordingProgress(parts, upload) {
-  return ({ recorded, stored, durationMs }) => {
+  const show = ({ recorded, stored, durationMs }) => {
+    parts.render = () => show({ recorded, stored, durationMs });  // again once settled: the device drops out
     parts.progress.max = Math.max(recorded, 1);
     parts.progress.value = stored;
     const length = durationMs == null ? null : `${humanDuration(durationMs / 1000)} recorded`;
-    const device = upload.keeping ? "saved on this device" : "not saved on this device";
+    const moving = ["recording", "uploading"].includes(parts.row.dataset.state);
+    const device = !moving ? null : upload.keeping ? "saved on this device" : "not saved on this device";
     const storage = recorded > 0 && stored >= recorded
       ? "all in storage" : `${humanSize(stored)} of ${humanSize(recorded)} in storage`;
     parts.percent.textContent = [length, device, storage].filter(Boolean).join(" · ");
     if (parts.row.dataset.state === "uploading" && recorded > 0 && stored >= recorded) parts.verifying();
   };
+  return show;
 }
 
 function wireRecorder() {
@@ -406,7 +410,7 @@ function wireRecorder() {
       recorder = live = null;
       starting = false;
       button.setAttribute("aria-busy", "false");
-      say(`Cannot record: ${describe(error)}`);
+      say(`Cannot record. ${describe(error)}`);
       return;
     }
     starting = false;
@@ -557,7 +561,7 @@ function unfinishedRow(record) {
     } catch (error) {
       finishButton.disabled = discardButton.disabled = false;
       discardButton.focus();
-      tell(`It could not be discarded: ${describe(error)} Try again.`);
+      tell(`It could not be discarded. ${describe(error)}`);
     }
   });
   return row;
@@ -597,7 +601,7 @@ async function showLimits() {
     line.textContent = `${typeNames(limits.accepted)} files, up to ${humanSize(limits.maxUploadBytes)} each.${quota}`;
     $("file").accept = ["audio/*", ...limits.accepted.flatMap((a) => a.extensions)].join(",");
   } catch (error) {
-    line.textContent = `Audio files. The size limit could not be loaded: ${describe(error)}`;
+    line.textContent = `Audio files. The size limit could not be loaded. ${describe(error)}`;
   }
 }
 

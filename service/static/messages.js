@@ -42,6 +42,13 @@ const SENTENCES = {
   validation_error: () => "The file's details could not be used: rename it and try again.",
 };
 
+// The microphone's refusals (getUserMedia's DOMException names), in words.
+const DEVICE = {
+  NotAllowedError: "Soundpost may not use the microphone: allow it in the browser's site settings, then press Record again.",
+  NotFoundError: "No microphone was found: connect one, then press Record again.",
+  NotReadableError: "The microphone is busy or failed: close other apps using it, then press Record again.",
+};
+
 // Codes for what the file is, not for a passing trouble: trying the same file again cannot help.
 const REFUSALS = new Set([
   "unsupported_type", "unsupported_media_type", "extension_mismatch", "file_too_large", "body_too_large",
@@ -56,7 +63,9 @@ export function explain(error) {
     if (!sentence && error.status >= 500) text = "Soundpost or its storage is having trouble: try again in a moment.";
     return { text, code: error.code, refused: REFUSALS.has(error.code) || error.status === 422 };
   }
-  if (error?.name === "NetworkError" || error instanceof TypeError) {
+  const device = DEVICE[error?.name];
+  if (device) return { text: device, code: error.name, refused: false };
+  if (error instanceof TypeError) {
     return { text: "The connection dropped: check that you are online, then retry.", code: "network", refused: false };
   }
   return { text: error?.message || String(error), code: null, refused: false };
