@@ -311,3 +311,19 @@ def test_a_refused_microphone_is_explained_in_words_and_focus_stays_on_record(
         expect(page.locator("#transfers .transfer")).to_have_count(0)
     finally:
         context.close()
+
+
+def test_a_row_says_the_upload_is_being_checked_until_the_service_answers(alice: Any) -> None:
+    """Between the last byte and the service's verdict, the row says it is in storage and being checked."""
+    held: list[Any] = []
+    alice.route(re.compile(r"/api/uploads/[^/]+/confirm$"), lambda route: held.append(route))
+    pick(alice, "checked.wav", tone(1))
+    row = transfer(alice, "checked.wav")
+    expect(row.locator(".message")).to_have_text(
+        "In storage: checking that it is audio…", timeout=UPLOAD_WAIT
+    )
+    expect(row).to_have_attribute("data-state", "uploading")
+    expect(row.locator(".percent")).to_have_text("100%")
+    held[0].continue_()
+    expect(row).to_have_attribute("data-state", "done")
+    expect(row.locator(".message")).to_have_text("Uploaded and checked: it is under Your uploads.")
