@@ -65,7 +65,7 @@ function speedMeter() {
 
 // ---- uploads in progress -------------------------------------------------------------------
 
-// A row in "Uploading": its parts, and finish(state, text) to settle it.
+// A row in "Uploading": its parts; finish, fail and uploaded settle it and move it to "Finished".
 function transferRow(name) {
   const row = fromTemplate("transfer-row");
   const parts = Object.fromEntries(["progress", ".percent", ".speed", ".cancel", ".message", ".code", ".retry"]
