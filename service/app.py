@@ -35,6 +35,7 @@ from service.schemas import Health, Readiness, encoder
 from service.settings import EVENTS_PATH, Settings, load_settings
 from service.signin import routes as auth
 from service.storage.client import check_at_startup, open_storage
+from service.uploads import limits as upload_limits
 from service.uploads import presign as uploads
 from service.uploads import uppy
 from service.webhooks import open_webhooks
@@ -143,6 +144,9 @@ def routes() -> list[BaseRoute]:
         ApiRoute("/auth/logout", auth.logout, method="POST", name="logout", spec=auth.LOGOUT),
         ApiRoute("/api/me", auth.me, method="GET", name="me", spec=auth.ME),
         ApiRoute("/api/providers", auth.providers, method="GET", name="providers", spec=auth.PROVIDERS),
+        ApiRoute(
+            "/api/limits", upload_limits.upload_limits, method="GET", name="limits", spec=upload_limits.LIMITS
+        ),
         ApiRoute("/api/uploads", library.list_uploads, method="GET", name="uploads", spec=library.LIST),
         ApiRoute("/api/uploads/{id}", library.delete, method="DELETE", name="upload", spec=library.DELETE),
         ApiRoute(

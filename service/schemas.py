@@ -328,3 +328,29 @@ class KeyQuery(msgspec.Struct):
 class BatchQuery(msgspec.Struct, rename={"part_numbers": "partNumbers"}):
     key: str
     part_numbers: Annotated[str, Meta(description="Comma-separated part numbers.", examples=["1,2,3"])]
+
+
+# --- what an upload must be, shown before any upload (GET /api/limits) ------------------------
+
+
+class AcceptedType(msgspec.Struct):
+    """One audio type the service accepts, with the file extensions it is stored under."""
+
+    type: Annotated[str, Meta(examples=["audio/wav"])]
+    extensions: Annotated[list[str], Meta(examples=[[".wav", ".wave"]])]
+
+
+class UploadLimits(msgspec.Struct, rename="camel"):
+    """What an upload must be, so the page can say it before a file is picked."""
+
+    accepted: list[AcceptedType]
+    max_upload_bytes: Annotated[int, Meta(description="The largest file one upload may be.")]
+    quota_bytes: Annotated[
+        int | None, Meta(description="The most bytes the user's uploads may take together; null: no quota.")
+    ]
+    used_bytes: Annotated[
+        int | None,
+        Meta(
+            description="What the user's uploads take, as this server last counted; null when there is no quota."
+        ),
+    ]

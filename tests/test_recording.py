@@ -182,7 +182,7 @@ def test_a_recording_is_in_storage_part_by_part_before_stop(
     expect(alice.get_by_role("button", name="Stop recording")).to_be_visible()  # still recording
     assert [p["PartNumber"] for p in parts[:2]] == [1, 2] and all(p["Size"] >= PART for p in parts)
     expect(row.locator(".percent")).to_have_text(
-        re.compile(r"^0:0\d recorded · [\d.]+ KB of [\d.]+ KB in storage$")
+        re.compile(r"^0:0\d recorded · saved on this device · ([\d.]+ KB of [\d.]+ KB|all) in storage$")
     )
     alice.keyboard.press("Enter")
     recorded = time.monotonic() - started
@@ -331,7 +331,7 @@ def test_a_recording_outlives_an_ended_session_and_only_its_owner_is_offered_it(
     alice.get_by_role("button", name="Stop recording").click()
     row = transfer(alice, "recording-")
     expect(row).to_have_attribute("data-state", "failed", timeout=UPLOAD_WAIT)
-    expect(row.locator(".message")).to_contain_text("Your session has ended.")
+    expect(row.locator(".message")).to_contain_text("Your session has ended: sign in again")
     expect(row.locator(".message")).to_contain_text(
         'It is kept on this device: finish it from "Unfinished uploads"'
     )

@@ -1,15 +1,20 @@
 // The page: who you are, add audio (pick, drop, record), watch it upload, play it back, delete it,
 // and finish what a reload or a crash interrupted.
 
-import { api, ApiError, describe } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { discardStored, finishStored, LiveUpload, NothingRecorded, UploadGone } from "./live.js";
+import { explain, humanSize, knowLimits, plain as describe, typeNames } from "./messages.js";
 import { Recorder } from "./recorder.js";
 import * as store from "./store.js";
 import { listParts, multipart, upload, uploadIdOf } from "./transfer.js";
+import { drawWaveform } from "./waveform.js";
+
+export { humanSize };
 
 const $ = (id) => document.getElementById(id);
 let me = null;  // the signed-in user; stored uploads are theirs only
 const claimed = new Map();  // upload id -> release, for the uploads this tab is moving now
+const knownSeconds = new Map();  // upload id -> length the recorder measured, until the server states one
 
 // Claim an upload for this tab (true), unless another tab is moving it (false).
 async function claim(uploadId) {
@@ -38,13 +43,6 @@ function contentTypeOf(file) {
   return file.type || GUESSED_TYPES[extension] || "application/octet-stream";
 }
 
-export function humanSize(bytes) {
-  const units = ["B", "KB", "MB", "GB"];
-  let value = bytes, unit = 0;
-  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
-  return `${value.toFixed(unit && value < 10 ? 1 : 0)} ${units[unit]}`;
-}
-
 export function humanDuration(seconds) {
   const whole = Math.round(seconds);
   return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
@@ -67,31 +65,76 @@ function speedMeter() {
 
 // ---- uploads in progress -------------------------------------------------------------------
 
-// A row in "Uploading": its parts, and finish(state, text) to settle it.
+// A row in "Uploading": its parts; finish, fail and uploaded settle it and move it to "Finished".
 function transferRow(name) {
   const row = fromTemplate("transfer-row");
-  const parts = Object.fromEntries(["progress", ".percent", ".speed", ".cancel", ".message"]
+  const parts = Object.fromEntries(["progress", ".percent", ".speed", ".cancel", ".message", ".code", ".retry"]
     .map((s) => [s.replace(".", ""), row.querySelector(s)]));
   row.querySelector(".name").textContent = name;
+  row.dataset.state = "uploading";
   parts.progress.setAttribute("aria-label", `Upload progress for ${name}`);
   parts.cancel.setAttribute("aria-label", `Cancel uploading ${name}`);
   $("transfers-section").hidden = false;
   $("transfers").prepend(row);
   parts.row = row;
-  parts.finish = (state, text) => {
+  // Settle the row and move it out of "Uploading"; focus that was in it goes to its Retry, else the heading.
+  parts.finish = (state, text, { code = null, retry = null } = {}) => {
+    const hadFocus = row.contains(document.activeElement);
     row.classList.add(state);
     row.dataset.state = state;
+    parts.render?.();
     parts.message.textContent = text;
     parts.message.hidden = false;
     parts.cancel.hidden = true;
+    parts.code.textContent = code ? `Code for support: ${code}` : "";
+    parts.code.hidden = !code;
+    parts.retry.parentElement.hidden = !retry;
+    if (retry) {
+      parts.retry.setAttribute("aria-label", `Retry ${name}`);
+      parts.retry.onclick = () => { leaveFinished(row, $("add-title")); retry(); };
+    }
+    $("finished").prepend(row);
+    $("finished-section").hidden = false;
+    $("transfers-section").hidden = $("transfers").children.length === 0;
+    if (hadFocus) (retry ? parts.retry : $("finished-title")).focus();
     announce(`${name}: ${text}`);
+  };
+  // A failure in words, refused (the file itself: no retry) or failed (retry when one is offered).
+  parts.fail = (error, retry = null) => {
+    const { text, code, refused } = explain(error);
+    parts.finish(refused ? "refused" : "failed", text, { code, retry: refused ? null : retry });
+  };
+  parts.verifying = () => {
+    parts.message.textContent = "In storage: checking that it is audio…";
+    parts.message.hidden = false;
+  };
+  parts.uploaded = (item) => {
+    parts.finish("done", item.status === "pending"
+      ? "In storage: it is still being checked, then it can be played under Your uploads."
+      : "Uploaded and checked: it is under Your uploads.");
   };
   return parts;
 }
 
+// Take a row out of "Finished", and hide the section once it is empty.
+function leaveFinished(row, focusTarget) {
+  row.remove();
+  $("finished-section").hidden = $("finished").children.length === 0;
+  focusTarget?.focus();
+}
+
+function wireFinished() {
+  $("clear-finished").addEventListener("click", () => {
+    $("finished").replaceChildren();
+    $("finished-section").hidden = true;
+    $("add-title").focus();
+    announce("Cleared the finished rows.");
+  });
+}
+
 // Words for a failure that leaves the upload kept on this device, to be finished later.
 function keptBecause(error) {
-  return `${describe(error)} It is kept on this device: finish it from "Unfinished uploads" `
+  return `${describe(error).replace(/[.:]?$/, ".")} It is kept on this device: finish it from "Unfinished uploads" `
     + "once you are signed in and online again.";
 }
 
@@ -110,7 +153,7 @@ async function keepFile(file, contentType, created, warn) {
 }
 
 async function transfer(file, { resumeFrom = null } = {}) {
-  const { progress, percent, speed, cancel, message, finish } = transferRow(file.name);
+  const { progress, percent, speed, cancel, message, finish, fail, verifying, uploaded: uploadedRow } = transferRow(file.name);
   const controller = new AbortController();
   cancel.addEventListener("click", () => controller.abort(new DOMException("Cancelled", "AbortError")));
   const meter = speedMeter();
@@ -136,21 +179,23 @@ async function transfer(file, { resumeFrom = null } = {}) {
   try {
     const key = await upload(file, contentType, { signal: controller.signal, onProgress, resumeFrom, onCreated });
     onProgress(file.size);
+    verifying();
     await saving;
     if (kept) await store.forget(kept).catch(() => {});
     const uploaded = await api(`api/uploads/${uploadIdOf(key)}/confirm`, { method: "POST" });
-    finish("done", "Uploaded.");
+    uploadedRow(uploaded);
     showUploads([uploaded], "newest");
   } catch (error) {
     if (kept && await saving && !error.aborted && error.name !== "AbortError") {
       await unclaim(kept);
-      finish("failed", keptBecause(error));
+      finish("failed", keptBecause(error), { code: explain(error).code });
       await showUnfinished();
       return;
     }
     if (kept) await store.forget(kept).catch(() => {});
-    if (error.name === "AbortError") finish("cancelled", "Cancelled.");
-    else finish("failed", describe(error));
+    const again = () => transfer(file);
+    if (error.name === "AbortError") finish("cancelled", "Cancelled: nothing was kept.", { retry: again });
+    else fail(error, again);
   } finally {
     unclaim(kept);
   }
@@ -168,9 +213,43 @@ function showUploads(items, where) {
   const library = $("library");
   const shown = new Set([...library.children].map((row) => row.dataset.id));
   const rows = items.filter((item) => !shown.has(item.id)).map(libraryRow);
-  if (where === "newest") library.prepend(...rows);
+  if (where === "newest") {
+    library.prepend(...rows);
+    showLimits();  // the quota line counts the new upload
+  }
   else library.append(...rows);
   $("library-empty").hidden = library.children.length > 0;
+}
+
+// "Opus · 48 kHz · mono" from the audio facts the server found, when it has them.
+function audioFacts(audio) {
+  if (!audio) return "";
+  const channels = { 1: "mono", 2: "stereo" }[audio.channels] ?? (audio.channels ? `${audio.channels} channels` : "");
+  const rate = audio.sampleRate ? `${audio.sampleRate / 1000} kHz` : "";
+  return [audio.codec, rate, channels].filter(Boolean).map((fact) => ` · ${fact}`).join("");
+}
+
+// Chrome's MediaRecorder WebM states no length, so the player shows 0:00 and cannot seek: asking for a
+// position past the end makes Chrome find the length, and the player then seeks.
+function seekable(audio) {
+  audio.addEventListener("loadedmetadata", () => {
+    if (audio.duration !== Infinity) return;
+    audio.addEventListener("durationchange", () => { audio.currentTime = 0; }, { once: true });
+    audio.currentTime = 1e101;
+  });
+}
+
+async function showWaveform(row, item, audio) {
+  if (!item.peaksUrl) return;
+  try {
+    const peaks = await api(item.peaksUrl);
+    const canvas = row.querySelector(".waveform");
+    canvas.hidden = false;
+    drawWaveform(canvas, peaks, audio);
+    row.dataset.waveform = "drawn";
+  } catch {
+    row.dataset.waveform = "unavailable";  // the player still works; the shape is a nicety
+  }
 }
 
 function libraryRow(item) {
@@ -178,8 +257,10 @@ function libraryRow(item) {
   row.dataset.id = item.id;
   row.querySelector(".name").textContent = item.filename;
   row.querySelector(".size").textContent = humanSize(item.size);
+  row.querySelector(".facts").textContent = audioFacts(item.audio);
   const duration = row.querySelector(".duration");
-  duration.textContent = item.durationSeconds == null ? "length unknown" : humanDuration(item.durationSeconds);
+  const seconds = item.durationSeconds ?? knownSeconds.get(item.id);
+  duration.textContent = seconds == null ? "length not known yet" : humanDuration(seconds);
   const time = row.querySelector("time");
   time.dateTime = item.uploadedAt;
   time.textContent = new Date(item.uploadedAt).toLocaleString();
@@ -194,9 +275,11 @@ function libraryRow(item) {
     return row;
   }
   audio.setAttribute("aria-label", `Play ${item.filename}`);
-  audio.addEventListener("loadedmetadata", () => {
-    if (item.durationSeconds == null && Number.isFinite(audio.duration)) duration.textContent = humanDuration(audio.duration);
+  seekable(audio);
+  audio.addEventListener("durationchange", () => {
+    if (seconds == null && Number.isFinite(audio.duration)) duration.textContent = humanDuration(audio.duration);
   });
+  showWaveform(row, item, audio);
   api(`api/uploads/${item.id}/url`).then(
     ({ url }) => { audio.src = url; },
     (error) => { duration.textContent = describe(error); },
@@ -224,9 +307,11 @@ function wireDelete(row, item) {
       (next?.querySelector(".delete") ?? $("library-title")).focus();
       $("library-empty").hidden = $("library").children.length > 0;
       announce(`Deleted ${item.filename}.`);
+      showLimits();
     } catch (error) {
       remove.disabled = false;
-      announce(describe(error));
+      remove.focus();
+      announce(`${item.filename} was not deleted: ${describe(error)}`);
     }
   });
 }
@@ -244,7 +329,7 @@ async function loadLibrary(cursor = null) {
       more.onclick = () => loadLibrary(page.nextCursor);
     }
   } catch (error) {
-    $("library-error").textContent = `Your uploads could not be listed: ${describe(error)}`;
+    $("library-error").textContent = `Your uploads could not be listed. ${describe(error)}`;
     $("library-error").hidden = false;
   } finally {
     $("library").setAttribute("aria-busy", "false");
@@ -263,20 +348,33 @@ function wireDropZone() {
     zone.classList.remove("over");
     addFiles(e.dataTransfer.files);
   });
+  // A click anywhere in the zone opens the picker, except on its own controls and messages.
+  zone.addEventListener("click", (e) => {
+    if (e.target.closest("button, label, input, a, .refused, .record-time")) return;
+    $("file").click();
+  });
   $("file").addEventListener("change", (e) => {
     addFiles(e.target.files);
     e.target.value = "";
   });
 }
 
-// "1:05 recorded · 1.2 MB of 1.3 MB in storage" on a recording's row.
-function recordingProgress(parts) {
-  return ({ recorded, stored, durationMs }) => {
+// "1:05 recorded · saved on this device · 1.2 MB of 1.3 MB in storage" on a recording's row: what is safe
+// where. Storage takes whole parts (5 MiB by default), so while recording the device is what keeps it safe.
+function recordingProgress(parts, upload) {
+  const show = ({ recorded, stored, durationMs }) => {
+    parts.render = () => show({ recorded, stored, durationMs });  // again once settled: the device drops out
     parts.progress.max = Math.max(recorded, 1);
     parts.progress.value = stored;
-    const length = durationMs == null ? "" : `${humanDuration(durationMs / 1000)} recorded · `;
-    parts.percent.textContent = `${length}${humanSize(stored)} of ${humanSize(recorded)} in storage`;
+    const length = durationMs == null ? null : `${humanDuration(durationMs / 1000)} recorded`;
+    const moving = ["recording", "uploading"].includes(parts.row.dataset.state);
+    const device = !moving ? null : upload.keeping ? "saved on this device" : "not saved on this device";
+    const storage = recorded > 0 && stored >= recorded
+      ? "all in storage" : `${humanSize(stored)} of ${humanSize(recorded)} in storage`;
+    parts.percent.textContent = [length, device, storage].filter(Boolean).join(" · ");
+    if (parts.row.dataset.state === "uploading" && recorded > 0 && stored >= recorded) parts.verifying();
   };
+  return show;
 }
 
 function wireRecorder() {
@@ -296,7 +394,7 @@ function wireRecorder() {
       live = mine = await LiveUpload.begin({
         userId: me.userId, filename: recorder.filename, contentType: recorder.contentType,
         hooks: {
-          onProgress: (state) => shown && recordingProgress(shown)(state),
+          onProgress: (state) => shown && recordingProgress(shown, mine)(state),
           onWarning: (text) => { say(text); announce(text); },
           onLimit: (maxBytes) => {
             say(`Recording stopped: it reached the largest upload allowed (${humanSize(maxBytes)}). `
@@ -312,7 +410,7 @@ function wireRecorder() {
       recorder = live = null;
       starting = false;
       button.setAttribute("aria-busy", "false");
-      say(`Cannot record: ${describe(error)}`);
+      say(`Cannot record. ${describe(error)}`);
       return;
     }
     starting = false;
@@ -321,7 +419,7 @@ function wireRecorder() {
     row.cancel.hidden = true;  // Stop is this row's control
     row.row.dataset.state = "recording";
     row.progress.setAttribute("aria-label", `Upload progress for ${recorder.filename}, recorded so far`);
-    recordingProgress(row)({ recorded: 0, stored: 0, durationMs: 0 });
+    recordingProgress(row, mine)({ recorded: 0, stored: 0, durationMs: 0 });
     button.textContent = "Stop recording";
     button.setAttribute("aria-pressed", "true");
     clock.hidden = false;
@@ -334,7 +432,7 @@ function wireRecorder() {
     if (!recorder) return stopping;
     return (stopping ??= (async () => {
       clearInterval(ticking);
-      const seconds = recorder.seconds;
+      const seconds = recorder.seconds, lengthMs = recorder.elapsedMs;
       button.setAttribute("aria-busy", "true");
       await recorder.stop();
       button.textContent = "Record";
@@ -348,15 +446,16 @@ function wireRecorder() {
       try {
         const uploaded = await upload.finish();
         parts.progress.value = parts.progress.max;
-        parts.finish("done", "Uploaded.");
+        knownSeconds.set(uploaded.id, lengthMs / 1000);
+        parts.uploaded(uploaded);
         showUploads([uploaded], "newest");
       } catch (error) {
         await unclaim(upload.record.uploadId);
         if (upload.keeping && !error.final && !(error instanceof NothingRecorded)) {
-          parts.finish("failed", keptBecause(error));
+          parts.finish("failed", keptBecause(error), { code: explain(error).code });
           await showUnfinished();
         } else {
-          parts.finish("failed", describe(error));
+          parts.fail(error);
         }
       } finally {
         unclaim(upload.record.uploadId);
@@ -428,16 +527,17 @@ function unfinishedRow(record) {
     parts.row.dataset.state = "uploading";
     announce(`Finishing ${record.filename}.`);
     try {
-      const uploaded = await finishStored(record, { onProgress: recordingProgress(parts) });
-      parts.finish("done", "Uploaded.");
+      const uploaded = await finishStored(record, { onProgress: recordingProgress(parts, { keeping: true }) });
+      knownSeconds.set(uploaded.id, record.durationMs / 1000);
+      parts.uploaded(uploaded);
       showUploads([uploaded], "newest");
     } catch (error) {
       if (error instanceof UploadGone) {
         parts.finish("failed", `${error.message} It cannot be finished; discard it to free this browser's storage.`);
       } else if (error.final) {
-        parts.finish("failed", describe(error));
+        parts.fail(error);
       } else {
-        parts.finish("failed", keptBecause(error));
+        parts.finish("failed", keptBecause(error), { code: explain(error).code });
       }
       await unclaim(record.uploadId);
       await showUnfinished();
@@ -461,7 +561,7 @@ function unfinishedRow(record) {
     } catch (error) {
       finishButton.disabled = discardButton.disabled = false;
       discardButton.focus();
-      tell(`It could not be discarded: ${describe(error)} Try again.`);
+      tell(`It could not be discarded. ${describe(error)}`);
     }
   });
   return row;
@@ -486,6 +586,22 @@ async function showUnfinished() {
   $("unfinished-section").hidden = count === 0;
   if (fresh.length) {
     announce(`${count} unfinished ${count === 1 ? "upload" : "uploads"}: finish or discard ${count === 1 ? "it" : "them"} under "Unfinished uploads".`);
+  }
+}
+
+// ---- what an upload must be, said before any upload ------------------------------------------
+
+async function showLimits() {
+  const line = $("limits");
+  try {
+    const limits = await api("api/limits");
+    knowLimits(limits);
+    const quota = limits.quotaBytes == null ? ""
+      : ` You have used ${humanSize(limits.usedBytes ?? 0)} of your ${humanSize(limits.quotaBytes)}.`;
+    line.textContent = `${typeNames(limits.accepted)} files, up to ${humanSize(limits.maxUploadBytes)} each.${quota}`;
+    $("file").accept = ["audio/*", ...limits.accepted.flatMap((a) => a.extensions)].join(",");
+  } catch (error) {
+    line.textContent = `Audio files. The size limit could not be loaded. ${describe(error)}`;
   }
 }
 
@@ -516,7 +632,8 @@ async function main() {
   $("signed-in").hidden = false;
   wireDropZone();
   wireRecorder();
-  await Promise.all([showUnfinished(), loadLibrary()]);
+  wireFinished();
+  await Promise.all([showLimits(), showUnfinished(), loadLibrary()]);
 }
 
 main().catch((error) => {

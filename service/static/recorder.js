@@ -8,6 +8,14 @@ const CONTAINERS = [
 // A chunk a second: what a crash can lose, and how often the page stores and counts.
 const TIMESLICE_MS = 1000;
 
+// "2026-12-07_14-05-09": the wall-clock time the list shows beside it (local, not UTC); no colons, which
+// some file systems refuse.
+export function localStamp(date) {
+  const two = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())}_`
+    + `${two(date.getHours())}-${two(date.getMinutes())}-${two(date.getSeconds())}`;
+}
+
 export class Recorder {
   // onChunk(blob, elapsedMs) is called for every chunk, the last one before stop() resolves.
   constructor(onChunk) {
@@ -16,8 +24,7 @@ export class Recorder {
     if (!supported) throw new Error("This browser cannot record audio in a format Soundpost accepts.");
     [this.mimeType, this.extension] = supported;
     this.contentType = this.mimeType.split(";")[0];
-    const stamp = new Date().toISOString().slice(0, 19).replaceAll(":", "-");
-    this.filename = `recording-${stamp}${this.extension}`;
+    this.filename = `recording-${localStamp(new Date())}${this.extension}`;
   }
 
   async start() {
