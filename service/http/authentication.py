@@ -32,6 +32,25 @@ def current_user(request: Request) -> User | None:
 
 def _user_from(request: Request, data: object) -> User | None:
     """The session's user, unless the entry is malformed, too old or signed out."""
+    user = session_user(request, data)
+    if user is None or not isinstance(data, dict):
+        return None
+    session_id, issued_ms = data["i"], data["t"]
+    revocations = resources(request)["revocations"]
+    if revocations.refuses(session_id, user.user_id, issued_ms):
+        return None
+    if revocations.undecided(issued_ms):  # not read yet, or Redis just lost its data: never accept blindly
+        raise ApiError(
+            503,
+            "revocations_unavailable",
+            "This server cannot yet tell whether your session was signed out. Try again in a moment.",
+            headers={"Retry-After": "5"},
+        )
+    return user
+
+
+def session_user(request: Request, data: object) -> User | None:
+    """The user a session entry names, if well formed and young enough, whether or not it was signed out."""
     if not isinstance(data, dict):
         return None
     try:
@@ -41,18 +60,14 @@ def _user_from(request: Request, data: object) -> User | None:
         return None  # no session id: from before sessions could be revoked, so not accepted
     if not isinstance(session_id, str) or not isinstance(issued_ms, int):
         return None
-    state = resources(request)
     # The cookie's signature may be newer than the sign-in (a later login re-signs it): the sign-in counts.
-    if time.time() * 1000 - issued_ms > state["settings"].session_max_age * 1000:
-        return None
-    user_id = keys.user_id(provider, subject)
-    if state["revocations"].refuses(session_id, user_id, issued_ms):
+    if time.time() * 1000 - issued_ms > resources(request)["settings"].session_max_age * 1000:
         return None
     verified = data.get("v") is True
     return User(
         provider=provider,
         subject=subject,
-        user_id=user_id,
+        user_id=keys.user_id(provider, subject),
         email=data.get("e") if verified else None,
         email_verified=verified,
         name=data.get("n"),

@@ -127,7 +127,10 @@ def open_limiters(settings: Settings) -> Limiters:
     rates = {budget.name: limits.parse_many(settings.budget_rate(budget)) for budget in BUDGETS}
     if settings.redis_url is None:
         return {name: MemoryWindows(items) for name, items in rates.items()}
-    storage = storage_from_string(f"async+{settings.redis_url}", wrap_exceptions=True)
+    # Bounded calls (seconds): a frozen Redis is a prompt 503 rate_limiter_unavailable, not a hang.
+    storage = storage_from_string(
+        f"async+{settings.redis_url}", wrap_exceptions=True, connect_timeout=1.0, stream_timeout=1.0
+    )
     assert isinstance(storage, Storage)  # the async+ scheme gives an asyncio storage
     limiter = MovingWindowRateLimiter(storage)
     return {name: SharedWindows(limiter, storage, items, name) for name, items in rates.items()}

@@ -28,7 +28,7 @@ from starlette.responses import RedirectResponse, Response
 
 from service.errors import ApiError
 from service.http.api import Spec
-from service.http.authentication import SESSION_USER, current_user, require_user
+from service.http.authentication import SESSION_USER, current_user, require_user, session_user
 from service.http.handlers import wants_html
 from service.http.params import decode_query
 from service.identity.providers import ProviderClient
@@ -110,6 +110,17 @@ async def _client(request: Request, provider: Provider) -> StarletteOAuth2App:
 async def login(request: Request) -> Response:
     settings = resources(request)["settings"]
     provider = _provider_for_login(settings, request.query_params.get("provider"))
+    reachable = await _provider_client(request, provider).probe()  # the live provider, not only a cache
+    if reachable.startswith("unreachable"):
+        logger.warning("identity provider %s unreachable at sign-in: %s", provider.name, reachable)
+        raise ApiError(
+            503,
+            "identity_provider_unavailable",
+            f"{provider.title} cannot be reached right now, so signing in is not possible. "
+            "Try again in a moment.",
+            headers={"Retry-After": "5"},
+            link=("Try again", _login_url(settings, provider)),
+        )
     client = await _client(request, provider)
     redirect_uri = _callback_url(settings, provider)
     try:
@@ -126,10 +137,26 @@ async def login(request: Request) -> Response:
 
 
 async def callback(request: Request) -> Response:
+    """Finish the flow; any failure offers a fresh sign-in, since a spent code cannot be used again."""
     settings = resources(request)["settings"]
     provider = settings.provider(request.path_params["provider"])
     if provider is None:
         raise ApiError(404, "unknown_provider", "There is no such identity provider.")
+    try:
+        return await _finish(request, settings, provider)
+    except ApiError as exc:
+        exc.link = ("Start again", _login_url(settings, provider))
+        if not exc.detail.endswith("Sign in again."):
+            exc.detail += " Start again from the sign-in page."
+        raise
+
+
+def _login_url(settings: Settings, provider: Provider) -> str:
+    """Where a fresh sign-in with this provider starts."""
+    return f"{settings.root_path}/auth/login?provider={provider.name}"
+
+
+async def _finish(request: Request, settings: Settings, provider: Provider) -> Response:
     client = await _client(request, provider)
     _check_issuer(request, provider, client)
     if request.query_params.get("error"):
@@ -302,12 +329,17 @@ PROVIDERS = Spec("The identity providers one can sign in with.", response=Provid
 
 
 async def logout(request: Request) -> Response:
-    """Revoke the session (or all the user's sessions), clear the cookie, and optionally sign out at the provider."""
+    """Revoke the session (or all the user's sessions), clear the cookie, and optionally sign out at the provider.
+
+    A sign-out that Redis could not record answers 503 and keeps the cookie: this
+    replica refuses the session already, and the same request again (with that
+    cookie) sends what is still waiting for Redis.
+    """
     state = resources(request)
     settings = state["settings"]
     everywhere = decode_query(request, LogoutQuery).everywhere
-    user, data = current_user(request), request.session.get(SESSION_USER)
-    request.session.clear()
+    data = request.session.get(SESSION_USER)
+    user = _signed_in_or_revoked(request, data)
     if user is not None and isinstance(data, dict):
         try:
             if everywhere:
@@ -321,10 +353,22 @@ async def logout(request: Request) -> Response:
                 "Signed out here, but other servers could not be told yet. Sign out again in a moment.",
                 headers={"Retry-After": "5"},
             ) from None
+    request.session.clear()
     if wants_html(request):
         end_session = await _end_session_url(request, settings, user)
         return RedirectResponse(end_session or settings.home, status_code=303)
     return Response(status_code=204)
+
+
+def _signed_in_or_revoked(request: Request, data: object) -> User | None:
+    """The session's user, also when already signed out here (a retried sign-out must still reach Redis)."""
+    try:
+        user = current_user(request)
+    except ApiError:  # this replica has not read the revocations yet: sign-out needs no answer from them
+        user = None
+    if user is None and isinstance(data, dict):
+        user = session_user(request, data)
+    return user
 
 
 async def _end_session_url(request: Request, settings: Settings, user: User | None) -> str | None:
