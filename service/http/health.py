@@ -5,11 +5,14 @@ every check at once under one deadline (``DEADLINE``, whatever the number of
 providers): the bucket is reachable with our credentials; with Redis, a timed
 PING, the revocation follower's last successful read and the budget store's
 PING; each identity provider answers (discovery fetched at most every
-``providers.PROBE_WINDOW`` seconds, each fetch bounded by ``PROBE_TIMEOUT``).
+``providers.PROBE_WINDOW`` seconds, each fetch bounded by ``PROBE_TIMEOUT``); with
+S3 events on, whether the last sweep had to promote uploads no push promoted
+(``service.event_pushes``).
 
 A replica is ready while it can serve signed-in users: the bucket and Redis are
 required. A provider outage only stops new sign-ins, which every replica shares,
-so it keeps the replica in the load balancer: the status is then "degraded" (200),
+and missed event pushes only delay promotion to the sweeper, so either keeps the
+replica in the load balancer: the status is then "degraded" (200),
 the check says why, and ``soundpost_readiness_check_ok`` in /metrics shows it.
 """
 
@@ -23,18 +26,21 @@ from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.event_pushes import PUSHES
 from service.http.handlers import storage_answer
 from service.identity.revocation import SharedRevocations
 from service.limits.windows import Limiters, SharedWindows
 from service.resources import resources
 from service.schemas import Health, Readiness, json_response
+from service.settings import Settings
 from service.storage.client import Storage, probe
 from service.storage.errors import StorageUnavailable
 
 logger = logging.getLogger("soundpost.health")
 
 DEADLINE = 5.0  # seconds /readyz may take, all checks together
-OPTIONAL_PREFIX = "idp:"  # checks whose failure degrades the service but leaves the replica ready
+# Checks whose failure degrades the service but leaves the replica ready: the providers, and S3 event pushes.
+OPTIONAL = ("idp:", "events")
 
 CHECK_OK = Gauge(
     "soundpost_readiness_check_ok",
@@ -66,6 +72,11 @@ async def _budgets(limiters: Limiters) -> str | None:
     return "ok" if await shared.storage.check() else "unreachable (Redis, SOUNDPOST_REDIS_URL)"
 
 
+async def _pushes(settings: Settings) -> str | None:
+    """S3 event pushes (with SOUNDPOST_EVENTS_TOKEN): whether the last sweep found uploads no push promoted."""
+    return PUSHES.check(settings.events_token is not None)
+
+
 async def run_checks(checks: dict[str, Awaitable[str | None]], deadline: float) -> dict[str, str]:
     """Every check at once; one that has not answered by the deadline is "timed out"."""
     tasks = {name: asyncio.ensure_future(check) for name, check in checks.items()}
@@ -94,12 +105,13 @@ async def readyz(request: Request) -> Response:
     if isinstance(state["revocations"], SharedRevocations):
         checks["revocations"] = state["revocations"].check()
     for name, provider in state["providers"].items():
-        checks[f"{OPTIONAL_PREFIX}{name}"] = provider.probe()
+        checks[f"idp:{name}"] = provider.probe()
+    checks["events"] = _pushes(state["settings"])
     results = await run_checks(checks, DEADLINE)
     for name, result in results.items():
         CHECK_OK.labels(name).set(1 if result == "ok" else 0)
     failed = {name: result for name, result in results.items() if result != "ok"}
-    required = [name for name in failed if not name.startswith(OPTIONAL_PREFIX)]
+    required = [name for name in failed if not name.startswith(OPTIONAL)]
     status = "not_ready" if required else "degraded" if failed else "ready"
     if failed:
         logger.warning("%s: %s", status.replace("_", " "), failed)

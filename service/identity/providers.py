@@ -153,7 +153,9 @@ class ProviderClient:
         if url is None:
             return
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
-            await client.head(url)
+            await client.get(
+                url
+            )  # GET, not HEAD: some providers route HEAD oddly; no parameters, no side effect
         self.probed_at = self.clock()
 
 
