@@ -42,6 +42,7 @@ from typing import Any
 
 import coredis
 import coredis.exceptions
+from coredis.retry import ConstantRetryPolicy
 from coredis.tokens import PureToken
 
 from service.settings import Settings
@@ -145,10 +146,20 @@ class Revocations:
         pass
 
 
+def bounded_retries() -> ConstantRetryPolicy:
+    """Try again once on a broken connection (Redis restarted), never on a timeout: coredis's default
+    retries timeouts too, which made a frozen Redis cost 3 to 5 s a call instead of 1 (measured)."""
+    return ConstantRetryPolicy((coredis.exceptions.ConnectionError,), 2, 0.01)
+
+
 def redis_client(redis_url: str, read_timeout: float = READ_TIMEOUT) -> coredis.Redis[str]:
-    """A client whose every call is bounded: a frozen Redis is an error within seconds, not a hang."""
+    """A client whose every call is bounded: a frozen Redis is an error within about a second, not a hang."""
     return coredis.Redis.from_url(
-        redis_url, decode_responses=True, connect_timeout=CONNECT_TIMEOUT, stream_timeout=read_timeout
+        redis_url,
+        decode_responses=True,
+        connect_timeout=CONNECT_TIMEOUT,
+        stream_timeout=read_timeout,
+        retry_policy=bounded_retries(),
     )
 
 
