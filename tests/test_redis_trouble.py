@@ -91,6 +91,23 @@ def test_sign_outs_survive_redis_restarted_empty_on_every_replica_old_and_new(
             assert settles(three, kept, 200)[-1] == 200  # a session never signed out works again
 
 
+def test_a_stream_deleted_under_the_replicas_is_published_again(
+    app_env: dict[str, str], redis: RedisServer
+) -> None:
+    """The stream alone lost (deleted, or evicted without noeviction): the replica that holds the sign-out
+    publishes it again, so a replica started afterwards refuses the session."""
+    env = {**app_env, "SOUNDPOST_REDIS_URL": redis.url}
+    with serve_app(env) as one, browser(one, user="alice") as alice:
+        cookie = alice.cookies["soundpost_session"]
+        assert alice.post("/auth/logout").status_code == 204
+        assert redis.command("DEL", "soundpost:revocations") == "1"
+        deadline = time.monotonic() + 15
+        while redis.command("XLEN", "soundpost:revocations") == "0" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with serve_app(env) as late:
+            assert me(late, cookie) == 401
+
+
 def test_a_sign_out_during_an_outage_keeps_the_cookie_and_holds_everywhere_once_redis_is_back(
     app_env: dict[str, str], redis: RedisServer
 ) -> None:

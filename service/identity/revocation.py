@@ -14,8 +14,10 @@ Redis trouble does not bring a signed-out session back:
   answers again (the sign-out still answers 503, so the user knows and can retry).
 - Redis holds an "epoch" key, made when the stream is first used. A replica that
   finds it gone or changed knows Redis lost its data (restarted without
-  persistence, flushed): it publishes again every entry it holds that a cookie
-  could still match, and reads the stream from its start. For ``REPUBLISH_GRACE``
+  persistence, flushed), and one that finds the stream gone after reading from
+  it knows the stream alone was lost (deleted, evicted): either way it publishes
+  again every entry it holds that a cookie could still match, and reads the
+  stream from its start. For ``REPUBLISH_GRACE``
   seconds after an epoch is made, sessions signed in before it are answered 503,
   not accepted, while the replicas that remember publish again.
 - A replica that has not yet read the stream (started while Redis is down)
@@ -246,6 +248,8 @@ class SharedRevocations(Revocations):
 
     async def check_epoch(self) -> None:
         """Notice that Redis lost its data (the epoch key is gone or new): publish again what is held here."""
+        if self.last_id != "0" and not await self.redis.exists([STREAM]):
+            self.lost("the stream was deleted or evicted")  # the epoch key outlived it
         epoch = await self.redis.get(EPOCH)
         if epoch is None:
             await self.redis.set(EPOCH, f"{self.now_ms()}:{secrets.token_hex(8)}", condition=PureToken.NX)
@@ -253,16 +257,21 @@ class SharedRevocations(Revocations):
         if epoch is None or epoch == self.epoch:
             return
         if self.epoch is not None:
-            logger.error(
-                "Redis lost the sign-outs (SOUNDPOST_REDIS_URL: give it persistence, appendonly yes, "
-                "and maxmemory-policy noeviction); publishing again the %d this replica holds",
-                len(self.sessions) + len(self.users),
-            )
-            self.republish = True
-            self.last_id = "0"  # the other replicas publish theirs again too: read the new stream whole
+            self.lost("its data was lost")
         self.epoch = epoch
         made_ms = epoch_made_ms(epoch)
         self.doubt_before_ms, self.doubt_until_ms = made_ms, made_ms + int(REPUBLISH_GRACE * 1000)
+
+    def lost(self, how: str) -> None:
+        """Redis no longer has the sign-outs: publish again what this replica holds, read the stream anew."""
+        logger.error(
+            "Redis lost the sign-outs (%s; SOUNDPOST_REDIS_URL: give it persistence, appendonly yes, "
+            "and maxmemory-policy noeviction); publishing again the %d this replica holds",
+            how,
+            len(self.sessions) + len(self.users),
+        )
+        self.republish = True
+        self.last_id = "0"  # the other replicas publish theirs again too: read the new stream whole
 
     async def follow_once(self, block: bool) -> None:
         """One round: check the epoch, send what waits, read what was appended since the last round."""

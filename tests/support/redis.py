@@ -63,6 +63,13 @@ class RedisServer:
             self.process.wait(timeout=10)
             self.process = None
 
+    def command(self, *args: str) -> str:
+        """One command through redis-cli; its answer as text."""
+        done = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10, check=True
+        )
+        return done.stdout.strip()
+
     def freeze(self) -> None:
         """SIGSTOP: connections stay open, nothing is answered (a stalled Redis)."""
         assert self.process is not None
