@@ -49,6 +49,17 @@ def test_a_copy_of_the_cookie_taken_before_sign_out_no_longer_works(
         assert presign.status_code == 401
 
 
+def test_a_copy_of_a_signed_out_cookie_cannot_sign_the_user_out_everywhere(
+    alice: httpx.Client, app_url: str
+) -> None:
+    """Sign-out with a session refused already only sends what waits for Redis: it revokes nothing new."""
+    copy = alice.cookies["soundpost_session"]
+    assert alice.post("/auth/logout").status_code == 204
+    with signed_in(app_url) as later, with_cookie(app_url, copy) as thief:
+        assert thief.post("/auth/logout?everywhere=true").status_code == 204
+        assert later.get("/api/me").json()["subject"] == "alice"
+
+
 def test_signing_out_one_session_leaves_the_others(app_url: str) -> None:
     """Two sign-ins of the same user are two sessions; ending one keeps the other."""
     with signed_in(app_url) as laptop, signed_in(app_url) as phone:

@@ -196,9 +196,7 @@ class SharedRevocations(Revocations):
         self.reader.connection_pool.disconnect()
 
     async def revoke_session(self, session_id: str, user_id: str, issued_ms: int) -> None:
-        if session_id in self.sessions:  # signed out already (a retry): send only what still waits
-            await self.flush()
-        elif self.apply_session(session_id, user_id, issued_ms):
+        if self.apply_session(session_id, user_id, issued_ms):
             await self.publish({"s": session_id, "u": user_id, "t": str(issued_ms)})
         else:  # the table is full here: tell the others what this replica did instead
             await self.publish({"u": user_id, "b": str(self.users[user_id])})

@@ -339,10 +339,12 @@ async def logout(request: Request) -> Response:
     settings = state["settings"]
     everywhere = decode_query(request, LogoutQuery).everywhere
     data = request.session.get(SESSION_USER)
-    user = _signed_in_or_revoked(request, data)
+    user = session_user(request, data)  # also when signed out already: a retry must still reach Redis
     if user is not None and isinstance(data, dict):
         try:
-            if everywhere:
+            if _signed_out_already(request):
+                await state["revocations"].flush()  # send only what still waits; a copy revokes nothing new
+            elif everywhere:
                 await state["revocations"].revoke_user(user.user_id)
             else:
                 await state["revocations"].revoke_session(data["i"], user.user_id, data["t"])
@@ -360,15 +362,13 @@ async def logout(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _signed_in_or_revoked(request: Request, data: object) -> User | None:
-    """The session's user, also when already signed out here (a retried sign-out must still reach Redis)."""
+def _signed_out_already(request: Request) -> bool:
+    """Whether this replica refuses the session: then a sign-out (a retry, or a copy of the cookie) only sends
+    what waits for Redis, so a copy cannot end the user's later sessions with everywhere=true."""
     try:
-        user = current_user(request)
-    except ApiError:  # this replica has not read the revocations yet: sign-out needs no answer from them
-        user = None
-    if user is None and isinstance(data, dict):
-        user = session_user(request, data)
-    return user
+        return current_user(request) is None
+    except ApiError:  # not read the sign-outs yet: signing out is still this session's to do
+        return False
 
 
 async def _end_session_url(request: Request, settings: Settings, user: User | None) -> str | None:
