@@ -12,6 +12,7 @@ time that sign-out revokes (``service.identity.revocation``): never tokens.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -31,7 +32,7 @@ from service.http.api import Spec
 from service.http.authentication import SESSION_USER, current_user, require_user, session_user
 from service.http.handlers import wants_html
 from service.http.params import decode_query
-from service.identity.providers import ProviderClient
+from service.identity.providers import PROBE_TIMEOUT, ProviderClient
 from service.identity.revocation import RevocationUnavailable
 from service.resources import resources
 from service.schemas import LogoutQuery, ProviderList, User, json_response
@@ -107,21 +108,37 @@ async def _client(request: Request, provider: Provider) -> StarletteOAuth2App:
         raise _idp_error(provider, f"unusable discovery document at {key}: {exc}") from None
 
 
+async def _live_client(request: Request, provider: Provider) -> StarletteOAuth2App:
+    """The provider's client once the provider has answered now, within ``PROBE_TIMEOUT`` seconds: a
+    cached discovery document is no proof the provider is up, so it is probed (a success within the last
+    ``PROBE_WINDOW`` seconds stands); metadata past its age is fetched now, under the same bound."""
+    holder = _provider_client(request, provider)
+    if holder.fresh():
+        reachable = await holder.probe()
+        if reachable.startswith("unreachable"):
+            logger.warning("identity provider %s unreachable at sign-in: %s", provider.name, reachable)
+            raise ApiError(
+                503,
+                "identity_provider_unavailable",
+                f"{provider.title} cannot be reached right now, so signing in is not possible. "
+                "Try again in a moment.",
+                headers={"Retry-After": "5"},
+            )
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            return await _client(request, provider)
+    except TimeoutError as exc:
+        raise _idp_unreachable(provider, exc) from None
+
+
 async def login(request: Request) -> Response:
     settings = resources(request)["settings"]
     provider = _provider_for_login(settings, request.query_params.get("provider"))
-    reachable = await _provider_client(request, provider).probe()  # the live provider, not only a cache
-    if reachable.startswith("unreachable"):
-        logger.warning("identity provider %s unreachable at sign-in: %s", provider.name, reachable)
-        raise ApiError(
-            503,
-            "identity_provider_unavailable",
-            f"{provider.title} cannot be reached right now, so signing in is not possible. "
-            "Try again in a moment.",
-            headers={"Retry-After": "5"},
-            link=("Try again", _login_url(settings, provider)),
-        )
-    client = await _client(request, provider)
+    try:
+        client = await _live_client(request, provider)
+    except ApiError as exc:
+        exc.link = ("Try again", _login_url(settings, provider))
+        raise
     redirect_uri = _callback_url(settings, provider)
     try:
         authorization = await client.create_authorization_url(redirect_uri)
