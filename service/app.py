@@ -116,8 +116,9 @@ async def index(request: Request) -> Response:
 
 HEALTHZ = Spec("Liveness: the process answers. No I/O.", response=Health, tag="operations")
 READYZ = Spec(
-    "Readiness: the bucket is reachable, each OpenID provider's discovery document loads (checked at most "
-    "every 5 s), and sign-outs are followed from Redis if shared (503 and the failed checks if not).",
+    "Readiness, all checks at once within 5 s: the bucket and, if shared, Redis (sign-outs followed, budgets) "
+    "are required (503 and the failed checks if not); a provider that cannot be reached leaves the replica "
+    'ready as "degraded".',
     response=Readiness,
     also={503: Readiness},
     tag="operations",

@@ -43,8 +43,10 @@ class ApiError(Exception):
         detail: str,
         path: str | None = None,
         headers: dict[str, str] | None = None,
+        link: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
+        self.link = link  # (label, URL): the way forward a browser's error page offers, e.g. "Start again"
         self.status = status
         self.code = code
         self.detail = detail

@@ -41,10 +41,10 @@ def test_healthz_answers_ok(client: httpx.Client) -> None:
 
 
 def test_readyz_checks_the_bucket_and_the_provider_metadata(client: httpx.Client) -> None:
-    """Ready when the bucket answers and the OpenID provider's discovery document loads."""
+    """Ready when the bucket answers, the OpenID provider's discovery document loads and the OAuth2 one answers."""
     answer = client.get("/readyz")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ready", "checks": {"s3": "ok", "idp:fake": "ok"}}
+    assert answer.json() == {"status": "ready", "checks": {"s3": "ok", "idp:fake": "ok", "idp:hub": "ok"}}
 
 
 def test_readyz_is_503_when_the_bucket_goes_missing_naming_the_code_and_setting(

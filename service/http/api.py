@@ -100,6 +100,7 @@ class ApiRoute(ExactPathRoute):
             add(422, "validation_error")
         if self.spec.signed_in:
             add(401, "not_signed_in")
+            add(503, "revocations_unavailable")  # this replica has not read the sign-outs from Redis yet
         if self.method in UNSAFE_METHODS:
             add(403, "cross_site_request")
         if self.spec.budget is not None:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from service.core import keys
 from service.errors import ApiError
-from service.identity.session_identity import from_session
+from service.identity.session_identity import SessionIdentity, from_session
 from service.resources import resources
 from service.schemas import User
 
@@ -34,21 +34,34 @@ def current_user(request: Request) -> User | None:
 def _user_from(request: Request, data: object) -> User | None:
     """The session's user, unless the entry is malformed, too old or signed out."""
     identity = from_session(data)
+    user = session_user(request, identity)
+    if user is None or identity is None:
+        return None
+    revocations = resources(request)["revocations"]
+    if revocations.refuses(identity.session_id, user.user_id, identity.signed_in_ms):
+        return None
+    if revocations.undecided(identity.signed_in_ms):  # not read yet, or Redis just lost its data
+        raise ApiError(
+            503,
+            "revocations_unavailable",
+            "This server cannot yet tell whether your session was signed out. Try again in a moment.",
+            headers={"Retry-After": "5"},
+        )
+    return user
+
+
+def session_user(request: Request, identity: SessionIdentity | None) -> User | None:
+    """The user a session names, if young enough, whether or not it was signed out."""
     if identity is None:
         return None
-    provider, subject, issued_ms = identity.provider, identity.subject, identity.signed_in_ms
-    state = resources(request)
     # The cookie's signature may be newer than the sign-in (a later login re-signs it): the sign-in counts.
-    if time.time() * 1000 - issued_ms > state["settings"].session_max_age * 1000:
-        return None
-    user_id = keys.user_id(provider, subject)
-    if state["revocations"].refuses(identity.session_id, user_id, issued_ms):
+    if time.time() * 1000 - identity.signed_in_ms > resources(request)["settings"].session_max_age * 1000:
         return None
     verified = identity.email_verified
     return User(
-        provider=provider,
-        subject=subject,
-        user_id=user_id,
+        provider=identity.provider,
+        subject=identity.subject,
+        user_id=keys.user_id(identity.provider, identity.subject),
         email=identity.email if verified else None,
         email_verified=verified,
         name=identity.name,

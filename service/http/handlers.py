@@ -107,8 +107,15 @@ def _page(error: ApiError, home: str) -> str:
         "<body style='font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem'>"
         f"<h1>{title}</h1><p>{html.escape(error.detail)}</p>"
         f"<p><small>Error code: <code>{html.escape(error.code)}</code></small></p>"
-        f"<p><a href='{html.escape(home)}'>Back to Soundpost</a></p></body></html>"
+        f"{_link(error)}<p><a href='{html.escape(home)}'>Back to Soundpost</a></p></body></html>"
     )
+
+
+def _link(error: ApiError) -> str:
+    if error.link is None:
+        return ""
+    label, url = error.link
+    return f"<p><a href='{html.escape(url)}'><strong>{html.escape(label)}</strong></a></p>"
 
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:

@@ -5,6 +5,7 @@ The counts themselves are kept by ``service.limits.windows`` (in memory, or in R
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import limits
@@ -15,8 +16,12 @@ from service.errors import ApiError
 from service.http.authentication import current_user
 from service.resources import resources
 
+logger = logging.getLogger("soundpost.ratelimit")
 
-def _unavailable() -> ApiError:
+
+def _unavailable(exc: Exception) -> ApiError:
+    cause = exc.__cause__ or exc
+    logger.warning("rate limiter cannot reach Redis (SOUNDPOST_REDIS_URL): %s", type(cause).__name__)
     return ApiError(
         503,
         "rate_limiter_unavailable",
@@ -40,7 +45,7 @@ async def spend(request: Request, budget: Budget, key: str, cost: int = 1, scale
     try:
         wait = await limiter.hit(key, cost, scale)
     except limits.errors.StorageError as exc:
-        raise _unavailable() from exc
+        raise _unavailable(exc) from exc
     if wait is not None:
         raise _limited(budget, wait)
 
@@ -60,7 +65,7 @@ def enforcer(budget: Budget) -> Callable[[Request], Awaitable[None]]:
         try:
             wait = await limiter.hit(user.user_id)
         except limits.errors.StorageError as exc:
-            raise _unavailable() from exc
+            raise _unavailable(exc) from exc
         if wait is not None:
             raise _limited(budget, wait)
 

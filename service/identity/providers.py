@@ -8,9 +8,11 @@ client stays in use until the new one has loaded a usable document. A
 document without the endpoints sign-in needs is refused here, by name, instead
 of failing later inside Authlib.
 
-Readiness asks ``probe()``: a successful fetch (by a probe or a sign-in) stands
-for ``PROBE_WINDOW`` seconds, after which the document is fetched again, one
-fetch at a time per provider, each bounded by ``PROBE_TIMEOUT``. A failure is not
+Readiness and each sign-in ask ``probe()``: a successful fetch (by a probe or a
+sign-in) stands for ``PROBE_WINDOW`` seconds, after which the document (or, for a
+plain OAuth2 provider, the authorize endpoint) is fetched again, one fetch at a
+time per provider shared by every caller waiting for it, each bounded by
+``PROBE_TIMEOUT``. A failure is not
 remembered (and a failed fetch by a sign-in ends the window early), so ``/readyz`` shows a provider down within ``PROBE_WINDOW`` seconds
 and back at the next check after it returns.
 """
@@ -83,6 +85,7 @@ class ProviderClient:
         self.loaded_at: float | None = None  # our clock, when the client's metadata was fetched
         self.lock = asyncio.Lock()
         self.probed_at: float | None = None  # when a fetch last succeeded
+        self.last_probe: tuple[float, str] | None = None  # when the last probe finished, and its result
 
     def fresh(self) -> bool:
         if self.provider.kind != "oidc":
@@ -117,23 +120,43 @@ class ProviderClient:
         return self.probed_at is not None and self.clock() - self.probed_at < PROBE_WINDOW
 
     async def probe(self) -> str:
-        """Readiness: "ok" if the document loaded within ``PROBE_WINDOW`` seconds or loads now, else why not."""
-        if self.provider.kind != "oidc" or self.probed_recently():
+        """Whether the provider answers now: "ok" if it did within ``PROBE_WINDOW`` seconds, else one bounded
+        fetch (the discovery document, or the authorize endpoint of a plain OAuth2 provider), shared by every
+        caller waiting meanwhile."""
+        if self.probed_recently():
             return "ok"
+        asked_at = self.clock()
         async with self.lock:
             if self.probed_recently():  # loaded while this probe waited for the lock
                 return "ok"
-            return await self.probe_now()
+            if self.last_probe is not None and self.last_probe[0] >= asked_at:
+                return self.last_probe[1]  # another caller's probe finished while this one waited
+            result = await self.probe_now()
+            self.last_probe = (self.clock(), result)
+            return result
 
     async def probe_now(self) -> str:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
-                await self.reload()
+                if self.provider.kind == "oidc":
+                    await self.reload()
+                else:
+                    await self.reach(self.provider.authorize_url)
         except (TimeoutError, httpx.HTTPError) as exc:
             return f"unreachable ({type(exc).__name__})"
         except ValueError as exc:  # not JSON, or not a usable document
             return f"unusable ({exc})" if isinstance(exc, UnusableMetadata) else "unusable (not JSON)"
         return "ok"
+
+    async def reach(self, url: str | None) -> None:
+        """Any HTTP answer from the endpoint the browser is sent to shows the provider is up."""
+        if url is None:
+            return
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
+            await client.get(
+                url
+            )  # GET, not HEAD: some providers route HEAD oddly; no parameters, no side effect
+        self.probed_at = self.clock()
 
 
 def provider_clients(settings: Settings) -> dict[str, ProviderClient]:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 from service.core import keys
+from service.event_pushes import PUSHES
 from service.identity.revocation import Revocations
 from service.lifecycle import promotion
 from service.limits.usage import Usage
@@ -166,6 +167,9 @@ async def sweep(resources: Resources) -> SweepReport:
     await _outbox(resources, report)
     await _decided(resources, report)
     await _recount(resources, report)
+    PUSHES.after_sweep(
+        resources["settings"].events_token is not None, report.promoted + report.rejected + report.replaced
+    )
     logger.info(
         "sweep: %d promoted, %d rejected, %d replaced, %d expired, %d aborted, %d redelivered, %d forgotten",
         report.promoted,

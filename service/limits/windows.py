@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import coredis.exceptions
 import limits
+from coredis.retry import ConstantRetryPolicy
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
@@ -127,7 +129,15 @@ def open_limiters(settings: Settings) -> Limiters:
     rates = {budget.name: limits.parse_many(settings.budget_rate(budget)) for budget in BUDGETS}
     if settings.redis_url is None:
         return {name: MemoryWindows(items) for name, items in rates.items()}
-    storage = storage_from_string(f"async+{settings.redis_url}", wrap_exceptions=True)
+    # Bounded calls (seconds), no retry on a timeout: a frozen Redis is a prompt 503 rate_limiter_unavailable.
+    storage = storage_from_string(
+        f"async+{settings.redis_url}",
+        wrap_exceptions=True,
+        connect_timeout=1.0,
+        stream_timeout=1.0,
+        # Again once on a broken connection, never on a timeout (coredis's default: 3 to 5 s a call, measured).
+        retry_policy=ConstantRetryPolicy((coredis.exceptions.ConnectionError,), 2, 0.01),  # type: ignore[arg-type]
+    )
     assert isinstance(storage, Storage)  # the async+ scheme gives an asyncio storage
     limiter = MovingWindowRateLimiter(storage)
     return {name: SharedWindows(limiter, storage, items, name) for name, items in rates.items()}

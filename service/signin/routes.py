@@ -12,6 +12,7 @@ time that sign-out revokes (``service.identity.revocation``): never tokens.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -28,10 +29,10 @@ from starlette.responses import RedirectResponse, Response
 
 from service.errors import ApiError
 from service.http.api import Spec
-from service.http.authentication import SESSION_USER, current_user, require_user
+from service.http.authentication import SESSION_USER, current_user, require_user, session_user
 from service.http.handlers import wants_html
 from service.http.params import decode_query
-from service.identity.providers import ProviderClient
+from service.identity.providers import PROBE_TIMEOUT, ProviderClient
 from service.identity.revocation import RevocationUnavailable
 from service.identity.session_identity import SessionIdentity, from_session, to_session
 from service.resources import resources
@@ -108,10 +109,37 @@ async def _client(request: Request, provider: Provider) -> StarletteOAuth2App:
         raise _idp_error(provider, f"unusable discovery document at {key}: {exc}") from None
 
 
+async def _live_client(request: Request, provider: Provider) -> StarletteOAuth2App:
+    """The provider's client once the provider has answered now, within ``PROBE_TIMEOUT`` seconds: a
+    cached discovery document is no proof the provider is up, so it is probed (a success within the last
+    ``PROBE_WINDOW`` seconds stands); metadata past its age is fetched now, under the same bound."""
+    holder = _provider_client(request, provider)
+    if holder.fresh():
+        reachable = await holder.probe()
+        if reachable.startswith("unreachable"):
+            logger.warning("identity provider %s unreachable at sign-in: %s", provider.name, reachable)
+            raise ApiError(
+                503,
+                "identity_provider_unavailable",
+                f"{provider.title} cannot be reached right now, so signing in is not possible. "
+                "Try again in a moment.",
+                headers={"Retry-After": "5"},
+            )
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            return await _client(request, provider)
+    except TimeoutError as exc:
+        raise _idp_unreachable(provider, exc) from None
+
+
 async def login(request: Request) -> Response:
     settings = resources(request)["settings"]
     provider = _provider_for_login(settings, request.query_params.get("provider"))
-    client = await _client(request, provider)
+    try:
+        client = await _live_client(request, provider)
+    except ApiError as exc:
+        exc.link = ("Try again", _login_url(settings, provider))
+        raise
     redirect_uri = _callback_url(settings, provider)
     try:
         authorization = await client.create_authorization_url(redirect_uri)
@@ -127,10 +155,26 @@ async def login(request: Request) -> Response:
 
 
 async def callback(request: Request) -> Response:
+    """Finish the flow; any failure offers a fresh sign-in, since a spent code cannot be used again."""
     settings = resources(request)["settings"]
     provider = settings.provider(request.path_params["provider"])
     if provider is None:
         raise ApiError(404, "unknown_provider", "There is no such identity provider.")
+    try:
+        return await _finish(request, settings, provider)
+    except ApiError as exc:
+        exc.link = ("Start again", _login_url(settings, provider))
+        if not exc.detail.endswith("Sign in again."):
+            exc.detail += " Start again from the sign-in page."
+        raise
+
+
+def _login_url(settings: Settings, provider: Provider) -> str:
+    """Where a fresh sign-in with this provider starts."""
+    return f"{settings.root_path}/auth/login?provider={provider.name}"
+
+
+async def _finish(request: Request, settings: Settings, provider: Provider) -> Response:
     client = await _client(request, provider)
     _check_issuer(request, provider, client)
     if request.query_params.get("error"):
@@ -304,15 +348,22 @@ PROVIDERS = Spec("The identity providers one can sign in with.", response=Provid
 
 
 async def logout(request: Request) -> Response:
-    """Revoke the session (or all the user's sessions), clear the cookie, and optionally sign out at the provider."""
+    """Revoke the session (or all the user's sessions), clear the cookie, and optionally sign out at the provider.
+
+    A sign-out that Redis could not record answers 503 and keeps the cookie: this
+    replica refuses the session already, and the same request again (with that
+    cookie) sends what is still waiting for Redis.
+    """
     state = resources(request)
     settings = state["settings"]
     everywhere = decode_query(request, LogoutQuery).everywhere
-    user, identity = current_user(request), from_session(request.session.get(SESSION_USER))
-    request.session.clear()
+    identity = from_session(request.session.get(SESSION_USER))
+    user = session_user(request, identity)  # also when signed out already: a retry must still reach Redis
     if user is not None and identity is not None:
         try:
-            if everywhere:
+            if _signed_out_already(request):
+                await state["revocations"].flush()  # send only what still waits; a copy revokes nothing new
+            elif everywhere:
                 await state["revocations"].revoke_user(user.user_id)
             else:
                 await state["revocations"].revoke_session(
@@ -325,10 +376,20 @@ async def logout(request: Request) -> Response:
                 "Signed out here, but other servers could not be told yet. Sign out again in a moment.",
                 headers={"Retry-After": "5"},
             ) from None
+    request.session.clear()
     if wants_html(request):
         end_session = await _end_session_url(request, settings, user)
         return RedirectResponse(end_session or settings.home, status_code=303)
     return Response(status_code=204)
+
+
+def _signed_out_already(request: Request) -> bool:
+    """Whether this replica refuses the session: then a sign-out (a retry, or a copy of the cookie) only sends
+    what waits for Redis, so a copy cannot end the user's later sessions with everywhere=true."""
+    try:
+        return current_user(request) is None
+    except ApiError:  # not read the sign-outs yet: signing out is still this session's to do
+        return False
 
 
 async def _end_session_url(request: Request, settings: Settings, user: User | None) -> str | None:
