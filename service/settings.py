@@ -107,6 +107,8 @@ class Settings:
     max_pending_uploads: int = 50
     events_token: Secret | None = None
     events_url: str | None = None
+    # -- shared rate budgets (issue 23): the share of each budget a replica may lease from Redis ahead of use
+    redis_lease_percent: int = 10
 
     @property
     def secure_cookies(self) -> bool:
@@ -435,6 +437,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         if read.raw("USER_QUOTA_BYTES")
         else None,
         max_pending_uploads=read.integer("MAX_PENDING_UPLOADS", 50, 1, 10_000),
+        # -- shared rate budgets (issue 23)
+        redis_lease_percent=read.integer("REDIS_LEASE_PERCENT", 10, 0, 50),
     )
     if read.problems:
         raise SettingsError(read.problems)
