@@ -90,6 +90,24 @@ def test_a_refusal_costs_one_round_trip_then_none_until_the_budget_refills(redis
     assert "zadd" not in counts  # the refusal recorded nothing
 
 
+def test_a_burst_from_one_user_on_one_replica_shares_one_grant(redis_url: str) -> None:
+    """Eleven concurrent hits at 100 a minute with 10 % leases: one asks for 1 + 10, the others wait and spend them."""
+
+    async def run() -> tuple[list[int | None], dict[str, int]]:
+        limiter = replica(redis_url, "100/minute", lease_percent=10)
+        try:
+            assert await limiter.hit("warm-up") is None
+            async with command_counts(redis_url) as counts:
+                answers = await asyncio.gather(*(limiter.hit("alice") for _ in range(11)))
+            return answers, counts
+        finally:
+            limiter.close()
+
+    answers, counts = asyncio.run(run())
+    assert answers == [None] * 11
+    assert counts["evalsha"] == 1
+
+
 def test_every_window_applies_and_a_refused_hit_spends_nothing(redis_url: str) -> None:
     """``2/second;3/minute``: the third hit waits a second; after it, one more, then the minute refuses."""
 
