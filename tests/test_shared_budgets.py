@@ -108,6 +108,26 @@ def test_a_burst_from_one_user_on_one_replica_shares_one_grant(redis_url: str) -
     assert counts["evalsha"] == 1
 
 
+def test_many_users_hits_in_one_pass_of_the_event_loop_share_one_round_trip(redis_url: str) -> None:
+    """Forty users' first hits, all waiting at once, go to Redis as one EVALSHA, each granted on its own."""
+
+    async def run() -> tuple[list[int | None], dict[str, int]]:
+        limiter = replica(redis_url, "1/minute")
+        try:
+            assert await limiter.hit("warm-up") is None
+            async with command_counts(redis_url) as counts:
+                answers = await asyncio.gather(*(limiter.hit(f"user-{n % 20}") for n in range(40)))
+            return answers, counts
+        finally:
+            limiter.close()
+
+    answers, counts = asyncio.run(run())
+    assert answers[:20] == [None] * 20  # each user's first hit
+    assert all(wait is not None and 1 <= wait <= 60 for wait in answers[20:])  # and their second, refused
+    assert counts["evalsha"] == 1
+    assert counts["zadd"] == 20
+
+
 def test_every_window_applies_and_a_refused_hit_spends_nothing(redis_url: str) -> None:
     """``2/second;3/minute``: the third hit waits a second; after it, one more, then the minute refuses."""
 
