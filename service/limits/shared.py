@@ -1,10 +1,11 @@
 """Rate budgets shared by replicas through Redis: one script call per refill, leases spent locally.
 
 Each grant is one ``EVALSHA`` of ``SPEND`` below, whatever the number of windows a
-rate has, refused or not, and the grants every request of one event-loop pass
-waits for (many users at once, under load) share that one call. To keep Redis off most requests a replica may take a
-*lease*: up to ``slack`` units more than the hit needs, recorded in Redis as spent
-at once and then spent here without a round trip. A refusal is remembered until
+rate has, refused or not, and the grants that the requests of one event-loop pass
+wait for (many users at once, under load) share that one call. To keep Redis off
+most requests a replica may take a *lease*: up to ``slack`` units more than the
+hit needs, recorded in Redis as spent at once and then spent here without a round
+trip. A refusal is remembered until
 Redis said enough refills, so a user hammering a spent budget costs Redis nothing.
 
 The bound: in any window of a rate, all replicas together allow at most the
@@ -211,7 +212,7 @@ class SharedWindows:
         self.next_sweep = self.clock() + self.SWEEP_EVERY
 
     def slack(self, scale: int) -> int:
-        """Units a replica may hold unspent: the lease share of the smallest window of the rate."""
+        """Units a replica may hold unspent: the lease share of the smallest amount among the rate's windows."""
         return min(amount * scale for amount, _ in self.windows) * self.lease_percent // 100
 
     async def hit(self, key: str, cost: int = 1, scale: int = 1) -> int | None:
