@@ -3,12 +3,16 @@
 
     python bench/inproc.py                 # µs of CPU per request for each target
     python bench/inproc.py --profile presign   # the same loop under cProfile
+    python bench/inproc.py --redis         # adds presign with its budgets in Redis (a redis-server of its own)
 
 On a shared machine wall-clock load tests are noisy; process CPU time over a loop
 of calls is a steadier way to compare two versions of the code. Each request is a
 raw ASGI call (scope, receive, send) on one event loop, signed in with a session
 cookie made the way SessionMiddleware makes it. S3 is never contacted: presigning
-is local and the clients only connect when a request needs them.
+is local and the clients only connect when a request needs them. With ``--redis``
+the ``presign_redis`` target (budgets leased from Redis, the default share) and
+``presign_redis_exact`` (no leases: one round trip per request) run against a
+redis-server this script starts, whose CPU per request is printed too.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import cProfile
 import json
 import pstats
+import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ import itsdangerous
 from starlette.types import ASGIApp, Message
 
 from bench.apps import ceiling
+from bench.redis_server import RedisServer, redis_server
 from bench.run import BENCH_RATE_LIMIT, PARAMS_QUERY, PRESIGN_BODY
 from service.app import create_app
 
@@ -51,11 +58,21 @@ SETTINGS = {
 
 
 def session_cookie() -> bytes:
-    """A signed-in session cookie, signed exactly as Starlette's SessionMiddleware signs it."""
-    data = base64.b64encode(
-        json.dumps({"user": {"p": "dev", "s": "alice", "e": "alice@example.com"}}).encode()
-    )
+    """A signed-in session cookie, signed as Starlette's SessionMiddleware signs it, holding what
+    sign-in stores (service.signin.routes._identity): the session id and sign-in time included."""
+    user = {
+        "p": "dev",
+        "s": "alice",
+        "i": secrets.token_urlsafe(12),
+        "t": int(time.time() * 1000),
+        "e": "alice@example.com",
+        "v": True,
+    }
+    data = base64.b64encode(json.dumps({"user": user}).encode())
     return b"soundpost_session=" + itsdangerous.TimestampSigner(SECRET).sign(data)
+
+
+COOKIE = session_cookie()  # one session for the whole run, as a browser keeps it
 
 
 def scope(
@@ -63,7 +80,7 @@ def scope(
 ) -> dict[str, Any]:
     headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"inproc"), (b"accept", b"*/*")]
     if cookie:
-        headers.append((b"cookie", session_cookie()))
+        headers.append((b"cookie", COOKIE))
     if body:
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     return {
@@ -127,16 +144,38 @@ def targets(app: ASGIApp, bare: ASGIApp, state: dict[str, Any]) -> dict[str, Cal
     }
 
 
-async def measure(call: Callable[[], Awaitable[int]], n: int) -> float:
-    """CPU µs per call over ``n`` calls, after a warm-up."""
+async def measure(
+    call: Callable[[], Awaitable[int]], n: int, redis: RedisServer | None = None
+) -> tuple[float, float]:
+    """CPU µs per call over ``n`` calls, after a warm-up: this process's, and redis-server's (0 without)."""
     for _ in range(200):
         status = await call()
     if status != 200:
         raise SystemExit(f"target answered {status}")
+    redis_before = redis.cpu_seconds() if redis else 0.0
     started = time.process_time()
     for _ in range(n):
         await call()
-    return (time.process_time() - started) / n * 1e6
+    spent = time.process_time() - started
+    redis_spent = redis.cpu_seconds() - redis_before if redis else 0.0
+    return spent / n * 1e6, redis_spent / n * 1e6
+
+
+@contextlib.asynccontextmanager
+async def redis_targets(redis: RedisServer) -> AsyncIterator[dict[str, Callable[[], Awaitable[int]]]]:
+    """Presign with its budgets in Redis: leased (the default share), and exact (a round trip each)."""
+    body = PRESIGN_BODY.encode()
+    calls = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for name, percent in (("presign_redis", None), ("presign_redis_exact", "0")):
+            env = {**SETTINGS, "SOUNDPOST_REDIS_URL": redis.url}
+            if percent is not None:
+                env["SOUNDPOST_REDIS_LEASE_PERCENT"] = percent
+            app = create_app(env)
+            state = await stack.enter_async_context(app.router.lifespan_context(app))
+            template = scope("POST", "/api/upload/presigned-url", body=body)
+            calls[name] = caller(app, template, body, dict(state or {}))
+        yield calls
 
 
 async def main(argv: list[str]) -> None:
@@ -150,10 +189,15 @@ async def main(argv: list[str]) -> None:
         "--only", nargs="+", metavar="TARGET", help="measure these targets only (and the ceiling)"
     )
     parser.add_argument("--sort", default="tottime", help="cProfile sort key for --profile")
+    parser.add_argument("--redis", action="store_true", help="add the presign targets with budgets in Redis")
     args = parser.parse_args(argv)
     app = create_app(SETTINGS)
-    async with app.router.lifespan_context(app) as state:
+    async with contextlib.AsyncExitStack() as stack:
+        state = await stack.enter_async_context(app.router.lifespan_context(app))
         calls = targets(app, ceiling(), dict(state or {}))
+        redis = stack.enter_context(redis_server()) if args.redis else None
+        if redis is not None:
+            calls |= await stack.enter_async_context(redis_targets(redis))
         if args.profile:
             call = calls[args.profile]
             await measure(call, 100)
@@ -166,15 +210,17 @@ async def main(argv: list[str]) -> None:
             return
         if args.only:
             calls = {name: call for name, call in calls.items() if name == "ceiling" or name in args.only}
-        results: dict[str, list[float]] = {name: [] for name in calls}
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
         for _ in range(args.rounds):
             for name, call in calls.items():
-                results[name].append(await measure(call, args.n))
-        base = min(results["ceiling"])
-        print(f"{'target':<10} {'min µs':>8} {'median µs':>10} {'× ceiling CPU':>14}")
+                results[name].append(await measure(call, args.n, redis if "redis" in name else None))
+        base = min(results["ceiling"])[0]
+        print(f"{'target':<20} {'min µs':>8} {'median µs':>10} {'× ceiling CPU':>14} {'Redis µs':>9}")
         for name, values in results.items():
             values.sort()
-            print(f"{name:<10} {values[0]:>8.1f} {values[len(values) // 2]:>10.1f} {values[0] / base:>14.2f}")
+            low, middle = values[0][0], values[len(values) // 2][0]
+            redis_cpu = sorted(r for _, r in values)[len(values) // 2]
+            print(f"{name:<20} {low:>8.1f} {middle:>10.1f} {low / base:>14.2f} {redis_cpu:>9.1f}")
 
 
 if __name__ == "__main__":

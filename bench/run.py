@@ -3,7 +3,9 @@
 
 Everything runs on 127.0.0.1: an S3 stand-in (moto), the dev identity provider,
 and each target served by uvicorn in its own process with the same settings
-(uvloop, httptools, one worker unless said otherwise, no access log). The
+(uvloop, httptools, one worker unless said otherwise, no access log), each
+worker pinned to a core, wrk and a redis-server (for the targets whose budgets
+live in Redis) pinned to another. The
 benchmark signs in for real through the identity provider, checks that a
 presigned POST really uploads, then loads every target with wrk in turn, round
 after round, and reports medians: requests/s, p50, p99, errors, server CPU per
@@ -37,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402 - imported after the path set-up, so the script runs from anywhere
 
 from bench import micro  # noqa: E402
+from bench.redis_server import RedisServer, redis_server  # noqa: E402
 from service import devstack  # noqa: E402
 
 LUA = Path(__file__).with_name("load.lua")
@@ -45,6 +48,9 @@ PRESIGN_BODY = json.dumps({"filename": "take.wav", "contentType": "audio/wav", "
 PARAMS_QUERY = "/s3/params?filename=take.wav&type=audio%2Fwav&metadata%5Bsize%5D=1000"
 TICKS = os.sysconf("SC_CLK_TCK")
 BENCH_RATE_LIMIT = "1000000/second"
+CORES = sorted(os.sched_getaffinity(0))
+# One-worker servers on the first core; wrk and redis-server on the last (a second worker shares it).
+SERVER_CORE, LOAD_CORE = CORES[0], CORES[-1]
 
 
 # ---------------------------------------------------------------- processes
@@ -98,6 +104,7 @@ class Server:
     workers: int = 1
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    redis: RedisServer | None = None
 
     @property
     def url(self) -> str:
@@ -124,9 +131,20 @@ class Server:
             with contextlib.suppress(httpx.HTTPError):
                 httpx.get(f"{self.url}/healthz", timeout=1)
                 if self.workers == 1 or len(process_tree(self.process.pid)) > self.workers:
+                    self.pin()
                     return
             time.sleep(0.2)
         raise SystemExit(f"{self.name} did not start listening on {self.url}")
+
+    def pin(self) -> None:
+        """Each worker on a core of its own: one worker on the server core, more spread over the cores."""
+        assert self.process is not None
+        for member in process_tree(self.process.pid):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(member, {SERVER_CORE})
+        for index, pid in enumerate(self.worker_pids()):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, {CORES[index % len(CORES)]})
 
     def worker_pids(self) -> list[int]:
         assert self.process is not None
@@ -221,11 +239,21 @@ def wrk(target: Target, seconds: int, connections: int, threads: int) -> dict[st
         str(LUA),
         target.server.url + target.path,
     ]
+    redis = target.server.redis
     before = cpu_seconds(target.server.process.pid)  # type: ignore[union-attr]
+    redis_before = redis.cpu_seconds() if redis else 0.0
     load_before = children_cpu_seconds()
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {LOAD_CORE}),
+    ).stdout
     load_cpu = children_cpu_seconds() - load_before  # wrk's own CPU: the one child waited for meanwhile
     cpu = cpu_seconds(target.server.process.pid) - before  # type: ignore[union-attr]
+    redis_cpu = redis.cpu_seconds() - redis_before if redis else float("nan")
     line = next(line for line in out.splitlines() if line.startswith("BENCH "))
     raw = json.loads(line[6:])
     requests = raw["requests"]
@@ -238,6 +266,7 @@ def wrk(target: Target, seconds: int, connections: int, threads: int) -> dict[st
         "requests": requests,
         "cpu_us_per_request": cpu / requests * 1e6 if requests else float("nan"),
         "load_cpu_us_per_request": load_cpu / requests * 1e6 if requests else float("nan"),
+        "redis_cpu_us_per_request": redis_cpu / requests * 1e6 if requests else float("nan"),
     }
 
 
@@ -312,8 +341,8 @@ def versions() -> str:
 
 def table(targets: list[Target], ceiling: Target) -> str:
     rows = [
-        "| target | req/s | p50 ms | p99 ms | errors | CPU µs/req | wrk CPU µs/req | × ceiling |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| target | req/s | p50 ms | p99 ms | errors | CPU µs/req | wrk CPU µs/req | Redis CPU µs/req | × ceiling |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for t in targets:
         if not t.runs:
@@ -321,12 +350,13 @@ def table(targets: list[Target], ceiling: Target) -> str:
         rps = median(t.runs, "rps")
         errors = int(sum(run["errors"] for run in t.runs))
         if not sum(run["requests"] for run in t.runs):
-            rows.append(f"| {t.name} | 0 | no request completed | | {errors} | | | 0.00 |")
+            rows.append(f"| {t.name} | 0 | no request completed | | {errors} | | | | 0.00 |")
             continue
+        redis_cpu = "–" if t.server.redis is None else f"{median(t.runs, 'redis_cpu_us_per_request'):,.1f}"
         rows.append(
             f"| {t.name} | {rps:,.0f} | {median(t.runs, 'p50_ms'):.2f} | {median(t.runs, 'p99_ms'):.2f} | "
             f"{errors} | {median(t.runs, 'cpu_us_per_request'):,.0f} | {median(t.runs, 'load_cpu_us_per_request'):,.0f} | "
-            f"{ratio(t, ceiling):.2f} |"
+            f"{redis_cpu} | {ratio(t, ceiling):.2f} |"
         )
     return "\n".join(rows)
 
@@ -346,6 +376,25 @@ def stack(env_extra: dict[str, str]) -> Iterator[dict[str, str]]:
         # (its cost is measured) without refusing any.
         env["SOUNDPOST_RATE_LIMIT"] = BENCH_RATE_LIMIT
         yield {**env, **env_extra}
+
+
+def redis_lines(redis_targets: list[Target], presign: Target, scaled: Target) -> list[str]:
+    """What budgets in Redis cost against budgets in each process, measured in the same rounds."""
+    if not redis_targets:
+        return []
+    with_redis, scaled_redis, exact = redis_targets
+    p99 = statistics.median(
+        r["p99_ms"] / p["p99_ms"] for r, p in zip(with_redis.runs, presign.runs, strict=True)
+    )
+    return [
+        f"- presign with Redis / in process, one worker: {ratio(with_redis, presign):.2f} (target ≥ 0.85); "
+        f"p99 {p99:.2f}× (target ≤ 1.5)",
+        f"- two workers sharing Redis / two workers in process: {ratio(scaled_redis, scaled):.2f} (target ≥ 0.85)",
+        f"- Redis without leases (a round trip per request) / in process: {ratio(exact, presign):.2f}; "
+        f"Redis CPU {median(exact.runs, 'redis_cpu_us_per_request'):.1f} µs per request",
+        f"- cores: servers pinned from core {SERVER_CORE} (a second worker on core {CORES[1 % len(CORES)]}), "
+        f"wrk and redis-server on core {LOAD_CORE}",
+    ]
 
 
 def ensure_wrk() -> None:
@@ -376,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-micro", action="store_true", help="skip the presign micro-benchmark")
     parser.add_argument("--no-naive", action="store_true", help="skip the client-per-request reference")
+    parser.add_argument(
+        "--no-redis", action="store_true", help="skip the targets with budgets in Redis (SOUNDPOST_REDIS_URL)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.warmup = 1, 2, 1
@@ -384,12 +436,16 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     servers: list[Server] = []
     with stack({}) as env, contextlib.ExitStack() as cleanup:
+        redis = None if args.no_redis else cleanup.enter_context(redis_server(cpu=LOAD_CORE))
 
-        def server(name: str, app: str, workers: int = 1) -> Server:
+        def server(name: str, app: str, workers: int = 1, extra: dict[str, str] | None = None) -> Server:
+            extra = extra or {}
             command = (
                 [python, "-m", "service", "serve"] if app == "service" else [python, "-m", "bench.serve", app]
             )
-            started = Server(name, command, env, workers)
+            started = Server(name, command, {**env, **extra}, workers)
+            if redis is not None and "SOUNDPOST_REDIS_URL" in extra:
+                started.redis = redis
             started.start()
             cleanup.callback(started.stop)
             servers.append(started)
@@ -400,6 +456,18 @@ def main(argv: list[str] | None = None) -> int:
         one = server("soundpost", "service")
         two = server("soundpost ×2", "service", workers=2)
         naive = None if args.no_naive else server("naive", "bench.apps:naive")
+        shared: list[Server] = []
+        if redis is not None:
+            url = {"SOUNDPOST_REDIS_URL": redis.url}
+            shared = [
+                server("soundpost, Redis", "service", extra=url),
+                server("soundpost ×2, Redis", "service", workers=2, extra=url),
+                server(
+                    "soundpost, Redis, no leases",
+                    "service",
+                    extra=url | {"SOUNDPOST_REDIS_LEASE_PERCENT": "0"},
+                ),
+            ]
 
         ceiling = Target("bare Starlette (ceiling)", ceiling_server, "GET", "/", signed_in=False)
         floor = Target(
@@ -415,9 +483,29 @@ def main(argv: list[str] | None = None) -> int:
             "/api/upload/presigned-url",
             PRESIGN_BODY,
         )
+        redis_targets = [
+            Target(
+                f"POST /api/upload/presigned-url, {label}",
+                s,
+                "POST",
+                "/api/upload/presigned-url",
+                PRESIGN_BODY,
+            )
+            for s, label in zip(
+                shared,
+                ("Redis", "2 workers sharing Redis", "Redis, no leases (a round trip each)"),
+                strict=True,
+            )
+        ]
         # Run order is table order. Each ratio's two sides run back to back (ceiling and presign,
-        # presign and its two-worker twin), so the machine's other load changes little between them.
-        targets = [ceiling, presign, scaled, floor, Target("GET /s3/params", one, "GET", PARAMS_QUERY)]
+        # presign and its Redis twin, the two workers in process and sharing Redis), so the
+        # machine's other load changes little between them.
+        if redis_targets:
+            with_redis, scaled_redis, exact = redis_targets
+            first = [ceiling, presign, with_redis, scaled, scaled_redis, exact]
+        else:
+            first = [ceiling, presign, scaled]
+        targets = [*first, floor, Target("GET /s3/params", one, "GET", PARAMS_QUERY)]
         if naive is not None:
             targets.append(
                 Target(
@@ -429,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
-        cookies = {s.name: sign_in(s.url) for s in (one, two, *([naive] if naive else []))}
+        cookies = {s.name: sign_in(s.url) for s in (one, two, *([naive] if naive else []), *shared)}
         notes = []
         for t in list(targets):
             if not t.signed_in:
@@ -483,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- 2 workers / 1 worker: {ratio(scaled, presign):.2f} (target ≥ 1.8); with wrk on the same two cores "
             f"they can give at most {two_core_bound(scaled, presign):.2f} (2 cores / server and wrk CPU per request)"
         ),
+        *redis_lines(redis_targets, presign, scaled),
         "- resident memory per worker after the run (MB): "
         + "; ".join(f"{name} {', '.join(map(str, sizes))}" for name, sizes in rss.items())
         + " (target ≤ 100)",

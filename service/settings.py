@@ -522,6 +522,13 @@ class Settings:
     )
     sign_in_timeout: int = integer("SIGN_IN_TIMEOUT", 600, 30, 3600, "seconds a sign-in may take")
     access_log: bool = boolean("ACCESS_LOG", False, "log one JSON line per request")
+    redis_lease_percent: int = integer(
+        "REDIS_LEASE_PERCENT",
+        10,
+        0,
+        50,
+        "percent of a budget a replica may lease from Redis ahead of use (0: every hit asks Redis)",
+    )
     # A new setting goes here, in its own block: see docs/development.md, "Where things go".
 
     @property

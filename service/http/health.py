@@ -29,7 +29,8 @@ from starlette.responses import Response
 from service.event_pushes import PUSHES
 from service.http.handlers import storage_answer
 from service.identity.revocation import SharedRevocations
-from service.limits.windows import Limiters, SharedWindows
+from service.limits.shared import SharedWindows
+from service.limits.windows import Limiters
 from service.resources import resources
 from service.schemas import Health, Readiness, json_response
 from service.settings import Settings
@@ -69,7 +70,7 @@ async def _budgets(limiters: Limiters) -> str | None:
     shared = next((limiter for limiter in limiters.values() if isinstance(limiter, SharedWindows)), None)
     if shared is None:
         return None
-    return "ok" if await shared.storage.check() else "unreachable (Redis, SOUNDPOST_REDIS_URL)"
+    return "ok" if await shared.reachable() else "unreachable (Redis, SOUNDPOST_REDIS_URL)"
 
 
 async def _pushes(settings: Settings) -> str | None:

@@ -2,8 +2,8 @@
 
 In memory by default (each process keeps its own budgets), with ``MemoryWindows``
 below; with ``SOUNDPOST_REDIS_URL`` every replica draws from the same budgets in
-Redis, through the ``limits`` library's moving window. A signed-out request is not
-counted here: the route answers it with 401 anyway.
+Redis, through ``service.limits.shared``. A signed-out request is not counted
+here: the route answers it with 401 anyway.
 
 Why not ``limits``' own memory storage: it is on the presign hot path, and it
 starts an expiry task that hops to a thread (``asyncio.to_thread``) on almost
@@ -17,17 +17,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-import coredis.exceptions
 import limits
-from coredis.retry import ConstantRetryPolicy
-from limits.aio.storage import Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
 
 from service.core.budgets import BUDGETS
+from service.limits.shared import open_shared
 from service.settings import Settings
 
 
@@ -95,32 +90,6 @@ def last_hit(windows: list[deque[float]]) -> float:
     return max((window[-1] for window in windows if window), default=-math.inf)
 
 
-@dataclass
-class SharedWindows:
-    """The same budget kept in Redis by ``limits``, so every replica draws from it."""
-
-    limiter: MovingWindowRateLimiter
-    storage: Storage
-    rates: list[limits.RateLimitItem]
-    name: str = "sign"
-
-    async def hit(self, key: str, cost: int = 1, scale: int = 1) -> int | None:
-        """Spend ``cost`` units of ``key``'s budget; None if allowed, else seconds until it refills."""
-        for rate in self.rates:
-            item = rate if scale == 1 else type(rate)(rate.amount * scale, rate.multiples)
-            if not await self.limiter.hit(item, self.name, key, cost=cost):
-                stats = await self.limiter.get_window_stats(item, self.name, key)
-                return max(1, math.ceil(stats.reset_time - time.time()))
-        return None
-
-    def close(self) -> None:
-        """Drop Redis connections (limits has no public close; coredis keeps a pool)."""
-        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
-        pool = getattr(client, "connection_pool", None)
-        if pool is not None:
-            pool.disconnect()
-
-
 Limiters = dict[str, Limiter]
 
 
@@ -129,18 +98,7 @@ def open_limiters(settings: Settings) -> Limiters:
     rates = {budget.name: limits.parse_many(settings.budget_rate(budget)) for budget in BUDGETS}
     if settings.redis_url is None:
         return {name: MemoryWindows(items) for name, items in rates.items()}
-    # Bounded calls (seconds), no retry on a timeout: a frozen Redis is a prompt 503 rate_limiter_unavailable.
-    storage = storage_from_string(
-        f"async+{settings.redis_url}",
-        wrap_exceptions=True,
-        connect_timeout=1.0,
-        stream_timeout=1.0,
-        # Again once on a broken connection, never on a timeout (coredis's default: 3 to 5 s a call, measured).
-        retry_policy=ConstantRetryPolicy((coredis.exceptions.ConnectionError,), 2, 0.01),  # type: ignore[arg-type]
-    )
-    assert isinstance(storage, Storage)  # the async+ scheme gives an asyncio storage
-    limiter = MovingWindowRateLimiter(storage)
-    return {name: SharedWindows(limiter, storage, items, name) for name, items in rates.items()}
+    return dict(open_shared(str(settings.redis_url), rates, settings.redis_lease_percent))
 
 
 def close_limiters(limiters: Limiters) -> None:
