@@ -161,8 +161,11 @@ def test_a_replica_started_during_an_outage_refuses_sessions_until_it_has_read_t
 def test_a_frozen_redis_costs_requests_seconds_not_a_hang(
     app_env: dict[str, str], redis: RedisServer
 ) -> None:
-    """SIGSTOP: presign, listing and sign-out answer 503 with their codes, /me still answers, /readyz says why."""
-    env = {**app_env, "SOUNDPOST_REDIS_URL": redis.url}
+    """SIGSTOP: presign, listing and sign-out answer 503 with their codes, /me still answers, /readyz says why.
+
+    Budgets are exact here (no leases), so every presign and listing needs Redis.
+    """
+    env = {**app_env, "SOUNDPOST_REDIS_URL": redis.url, "SOUNDPOST_REDIS_LEASE_PERCENT": "0"}
     with serve_app(env) as url, browser(url, user="alice") as alice, browser(url, user="bob") as bob:
         assert alice.post("/api/upload/presigned-url", json=PRESIGN).status_code == 200
         redis.freeze()
