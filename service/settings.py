@@ -12,7 +12,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -107,6 +107,8 @@ class Settings:
     max_pending_uploads: int = 50
     events_token: Secret | None = None
     events_url: str | None = None
+    # --- reservations (issue 20): how long a presign holds its bytes and pending slot unconfirmed ---
+    reservation_ttl: int = 600 + 86400  # SOUNDPOST_PRESIGN_TTL + SOUNDPOST_STAGING_LIFETIME unless set
 
     @property
     def secure_cookies(self) -> bool:
@@ -436,6 +438,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         else None,
         max_pending_uploads=read.integer("MAX_PENDING_UPLOADS", 50, 1, 10_000),
     )
+    # --- reservations (issue 20) ---
+    held = settings.presign_ttl + settings.staging_lifetime
+    settings = replace(settings, reservation_ttl=read.integer("RESERVATION_TTL", held, 10, 31 * 86400))
     if read.problems:
         raise SettingsError(read.problems)
     return settings

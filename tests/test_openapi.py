@@ -72,7 +72,8 @@ def test_errors_are_documented_with_their_codes(document: dict[str, object]) -> 
     assert codes("413") == ["body_too_large", "file_too_large", "quota_exceeded"]
     assert set(codes("422")) == {"validation_error", "unsupported_type", "extension_mismatch"}
     assert codes("429") == ["rate_limited", "too_many_pending_uploads"]
-    assert codes("503") == ["rate_limiter_unavailable"]  # the budget is in Redis, which may be down
+    # the budget and the quota ledger are in Redis, which may be down
+    assert codes("503") == ["rate_limiter_unavailable", "limits_unavailable"]
     error = document["components"]["schemas"]["ErrorBody"]  # type: ignore[index]
     assert set(error["properties"]) == {"code", "detail", "path"}
 
