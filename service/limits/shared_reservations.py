@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 import coredis
 import coredis.exceptions
-from coredis.retry import NoRetryPolicy
+from coredis.retry import ConstantRetryPolicy
 
 from service.errors import ApiError
 from service.limits.reservations import Amount, MemoryReservations, Reservations, Verdict
@@ -167,7 +167,9 @@ class SharedReservations(Reservations):
             decode_responses=True,
             connect_timeout=TIMEOUT_SECONDS,
             stream_timeout=TIMEOUT_SECONDS,
-            retry_policy=NoRetryPolicy(),
+            # A connection dropped under load is tried once more (every step is safe to repeat but
+            # ``removed``, which the recount corrects); a Redis that does not answer is not waited for twice.
+            retry_policy=ConstantRetryPolicy((coredis.exceptions.ConnectionError,), retries=1, delay=0.01),
         )
         self.scripts = {
             name: self.redis.register_script(PRELUDE + body)
