@@ -436,6 +436,12 @@ async def finish(resources: Resources, decision: Decision, etag: str, deliver: D
     storage, ledger = resources["storage"], resources["reservations"]
     copy_needed = decision.upload is not None and not await _in_library(storage, decision.upload)
     if copy_needed and not await _copy(resources, decision):
+        assert decision.upload is not None
+        if await _in_library(storage, decision.upload):
+            # Another holder copied it and deleted staging: radosgw's If-None-Match is not atomic under
+            # concurrent claims, so two can hold one id. The first announces; voiding its record here
+            # would leave the upload with neither a staging object nor a decision (confirm's 404).
+            return _answer(decision)
         # The verified version is gone (deleted or replaced): the decision is void, start again.
         await storage.delete(keys.outbox_key(resources["settings"].s3_key_prefix, decision.upload_id))
         await ledger.release(decision.owner, decision.upload_id)
