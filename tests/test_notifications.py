@@ -243,6 +243,18 @@ def event_for(bucket: str, key: str) -> bytes:
     return json.dumps({"Records": [record]}).encode()
 
 
+def push_again(app_url: str, target: PushTarget, key: str) -> Callable[[], object]:
+    """The push a store retrying would send for ``key``, ready to race."""
+    return functools.partial(
+        httpx.post,
+        f"{app_url}/api/events/s3",
+        params={"token": target.token},
+        content=event_for(target.bucket, key),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+
+
 def race(actions: list[Callable[[], object]]) -> list[object]:
     """Run the actions on threads released together; their results (or exceptions) in order."""
     barrier = threading.Barrier(len(actions))
@@ -278,14 +290,7 @@ def test_confirm_a_push_and_a_sweep_racing_on_one_upload_give_one_library_object
                 functools.partial(
                     alice.post, f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(alice)
                 ),
-                functools.partial(
-                    httpx.post,
-                    f"{app_url}/api/events/s3",
-                    params={"token": push_target.token},
-                    content=event_for(push_target.bucket, key),
-                    headers={"Content-Type": "application/json"},
-                    timeout=30,
-                ),
+                push_again(app_url, push_target, key),
                 functools.partial(asyncio.run, sweep_once(sweeper)),
             ]
         )
@@ -334,14 +339,7 @@ def test_twenty_uploads_raced_by_confirms_pushes_and_sweeps_are_each_confirmed_s
                         cookies=alice.cookies,
                         timeout=60,  # twenty promotions at once on a shared machine: not a speed test
                     ),
-                    functools.partial(
-                        httpx.post,
-                        f"{app_url}/api/events/s3",
-                        params={"token": push_target.token},
-                        content=event_for(push_target.bucket, key),
-                        headers={"Content-Type": "application/json"},
-                        timeout=30,
-                    ),
+                    push_again(app_url, push_target, key),
                 ]
             )
             return upload_id, f"raced-{index}.wav", confirmed
