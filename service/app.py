@@ -25,9 +25,9 @@ from service.http.handlers import EXCEPTION_HANDLERS, ErrorHandlers
 from service.identity import providers as discovery
 from service.identity.revocation import open_revocations
 from service.identity.session import CookieSessions
-from service.lifecycle import events, library
+from service.lifecycle import events, library, promotion
 from service.lifecycle.sweeper import sweep_periodically
-from service.limits.usage import Usage
+from service.limits.shared_reservations import open_reservations
 from service.limits.windows import close_limiters, open_limiters
 from service.observability import RequestRecorder
 from service.resources import Resources
@@ -41,6 +41,8 @@ from service.uploads import uppy
 from service.webhooks import open_webhooks
 
 STATIC = Path(__file__).parent / "static"
+# Shutdown gives announcements under way this long; the sweeper delivers any that were cut short.
+ANNOUNCE_AT_SHUTDOWN_SECONDS = 5.0
 
 
 class Soundpost:
@@ -215,6 +217,7 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
             open_storage(config) as storage,
             open_webhooks(config) as webhooks,
             open_revocations(config) as revocations,
+            open_reservations(config) as reservations,
         ):
             await check_at_startup(storage)  # a missing bucket or refused credentials stop start-up
             limiters = open_limiters(config)
@@ -225,20 +228,23 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
                 limiters=limiters,
                 providers=discovery.provider_clients(config),
                 revocations=revocations,
-                usage=Usage(config),
+                reservations=reservations,
             )
             sweeper = (
                 asyncio.create_task(sweep_periodically(state, config.sweep_interval))
                 if config.sweep_interval
                 else None
             )
+            lag = asyncio.create_task(observability.watch_loop_lag(), name="soundpost-loop-lag")
             try:
                 yield state
             finally:
-                if sweeper is not None:
-                    sweeper.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await sweeper
+                for task in (sweeper, lag):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                await promotion.announcements_finished(ANNOUNCE_AT_SHUTDOWN_SECONDS)
                 close_limiters(limiters)
 
     app = Soundpost(

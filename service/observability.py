@@ -14,10 +14,12 @@ serve`` does it for you) so ``/metrics`` sums every worker's numbers.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import os
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +59,21 @@ PRESIGNS = Counter("soundpost_presigns_issued", "Presigned upload requests issue
 PRESIGNED = {kind: PRESIGNS.labels(kind) for kind in ("post", "multipart", "part")}
 UPLOADS_CONFIRMED = Counter("soundpost_uploads_confirmed", "Uploads confirmed as audio")
 ERRORS = Counter("soundpost_errors", "Error responses by code", ["code"])
+# A blocked event loop delays every request at once; this shows it before users do.
+LOOP_LAG = Histogram(
+    "soundpost_event_loop_lag_seconds",
+    "How late a periodic tick of the event loop ran",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+LOOP_TICK_SECONDS = 0.5
+
+
+async def watch_loop_lag(interval: float = LOOP_TICK_SECONDS) -> None:
+    """For the process's life: sleep ``interval``, observe how much later than asked the loop woke us."""
+    while True:
+        asked = time.monotonic()
+        await asyncio.sleep(interval)
+        LOOP_LAG.observe(max(0.0, time.monotonic() - asked - interval))
 
 
 def request_id_from(header: bytes | None) -> str:

@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 
 from service.identity.providers import ProviderClient
 from service.identity.revocation import Revocations
-from service.limits.usage import Usage
+from service.limits.reservations import Reservations
 from service.limits.windows import Limiters
 from service.settings import Settings
 from service.storage.client import Storage
@@ -29,7 +29,7 @@ class Resources(TypedDict):
     limiters: Limiters
     providers: dict[str, ProviderClient]  # by name
     revocations: Revocations
-    usage: Usage
+    reservations: Reservations
 
 
 def resources(connection: HTTPConnection) -> Resources:

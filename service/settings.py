@@ -529,7 +529,19 @@ class Settings:
         50,
         "percent of a budget a replica may lease from Redis ahead of use (0: every hit asks Redis)",
     )
+    reservation_ttl: int | None = integer(
+        "RESERVATION_TTL",
+        None,
+        10,
+        31 * 86400,
+        "seconds a presign's reservation is held unconfirmed (unset: PRESIGN_TTL + STAGING_LIFETIME)",
+    )
     # A new setting goes here, in its own block: see docs/development.md, "Where things go".
+
+    @property
+    def reservation_seconds(self) -> int:
+        """How long a presign holds its bytes and pending slot unconfirmed."""
+        return self.reservation_ttl or self.presign_ttl + self.staging_lifetime
 
     @property
     def secure_cookies(self) -> bool:

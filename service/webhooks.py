@@ -1,10 +1,11 @@
 """Signed completion webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature).
 
-Delivery is at-least-once and synchronous with the confirm request: the confirm
-answers success only once the receiver acknowledged with a 2xx, retrying with
-backoff inside a bounded time. If it never does, the confirm fails and the
-client's retry delivers again under the same webhook-id, so receivers dedupe
-and nothing is lost. Signing is the ``standardwebhooks`` reference library's.
+Delivery is at-least-once, by whoever holds the upload's outbox lease
+(``service.lifecycle.promotion``; after a confirm, in a background task, so the
+answer never waits for the receiver): retries with backoff inside a bounded time,
+and if the receiver never answers 2xx the announcement stays in the outbox and the
+sweeper delivers it later under the same webhook-id, so receivers dedupe and
+nothing is lost. Signing is the ``standardwebhooks`` reference library's.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 import pytest
@@ -242,6 +243,18 @@ def event_for(bucket: str, key: str) -> bytes:
     return json.dumps({"Records": [record]}).encode()
 
 
+def push_again(app_url: str, target: PushTarget, key: str) -> Callable[[], object]:
+    """The push a store retrying would send for ``key``, ready to race."""
+    return functools.partial(
+        httpx.post,
+        f"{app_url}/api/events/s3",
+        params={"token": target.token},
+        content=event_for(target.bucket, key),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+
+
 def race(actions: list[Callable[[], object]]) -> list[object]:
     """Run the actions on threads released together; their results (or exceptions) in order."""
     barrier = threading.Barrier(len(actions))
@@ -277,14 +290,7 @@ def test_confirm_a_push_and_a_sweep_racing_on_one_upload_give_one_library_object
                 functools.partial(
                     alice.post, f"/api/uploads/{upload_id}/confirm", headers=uppy.same_origin(alice)
                 ),
-                functools.partial(
-                    httpx.post,
-                    f"{app_url}/api/events/s3",
-                    params={"token": push_target.token},
-                    content=event_for(push_target.bucket, key),
-                    headers={"Content-Type": "application/json"},
-                    timeout=30,
-                ),
+                push_again(app_url, push_target, key),
                 functools.partial(asyncio.run, sweep_once(sweeper)),
             ]
         )
@@ -305,3 +311,56 @@ def test_confirm_a_push_and_a_sweep_racing_on_one_upload_give_one_library_object
             keys.library_key("uploads/", keys.user_id("fake", "alice"), upload_id, "raced.wav")
         ]
         assert stored_object(push_target.endpoint, push_target.bucket, same_id[0]) == (data, "audio/wav")
+
+
+RACED_UPLOADS = 20
+
+
+def test_twenty_uploads_raced_by_confirms_pushes_and_sweeps_are_each_confirmed_stored_and_announced_once(
+    alice: httpx.Client, app_env: dict[str, str], app_url: str, push_target: PushTarget, receiver: Receiver
+) -> None:
+    """Twenty uploads at once, each confirmed the moment it is stored while radosgw's own push, a repeated
+    push and sweeper passes (no grace period) race it: every confirm is 200 with its upload (never 404),
+    and each upload ends as one library object with one announcement."""
+    sweeper = load_settings({**app_env, "SOUNDPOST_PUBLIC_URL": app_url, "SOUNDPOST_STAGING_GRACE": "0"})
+    data = audio_samples.wav(0.5)
+    owner = keys.user_id("fake", "alice")
+
+    def upload_and_confirm(index: int) -> Callable[[], object]:
+        def run() -> object:
+            key = uppy.simple_upload(alice, f"raced-{index}.wav", data, "audio/wav")
+            upload_id = upload_id_of(key)
+            confirmed, _ = race(
+                [
+                    functools.partial(
+                        httpx.post,
+                        f"{app_url}/api/uploads/{upload_id}/confirm",
+                        headers=uppy.same_origin(alice),
+                        cookies=alice.cookies,
+                        timeout=60,  # twenty promotions at once on a shared machine: not a speed test
+                    ),
+                    push_again(app_url, push_target, key),
+                ]
+            )
+            return upload_id, f"raced-{index}.wav", confirmed
+
+        return run
+
+    def sweeping() -> object:
+        return [asyncio.run(sweep_once(sweeper)) for _ in range(3)]
+
+    results = race([upload_and_confirm(i) for i in range(RACED_UPLOADS)] + [sweeping, sweeping])
+    assert not [r for r in results if isinstance(r, Exception)], results
+    raced = cast("list[tuple[str, str, object]]", results[:RACED_UPLOADS])
+    for upload_id, _, answer in raced:
+        assert isinstance(answer, httpx.Response) and answer.status_code == 200, (upload_id, answer)
+        assert answer.json()["id"] == upload_id
+    time.sleep(2)  # any second announcement, from whichever racer, arrives by now
+    for upload_id, _, _ in raced:
+        [event] = announcements(receiver, upload_id)
+        assert event["type"] == "upload.confirmed"
+    names = {upload_id: name for upload_id, name, _ in raced}
+    stored = [
+        k for k in object_keys(push_target.endpoint, push_target.bucket) if upload_id_of_any(k) in names
+    ]
+    assert sorted(stored) == sorted(keys.library_key("uploads/", owner, i, name) for i, name in names.items())

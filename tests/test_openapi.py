@@ -72,8 +72,9 @@ def test_errors_are_documented_with_their_codes(document: dict[str, object]) -> 
     assert codes("413") == ["body_too_large", "file_too_large", "quota_exceeded"]
     assert set(codes("422")) == {"validation_error", "unsupported_type", "extension_mismatch"}
     assert codes("429") == ["rate_limited", "too_many_pending_uploads"]
-    # the budget is in Redis, which may be down; a replica may not have read the sign-outs from it yet
-    assert set(codes("503")) == {"rate_limiter_unavailable", "revocations_unavailable"}
+    # the budget and the quota ledger are in Redis, which may be down; a replica may not have read the
+    # sign-outs from it yet
+    assert set(codes("503")) == {"rate_limiter_unavailable", "limits_unavailable", "revocations_unavailable"}
     error = document["components"]["schemas"]["ErrorBody"]  # type: ignore[index]
     assert set(error["properties"]) == {"code", "detail", "path"}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -15,10 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import devstack
-from service.observability import JsonFormatter
+from service.observability import JsonFormatter, watch_loop_lag
 from tests.conftest import serve_app
 from tests.support.flows import sign_in
 from tests.support.servers import bound_socket
@@ -220,3 +223,35 @@ def test_routes_match_exactly_with_heads_and_a_slash_redirect(client: httpx.Clie
     assert slashed.status_code == 307 and slashed.headers["location"].endswith("/healthz")
     assert client.get("/healthzz").status_code == 404
     assert client.post("/healthz").status_code == 405
+
+
+def test_event_loop_lag_records_how_long_the_loop_was_blocked() -> None:
+    """A loop blocked for 0.4 s makes the next tick at least 0.39 s late: one observation past 0.25 s."""
+
+    def past_quarter() -> float:
+        count = REGISTRY.get_sample_value("soundpost_event_loop_lag_seconds_count") or 0.0
+        within = REGISTRY.get_sample_value("soundpost_event_loop_lag_seconds_bucket", {"le": "0.25"}) or 0.0
+        return count - within
+
+    async def block_once() -> None:
+        watcher = asyncio.create_task(watch_loop_lag(0.01))
+        await asyncio.sleep(0.05)  # the watcher is sleeping on its tick
+        time.sleep(0.4)  # noqa: ASYNC251 - the point: a synchronous call that blocks the loop
+        await asyncio.sleep(0.05)  # the late tick is observed
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+    before = past_quarter()
+    asyncio.run(block_once())
+    assert past_quarter() - before >= 1
+
+
+def test_metrics_show_the_event_loop_lag_histogram(client: httpx.Client) -> None:
+    """The lifespan starts the tick: /metrics counts its observations as they happen."""
+    first = sample(client, "soundpost_event_loop_lag_seconds_count")
+    for _ in range(100):
+        if sample(client, "soundpost_event_loop_lag_seconds_count") > first:
+            break
+        time.sleep(0.1)
+    assert sample(client, "soundpost_event_loop_lag_seconds_count") > first

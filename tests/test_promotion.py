@@ -327,7 +327,12 @@ def test_quota_refuses_at_presign_and_at_promotion_and_leaves_other_users_alone(
     quota = {**env, "SOUNDPOST_USER_QUOTA_BYTES": str(len(data) * 3 // 2)}
     with signed_in(quota) as alice:
         first = upload_id_of(uppy.simple_upload(alice, "a.wav", data, "audio/wav"))
-        second = upload_id_of(uppy.simple_upload(alice, "b.wav", data, "audio/wav"))
+        declared = uppy.params(alice, "b.wav", "audio/wav", len(data))
+        assert declared.status_code == 413  # the first upload's reservation leaves no room for it
+        undeclared = uppy.params(alice, "b.wav", "audio/wav")  # no size: any room admits it
+        assert undeclared.status_code == 200, undeclared.text
+        assert uppy.post_form(undeclared.json(), "b.wav", data, "audio/wav").status_code == 201
+        second = upload_id_of(undeclared.json()["fields"]["key"])
         assert confirm(alice, first).status_code == 200
         refused = confirm(alice, second)
         assert refused.status_code == 413 and refused.json()["error"]["code"] == "quota_exceeded"

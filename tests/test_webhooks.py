@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from service import devstack
 from service.app import create_app
@@ -19,7 +22,7 @@ from service.settings import SettingsError, load_settings
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
 from tests.support.s3 import object_keys
-from tests.support.servers import serve_asgi
+from tests.support.servers import bound_socket, serve_asgi
 from tests.support.settings import MINIMAL_SETTINGS
 from tests.support.sweep import run_sweep
 from tests.support.webhooks import SECRET, Receiver, serve_receiver
@@ -144,6 +147,40 @@ def test_a_receiver_that_was_down_is_announced_by_the_next_sweep_exactly_once(
     assert len(receiver.received) == refused + 1
     assert {headers["webhook-id"] for headers, _ in receiver.received} == {f"msg_{upload_id}"}
     assert receiver.verified()[-1]["type"] == "upload.confirmed"
+    assert keys.outbox_key("uploads/", upload_id) not in object_keys(s3, bucket)
+
+
+def test_confirm_does_not_wait_for_a_dead_receiver_and_the_announcement_arrives_once_it_is_back(
+    app_env: dict[str, str], s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """SOUNDPOST_WEBHOOK_TIMEOUT=30 and a receiver that accepts connections but never answers:
+    confirm still answers 200 far inside the timeout; once a real receiver listens at that
+    address, the announcement arrives, once."""
+    hung = bound_socket()  # accepts, never answers: a delivery waits for the whole timeout
+    port = hung.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hook"
+    env = {**webhook_env(app_env, url, timeout="30"), "SOUNDPOST_SWEEP_INTERVAL": "1"}
+    with (
+        serve_asgi(lambda base: create_app({**env, "SOUNDPOST_PUBLIC_URL": base})) as app_url,
+        httpx.Client(base_url=app_url, follow_redirects=False, timeout=60) as alice,
+    ):
+        assert sign_in(alice, "fake", "alice").status_code == 303
+        upload_id, answer = confirm_new_upload(alice)
+        assert answer.status_code == 200, answer.text
+        assert answer.elapsed.total_seconds() < 15  # not the 30 s the receiver is allowed
+        hung.close()  # the receiver comes back at the same address
+        hooks = Receiver()
+        with serve_asgi(
+            lambda _: Starlette(routes=[Route("/hook", hooks.hook, methods=["POST"])]), port=port
+        ):
+            for _ in range(600):
+                if keys.outbox_key("uploads/", upload_id) not in object_keys(s3, bucket):
+                    break
+                time.sleep(0.1)
+            time.sleep(2)  # two more sweeps: nothing is announced again
+    [event] = hooks.verified()
+    assert event["type"] == "upload.confirmed"
+    assert hooks.received[0][0]["webhook-id"] == f"msg_{upload_id}"
     assert keys.outbox_key("uploads/", upload_id) not in object_keys(s3, bucket)
 
 

@@ -8,6 +8,7 @@ another user's id is simply not found: 404, the same as an id that never existed
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -24,6 +25,7 @@ from service.http.authentication import require_user
 from service.http.handlers import STORAGE_ERRORS
 from service.http.params import decode_path, decode_query
 from service.lifecycle import promotion
+from service.limits.reservations import Amount
 from service.resources import Resources, resources
 from service.schemas import PlaybackUrl, Upload, UploadList, UploadPath, UploadsQuery, encoder, json_response
 from service.storage.client import Listed
@@ -32,6 +34,9 @@ from service.storage.errors import NotFound, PreconditionFailed
 DEFAULT_PAGE = 50
 # Pending uploads shown on a listing's first page: one more LIST, at most this many items.
 MAX_PENDING_LISTED = 100
+# DELETE looks again when an announcement or a promotion moves the outbox under it, then answers 409.
+DELETE_ROUNDS = 3
+DELETE_RETRY_SECONDS = 0.1
 
 
 def _not_found() -> ApiError:
@@ -151,8 +156,6 @@ async def list_uploads(request: Request) -> Response:
         ids = {u.id for u in verified}
         candidates = (describe(o, keys.STAGING, settings.s3_key_prefix) for o in waiting.objects)
         pending = [u for u in candidates if u is not None and u.id not in ids]
-        if waiting.next_start_after is None:
-            state["usage"].pending_counted(user.user_id, len(waiting.objects))
     next_cursor = encode_cursor(page.next_start_after[len(library) :]) if page.next_start_after else None
     return json_response(UploadList(pending + verified, next_cursor))
 
@@ -184,31 +187,41 @@ async def delete(request: Request) -> Response:
     state, user = resources(request), require_user(request)
     storage, prefix = state["storage"], state["settings"].s3_key_prefix
     upload_id = _upload_id(request)
-    found = await promotion.read_decision(state, upload_id)
-    if found is not None and found[0].owner != user.user_id:
-        raise _not_found()
-    library = await _one(state, user.user_id, upload_id, keys.LIBRARY)
-    staging = await _one(state, user.user_id, upload_id, keys.STAGING)
-    if library is None and staging is None:
-        raise _not_found()
-    tombstone = encoder.encode(promotion.deleted_record(user.user_id, upload_id, staging or library or ""))
-    outbox = keys.outbox_key(prefix, upload_id)
-    pending = found is not None and found[1] is not None
-    if pending and library is None and found is not None and found[0].lease_until > time.time():
-        raise _pending()  # mid-promotion: its copy may be on the way
-    try:
-        await storage.put_record(
-            outbox, tombstone, if_match=found[1] if found is not None and pending else None
+    for _ in range(DELETE_ROUNDS):
+        found = await promotion.read_decision(state, upload_id)
+        if found is not None and found[0].owner != user.user_id:
+            raise _not_found()
+        library = await _one(state, user.user_id, upload_id, keys.LIBRARY)
+        staging = await _one(state, user.user_id, upload_id, keys.STAGING)
+        if library is None and staging is None:
+            raise _not_found()
+        tombstone = encoder.encode(
+            promotion.deleted_record(user.user_id, upload_id, staging or library or "")
         )
-    except (PreconditionFailed, NotFound):
-        raise _pending() from None  # a promotion claimed the id this instant
+        outbox = keys.outbox_key(prefix, upload_id)
+        pending = found is not None and found[1] is not None
+        if pending and library is None and found is not None and found[0].lease_until > time.time():
+            raise _pending()  # mid-promotion: its copy may be on the way
+        try:
+            await storage.put_record(
+                outbox, tombstone, if_match=found[1] if found is not None and pending else None
+            )
+            break
+        except (PreconditionFailed, NotFound):
+            # The outbox moved this instant: an announcement was delivered, or a promotion claimed the id.
+            await asyncio.sleep(DELETE_RETRY_SECONDS)
+    else:
+        raise _pending()
     decided = found[0].upload if found is not None else None
     for key in {k for k in (library, staging, decided.key if decided else None) if k is not None}:
         await storage.delete(key)
     await storage.put_plain(keys.decided_key(prefix, upload_id), tombstone)
     await storage.delete(outbox)
     if library is not None and decided is not None:
-        state["usage"].removed(user.user_id, decided.size)
+        await state["reservations"].removed(
+            user.user_id, Amount(decided.size, decided.duration_seconds or 0.0)
+        )
+    await state["reservations"].release(user.user_id, upload_id)  # a pending upload's slot
     return Response(status_code=204)
 
 
@@ -230,7 +243,12 @@ DELETE = Spec(
     path=UploadPath,
     signed_in=True,
     budget=budgets.STORAGE,
-    errors={404: ("not_found",), 409: ("upload_pending",), **_DOWN},
+    errors={
+        404: ("not_found",),
+        409: ("upload_pending",),
+        **_DOWN,
+        503: ("storage_unavailable", "limits_unavailable"),
+    },
     tag="library",
 )
 PLAYBACK_URL = Spec(
@@ -253,7 +271,7 @@ CONFIRM = Spec(
         413: ("file_too_large", "quota_exceeded"),
         422: ("unsupported_type", "not_audio"),
         **_DOWN,
-        503: ("storage_unavailable", "promotion_in_progress"),
+        503: ("storage_unavailable", "promotion_in_progress", "limits_unavailable"),
     },
     tag="library",
 )

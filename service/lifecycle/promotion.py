@@ -42,6 +42,7 @@ import msgspec
 from service.core import audio_types as audio
 from service.core import keys, sniff
 from service.errors import ApiError
+from service.limits.reservations import Amount, Verdict
 from service.observability import UPLOADS_CONFIRMED
 from service.resources import Resources
 from service.schemas import (
@@ -58,6 +59,8 @@ from service.storage.errors import NotFound, PreconditionFailed
 logger = logging.getLogger("soundpost.promotion")
 
 Outcome = Literal["promoted", "rejected", "replaced", "missing", "ignored", "pending"]
+# True: announce before answering; "later": in a task of its own (confirm), so a dead receiver never holds the answer.
+Delivery = bool | Literal["later"]
 
 # Parsing one header takes milliseconds; a crafted one is cut off here and its duration is unknown.
 VERIFY_SECONDS = 2.0
@@ -206,8 +209,23 @@ async def library_usage(storage: Storage, prefix: str, owner: str) -> int:
         after = page.next_start_after
 
 
+async def _admitted(
+    resources: Resources, owner: str, upload_id: str, size: int, duration: float | None
+) -> Verdict:
+    """Commit the verified amount in the quota ledger (atomically, shared by replicas)."""
+    settings, storage = resources["settings"], resources["storage"]
+
+    async def library() -> Amount:
+        return Amount(await library_usage(storage, settings.s3_key_prefix, owner))
+
+    amount = Amount(size, duration or 0.0)
+    return await resources["reservations"].settle(
+        owner, upload_id, amount, lease_seconds(resources, size), library
+    )
+
+
 async def _verify(
-    resources: Resources, owner: str, facts: ObjectFacts, filename: str
+    resources: Resources, owner: str, upload_id: str, facts: ObjectFacts, filename: str
 ) -> tuple[str, float | None] | Refusal:
     """(canonical type, duration) when the staging object may enter the library, else why not."""
     settings, storage = resources["settings"], resources["storage"]
@@ -226,19 +244,17 @@ async def _verify(
         )
     if facts.size == 0:
         return Refusal(422, "not_audio", "The file is empty; the upload was removed.")
-    if settings.user_quota_bytes is not None:
-        used = await library_usage(storage, settings.s3_key_prefix, owner)
-        resources["usage"].recounted(owner, used)
-        if used + facts.size > settings.user_quota_bytes:
-            return Refusal(
-                413,
-                "quota_exceeded",
-                f"This upload would take your storage past {settings.user_quota_bytes} bytes; it was removed.",
-            )
     head = await storage.read_head(facts.key, min(facts.size, sniff.HEAD_BYTES))
     matches, duration = await inspect_off_loop(head, canonical, whole=len(head) >= facts.size)
     if not matches:
         return Refusal(422, "not_audio", f"The file's contents are not {canonical}; the upload was removed.")
+    # Last, so only a file that may enter the library takes room in the quota.
+    if await _admitted(resources, owner, upload_id, facts.size, duration) is not Verdict.OK:
+        return Refusal(
+            413,
+            "quota_exceeded",
+            f"This upload would take your storage past {settings.user_quota_bytes} bytes; it was removed.",
+        )
     return canonical, duration
 
 
@@ -366,6 +382,39 @@ async def _deliver(resources: Resources, decision: Decision, etag: str) -> bool:
     return sender is not None
 
 
+# Announcements under way in the background, by event loop (each app's lifespan waits for its own).
+_later: set[asyncio.Task[None]] = set()
+
+
+async def _announce(resources: Resources, decision: Decision, etag: str) -> None:
+    try:
+        await _deliver(resources, decision, etag)
+    except Exception:  # the lease runs out and the sweeper delivers: log, never lose the task's error
+        logger.exception("upload %s not announced yet; the sweeper will deliver it", decision.upload_id)
+
+
+def _deliver_later(resources: Resources, decision: Decision, etag: str) -> None:
+    """Announce as lease holder in a task of its own; a failure leaves the outbox entry to the sweeper."""
+    task = asyncio.create_task(_announce(resources, decision, etag), name=f"announce-{decision.upload_id}")
+    _later.add(task)
+    task.add_done_callback(_later.discard)
+
+
+async def announcements_finished(grace: float) -> None:
+    """At shutdown: let announcements under way finish for ``grace`` seconds, then stop them.
+
+    A stopped one keeps its outbox entry, whose lease runs out; the sweeper delivers it.
+    """
+    loop = asyncio.get_running_loop()
+    mine = {task for task in _later if task.get_loop() is loop}
+    if not mine:
+        return
+    _, unfinished = await asyncio.wait(mine, timeout=grace)
+    for task in unfinished:
+        task.cancel()
+    await asyncio.gather(*unfinished, return_exceptions=True)
+
+
 async def take_over(resources: Resources, decision: Decision, etag: str) -> tuple[Decision, str] | None:
     """Take a stale lease with If-Match; None when it is fresh or another replica took it first."""
     if decision.lease_until > time.time():
@@ -382,19 +431,32 @@ async def take_over(resources: Resources, decision: Decision, etag: str) -> tupl
         return None
 
 
-async def finish(resources: Resources, decision: Decision, etag: str, deliver: bool = True) -> Promotion:
+async def finish(resources: Resources, decision: Decision, etag: str, deliver: Delivery = True) -> Promotion:
     """As lease holder: copy if not yet in the library, delete staging, announce."""
-    storage = resources["storage"]
+    storage, ledger = resources["storage"], resources["reservations"]
     copy_needed = decision.upload is not None and not await _in_library(storage, decision.upload)
     if copy_needed and not await _copy(resources, decision):
+        assert decision.upload is not None
+        if await _in_library(storage, decision.upload):
+            # Another holder copied it and deleted staging: radosgw's If-None-Match is not atomic under
+            # concurrent claims, so two can hold one id. The first announces; voiding its record here
+            # would leave the upload with neither a staging object nor a decision (confirm's 404).
+            return _answer(decision)
         # The verified version is gone (deleted or replaced): the decision is void, start again.
         await storage.delete(keys.outbox_key(resources["settings"].s3_key_prefix, decision.upload_id))
+        await ledger.release(decision.owner, decision.upload_id)
         return Promotion("missing")
     await storage.delete(decision.staging_key)
-    resources["usage"].settled(decision.owner)
     if decision.upload is not None:
         UPLOADS_CONFIRMED.inc()
-        resources["usage"].promoted(decision.owner, decision.upload.size)
+        await ledger.copied(
+            decision.owner, decision.upload_id, lease_seconds(resources, decision.upload.size)
+        )
+    else:
+        await ledger.release(decision.owner, decision.upload_id)  # its pending slot (and nothing else)
+    if deliver == "later":
+        _deliver_later(resources, decision, etag)
+        return _answer(decision)
     announced = await _deliver(resources, decision, etag) if deliver else False
     return _answer(decision, announced)
 
@@ -407,7 +469,7 @@ def _answer(decision: Decision, announced: bool = False, outcome: Outcome | None
 
 
 async def _settle(
-    resources: Resources, decision: Decision, etag: str | None, key: str | None, deliver: bool
+    resources: Resources, decision: Decision, etag: str | None, key: str | None, deliver: Delivery
 ) -> Promotion | None:
     """An id already decided: clear a replacement, help a stalled promoter; None to look again."""
     storage = resources["storage"]
@@ -439,8 +501,13 @@ async def _staging_key(resources: Resources, owner: str, upload_id: str) -> str 
     return next((k for k in found.keys if keys.parse_key(prefix, k) is not None), None)
 
 
+async def _gone(resources: Resources, upload_id: str) -> Promotion | None:
+    """No staging object: a racer may have promoted it since we looked for a decision, so look once more."""
+    return None if await read_decision(resources, upload_id) is not None else Promotion("missing")
+
+
 async def _round(
-    resources: Resources, owner: str, upload_id: str, key: str | None, deliver: bool
+    resources: Resources, owner: str, upload_id: str, key: str | None, deliver: Delivery
 ) -> Promotion | None:
     """One look at an upload id; None when another replica changed things under us and we must look again."""
     storage, settings = resources["storage"], resources["settings"]
@@ -452,11 +519,11 @@ async def _round(
         return await _settle(resources, decision, etag, key, deliver)
     key = key or await _staging_key(resources, owner, upload_id)
     if key is None:
-        return Promotion("missing")
+        return await _gone(resources, upload_id)
     try:
         facts = await storage.facts(key)
     except NotFound:
-        return Promotion("missing")
+        return await _gone(resources, upload_id)
     if keys.upload_time(upload_id) + settings.staging_lifetime < time.time():
         await storage.delete(key)  # past its lifetime: a leftover, not an upload to announce now
         return Promotion("missing")
@@ -464,7 +531,7 @@ async def _round(
     assert parsed is not None
     target = keys.library_key(settings.s3_key_prefix, owner, upload_id, parsed.filename)
     try:
-        verdict = await _verify(resources, owner, facts, parsed.filename)
+        verdict = await _verify(resources, owner, upload_id, facts, parsed.filename)
     except NotFound:
         return None  # promoted (or deleted) by another racer while we read it: look again
     message, upload, refusal = _message(resources, owner, facts, verdict, target)
@@ -493,7 +560,7 @@ async def _round(
 
 
 async def _promote(
-    resources: Resources, owner: str, upload_id: str, key: str | None, deliver: bool
+    resources: Resources, owner: str, upload_id: str, key: str | None, deliver: Delivery
 ) -> Promotion:
     for _ in range(MAX_ROUNDS):
         result = await _round(resources, owner, upload_id, key, deliver)
@@ -514,10 +581,10 @@ async def promote_upload(resources: Resources, owner: str, upload_id: str) -> Pr
     """Promote one of ``owner``'s uploads by id (confirm), waiting briefly for another replica's run."""
     if not keys.UPLOAD_ID.match(upload_id):
         return Promotion("missing")
-    result = await _promote(resources, owner, upload_id, None, True)
+    result = await _promote(resources, owner, upload_id, None, "later")
     for wait in SETTLE_WAITS:
         if result.outcome != "pending":
             break
         await asyncio.sleep(wait)
-        result = await _promote(resources, owner, upload_id, None, True)
+        result = await _promote(resources, owner, upload_id, None, "later")
     return result

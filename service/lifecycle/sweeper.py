@@ -22,7 +22,7 @@ from service.core import keys
 from service.event_pushes import PUSHES
 from service.identity.revocation import Revocations
 from service.lifecycle import promotion
-from service.limits.usage import Usage
+from service.limits.shared_reservations import open_reservations
 from service.limits.windows import close_limiters, open_limiters
 from service.resources import Resources
 from service.settings import Settings
@@ -35,6 +35,8 @@ logger = logging.getLogger("soundpost.sweeper")
 PAGE = 1000
 # Objects a pass looks at per area; the next pass carries on where work is left.
 MAX_PER_PASS = 10_000
+# Replicas' clocks may disagree by this much about when an account last moved.
+RECOUNT_CLOCK_MARGIN = 30.0
 
 
 @dataclass
@@ -144,18 +146,19 @@ async def _decided(resources: Resources, report: SweepReport) -> None:
 
 
 async def _recount(resources: Resources, report: SweepReport) -> None:
-    prefix = resources["settings"].s3_key_prefix
+    """Correct each quota account from the library, where nothing moved it while the LIST ran."""
+    settings = resources["settings"]
+    if settings.user_quota_bytes is None:
+        return
+    prefix = settings.s3_key_prefix
+    since = time.time() - RECOUNT_CLOCK_MARGIN
     totals: dict[str, int] = defaultdict(int)
     for item in await _objects(resources, keys.area_prefix(prefix, keys.LIBRARY)):
         parsed = keys.parse_library_key(prefix, item.key)
         if parsed is not None:
             totals[parsed.owner] += item.size
-    pending: dict[str, int] = defaultdict(int)
-    for item in await _objects(resources, keys.area_prefix(prefix, keys.STAGING)):
-        parsed = keys.parse_key(prefix, item.key)
-        if parsed is not None:
-            pending[parsed.owner] += 1
-    resources["usage"].replace_counts(totals, pending)
+    for owner, total in totals.items():
+        await resources["reservations"].recount(owner, total, since)
     report.recounted = dict(totals)
 
 
@@ -202,7 +205,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     A pass signs nobody in or out, so it has no provider clients and an in-process,
     never consulted revocation table instead of a Redis follower.
     """
-    async with open_storage(settings) as storage, open_webhooks(settings) as webhooks:
+    async with (
+        open_storage(settings) as storage,
+        open_webhooks(settings) as webhooks,
+        open_reservations(settings) as reservations,
+    ):
         limiters = open_limiters(settings)
         try:
             yield Resources(
@@ -212,7 +219,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 limiters=limiters,
                 providers={},
                 revocations=Revocations(settings.session_max_age),
-                usage=Usage(settings),
+                reservations=reservations,
             )
         finally:
             close_limiters(limiters)

@@ -22,13 +22,14 @@ LIMITS = Spec(
 async def upload_limits(request: Request) -> Response:
     user = require_user(request)
     state = resources(request)
-    settings, usage = state["settings"], state["usage"]
+    settings = state["settings"]
     quota = settings.user_quota_bytes
+    used = await state["reservations"].used(user.user_id) if quota is not None else None
     return json_response(
         UploadLimits(
             accepted=[AcceptedType(t, list(audio.extensions_for(t))) for t in settings.allowed_types],
             max_upload_bytes=settings.max_upload_bytes,
             quota_bytes=quota,
-            used_bytes=None if quota is None else usage.used(user.user_id),  # the cached count: no S3 call
+            used_bytes=None if quota is None else (used.bytes if used is not None else 0),  # no S3 call
         )
     )

@@ -41,6 +41,7 @@ class NewUpload(msgspec.Struct, frozen=True):
     key: str
     content_type: str
     max_bytes: int
+    upload_id: str
 
 
 def checked_content_type(settings: Settings, content_type: str, path: str = "$.contentType") -> str:
@@ -91,6 +92,7 @@ PRESIGN = Spec(
         413: ("file_too_large", "quota_exceeded"),
         422: ("unsupported_type", "extension_mismatch"),
         429: ("too_many_pending_uploads",),
+        503: ("limits_unavailable",),
     },
     tag="uploads",
 )
@@ -108,8 +110,9 @@ def new_upload(
     canonical = checked_content_type(settings, content_type, paths.content_type)
     name = checked_filename(filename, canonical, paths.filename)
     max_bytes = upload_limit(settings, size, paths.size)
-    key = keys.build_key(settings.s3_key_prefix, user.user_id, keys.new_upload_id(), name)
-    return NewUpload(key, canonical, max_bytes)
+    upload_id = keys.new_upload_id()
+    key = keys.build_key(settings.s3_key_prefix, user.user_id, upload_id, name)
+    return NewUpload(key, canonical, max_bytes, upload_id)
 
 
 async def presigned_url(request: Request) -> Response:
@@ -118,7 +121,7 @@ async def presigned_url(request: Request) -> Response:
     settings, storage = state["settings"], state["storage"]
     ask = decode_json(presign_request_decoder, await read_json_body(request))
     upload = new_upload(settings, user, ask.filename, ask.content_type, ask.size)
-    state["usage"].admit(user.user_id, ask.size)  # the cached count only: no S3 call on this path
+    await state["reservations"].admit(user.user_id, upload.upload_id, ask.size)  # one round trip at most
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
     PRESIGNED["post"].inc()
     return json_response(

@@ -90,7 +90,7 @@ async def params(request: Request) -> Response:
     settings, storage = _context(request)
     ask = decode_query(request, ParamsQuery)
     upload = new_upload(settings, user, ask.filename, ask.type, ask.size, QUERY_PATHS)
-    resources(request)["usage"].admit(user.user_id, ask.size, QUERY_PATHS.size)
+    await resources(request)["reservations"].admit(user.user_id, upload.upload_id, ask.size, QUERY_PATHS.size)
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
     PRESIGNED["post"].inc()
     return json_response(SignedPost("POST", post.url, post.fields, settings.presign_ttl))
@@ -110,7 +110,7 @@ async def create_multipart(request: Request) -> Response:
         size,
         FieldPaths(content_type="$.type", size="$.metadata.size"),
     )
-    resources(request)["usage"].admit(user.user_id, size, "$.metadata.size")
+    await resources(request)["reservations"].admit(user.user_id, upload.upload_id, size, "$.metadata.size")
     s3_upload_id = await storage.create_multipart(upload.key, upload.content_type)
     PRESIGNED["multipart"].inc()
     upload_id = upload_tokens.seal(settings.session_secret, upload.key, s3_upload_id, upload.max_bytes)
@@ -288,6 +288,7 @@ _NEW_UPLOAD = {
     413: ("file_too_large", "quota_exceeded"),
     422: ("unsupported_type", "extension_mismatch"),
     429: ("too_many_pending_uploads",),
+    503: ("limits_unavailable",),
 }
 _OWNED = {403: ("forbidden",), **STORAGE_ERRORS}
 _SIGNED = {403: ("forbidden",), 422: ("validation_error",)}  # signing parts calls no S3
@@ -306,7 +307,7 @@ CREATE = Spec(
     body=MultipartRequest,
     signed_in=True,
     budget=budgets.UPLOADS,
-    errors={**_NEW_UPLOAD, **STORAGE_ERRORS},
+    errors={**_NEW_UPLOAD, **STORAGE_ERRORS, 503: ("storage_unavailable", "limits_unavailable")},
     tag="uppy",
 )
 SIGN_PARTS = Spec(
