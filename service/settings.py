@@ -107,6 +107,13 @@ class Settings:
     max_pending_uploads: int = 50
     events_token: Secret | None = None
     events_url: str | None = None
+    # --- decoding (issue 19): the worker's bounds, renditions, the minutes quota ---
+    max_duration_seconds: int = 4 * 3600
+    renditions: Literal["off", "speech"] = "off"
+    user_quota_seconds: int | None = None
+    decode_cpu_seconds: int = 120
+    decode_memory_mib: int = 512
+    decode_timeout: int = 300
 
     @property
     def secure_cookies(self) -> bool:
@@ -356,6 +363,15 @@ def _part_bytes(read: _Reader, max_upload_bytes: int) -> tuple[int, bool]:
     return part, small
 
 
+def _renditions(read: _Reader) -> Literal["off", "speech"]:
+    """Decoding issue 19: ``speech`` adds a 16 kHz mono FLAC beside every upload."""
+    value = (read.raw("RENDITIONS") or "off").lower()
+    if value not in ("off", "speech"):
+        read.problems.append(f"{ENV_PREFIX}RENDITIONS must be 'speech' or 'off', got {value!r}")
+        return "off"
+    return "speech" if value == "speech" else "off"
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build the settings from a mapping of environment variables, or fail naming each problem."""
     read = _Reader(env)
@@ -435,6 +451,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         if read.raw("USER_QUOTA_BYTES")
         else None,
         max_pending_uploads=read.integer("MAX_PENDING_UPLOADS", 50, 1, 10_000),
+        # --- decoding (issue 19) ---
+        max_duration_seconds=read.integer("MAX_DURATION_SECONDS", 4 * 3600, 1, 7 * 86400),
+        renditions=_renditions(read),
+        user_quota_seconds=read.integer("USER_QUOTA_SECONDS", 1, 1, 2**40)
+        if read.raw("USER_QUOTA_SECONDS")
+        else None,
+        decode_cpu_seconds=read.integer("DECODE_CPU_SECONDS", 120, 1, 3600),
+        decode_memory_mib=read.integer("DECODE_MEMORY_MIB", 512, 192, 64 * 1024),
+        decode_timeout=read.integer("DECODE_TIMEOUT", 300, 5, 3600),
     )
     if read.problems:
         raise SettingsError(read.problems)
