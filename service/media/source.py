@@ -16,7 +16,7 @@ import urllib.request
 from http.client import HTTPResponse
 
 # A seek forward by at most this much reads and hashes the gap instead of opening a new request.
-SKIP_BYTES = 256 * 1024
+SKIP_BYTES = 64 * 1024
 CHUNK = 64 * 1024
 # The object's first bytes, kept for the few header checks made beside FFmpeg's.
 HEAD_BYTES = 4096
@@ -35,6 +35,7 @@ class RemoteObject(io.RawIOBase):
         self.pos = 0
         self.bytes_read = 0
         self._body: HTTPResponse | None = None
+        self._body_pos = 0  # where the open response would read next
         self._digest = hashlib.sha256()
         self.hashed = 0  # the digest covers bytes [0, hashed)
         self.head = b""
@@ -50,7 +51,7 @@ class RemoteObject(io.RawIOBase):
 
     def _open(self) -> HTTPResponse:
         headers = {"Range": f"bytes={self.pos}-", "If-Match": self.etag}
-        request = urllib.request.Request(self.url, headers=headers)  # noqa: S310 (an https/http URL we presigned)
+        request = urllib.request.Request(self.url, headers=headers)  # noqa: S310 (an http(s) URL we presigned)
         try:
             response: HTTPResponse = urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310
         except urllib.error.HTTPError as exc:
@@ -67,27 +68,42 @@ class RemoteObject(io.RawIOBase):
             self._body.close()
             self._body = None
 
-    def _take(self, data: bytes) -> None:
-        """Account for ``data`` read at ``pos``: extend the in-order digest, advance."""
-        end = self.pos + len(data)
-        if self.pos == len(self.head) < HEAD_BYTES:
-            self.head += data[: HEAD_BYTES - self.pos]
-        if self.pos <= self.hashed < end:
-            self._digest.update(data[self.hashed - self.pos :])
+    def _take(self, data: bytes, start: int) -> None:
+        """Account for ``data`` read at ``start``: keep the head, extend the in-order digest."""
+        end = start + len(data)
+        if start == len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - start]
+        if start <= self.hashed < end:
+            self._digest.update(data[self.hashed - start :])
             self.hashed = end
-        self.pos = end
         self.bytes_read += len(data)
+
+    def _body_at_pos(self) -> HTTPResponse:
+        """The open response, moved to ``pos``: read through a short gap ahead, else a new ranged GET."""
+        gap = self.pos - self._body_pos
+        if self._body is not None and 0 < gap <= SKIP_BYTES:
+            while self._body_pos < self.pos:
+                data = self._body.read(min(CHUNK, self.pos - self._body_pos))
+                if not data:
+                    raise OSError("the store ended the object early")
+                self._take(data, self._body_pos)
+                self._body_pos += len(data)
+        elif self._body is None or gap:
+            self._close_body()
+            self._body = self._open()
+            self._body_pos = self.pos
+        return self._body
 
     def read(self, size: int = -1) -> bytes:
         if self.pos >= self.size:
             return b""
         wanted = self.size - self.pos if size is None or size < 0 else min(size, self.size - self.pos)
-        if self._body is None:
-            self._body = self._open()
-        data = self._body.read(wanted)
+        data = self._body_at_pos().read(wanted)
         if not data:
             raise OSError("the store ended the object early")
-        self._take(data)
+        self._take(data, self.pos)
+        self.pos += len(data)
+        self._body_pos = self.pos
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -96,21 +112,14 @@ class RemoteObject(io.RawIOBase):
         return len(data)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Only moves the position: the next read decides whether a new request is needed."""
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
-        target = max(0, min(base + offset, self.size))
-        gap = target - self.pos
-        if self._body is not None and 0 < gap <= SKIP_BYTES:
-            while self.pos < target:
-                self.read(min(CHUNK, target - self.pos))
-        elif gap:
-            self._close_body()
-            self.pos = target
+        self.pos = max(0, min(base + offset, self.size))
         return self.pos
 
     def digest(self) -> str:
         """Base64 SHA-256 of the whole object: reads whatever the demuxer skipped, once, from where the digest stopped."""
         if self.hashed < self.size:
-            self._close_body()
             self.pos = self.hashed
             while self.pos < self.size:
                 self.read(CHUNK)

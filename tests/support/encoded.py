@@ -59,8 +59,10 @@ def encoded(name: str, seconds: float = SECONDS, rate: int = 48000, channels: in
 
 
 def header_only(data: bytes, name: str) -> bytes:
-    """The file cut just after its header: WAV's 44 bytes, or the first 200 bytes of the others."""
-    return data[:44] if name == "wav" else data[:200]
+    """The file cut just after its header: WAV's up to its data chunk, ADTS's first frame header, else 200 bytes."""
+    if name == "wav":
+        return data[: data.index(b"data") + 8]
+    return data[:7] if name == "aac" else data[:200]
 
 
 def garbage(size: int = 16384) -> bytes:
