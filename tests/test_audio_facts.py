@@ -11,8 +11,6 @@ import contextlib
 import io
 import os
 import signal
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import pytest
 from service import devstack
 from service.core import audio_types, keys
 from service.errors import ApiError
-from service.lifecycle import decoding, promotion
+from service.lifecycle import forking, promotion
 from service.lifecycle.sweeper import open_resources
 from service.settings import load_settings
 from tests.conftest import serve_app
@@ -222,56 +220,74 @@ def test_the_minutes_quota_refuses_what_would_take_the_library_past_it(app_env: 
     assert [u["id"] for u in listed] == [first.json()["id"]]
 
 
-def _workers_of(parent: int) -> list[int]:
-    """Decoding workers this process started (the app runs in it)."""
+def _decoding_jobs() -> list[int]:
+    """The processes the fork server forked for jobs running now (the app runs in this test process)."""
+    server = forking._server
+    if server is None or not server.alive:
+        return []
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"service.media.worker" in cmdline:
-                found.append(int(entry.name))
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == server.process.pid:
+                    found.append(int(entry.name))
     return found
 
 
 def test_killing_the_worker_mid_job_fails_that_promotion_and_the_sweeper_promotes_it_once(
-    env: dict[str, str], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    env: dict[str, str], receiver: Receiver
 ) -> None:
-    """SIGKILL to the worker: 503 decoding_unavailable, nothing decided; one sweep promotes, a second does nothing."""
-    # The real worker, held for a while before it starts, so the test can kill it mid-job.
-    held = "import runpy, time; time.sleep(30); runpy.run_module('service.media.worker', run_name='__main__')"
-    monkeypatch.setattr(decoding, "WORKER", (sys.executable, "-c", held, "service.media.worker"))
+    """SIGKILL to the job's process: 503 decoding_unavailable, nothing decided; one sweep promotes, a second does nothing."""
     with signed_in(env) as alice:
-        upload_id = upload(alice, "wav", encoded("wav"))
+        upload_id = upload(alice, "opus", encoded("opus", seconds=600.0))  # ten minutes: seconds to decode
 
-        async def promote_and_kill() -> ApiError:
+        async def promote_and_kill() -> tuple[ApiError, int]:
             async with open_resources(
                 load_settings({**env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1"})
             ) as state:
                 job = asyncio.create_task(promotion.promote_upload(state, ALICE, upload_id))
-                while not _workers_of(os.getpid()):  # noqa: ASYNC110 (polling /proc: no event to wait on)
-                    await asyncio.sleep(0.05)
-                for pid in _workers_of(os.getpid()):
+                while not (running := _decoding_jobs()):
+                    assert not job.done(), job
+                    await asyncio.sleep(0.01)
+                for pid in running:
                     os.kill(pid, signal.SIGKILL)
                 with pytest.raises(ApiError) as failed:
                     await job
-                return failed.value
+                return failed.value, len(running)
 
-        error = asyncio.run(promote_and_kill())
-        assert (error.status, error.code) == (503, "decoding_unavailable")
+        error, killed = asyncio.run(promote_and_kill())
+        assert (error.status, error.code, killed) == (503, "decoding_unavailable", 1)
         assert [u["status"] for u in alice.get("/api/uploads").json()["uploads"]] == ["pending"]
         assert events(receiver, upload_id) == []
-        monkeypatch.undo()
         first, second = run_sweep(env), run_sweep(env)
         assert first.returncode == 0 and "promoted 1" in first.stdout, first.stderr
         assert second.returncode == 0 and "promoted 0" in second.stdout, second.stderr
         [listed] = alice.get("/api/uploads").json()["uploads"]
-    assert listed["status"] == "verified" and close_to(listed["durationSeconds"])
+    assert listed["status"] == "verified" and close_to(listed["durationSeconds"], 600.0)
     [event] = events(receiver, upload_id)
     assert event["type"] == "upload.confirmed"
-    deadline = time.monotonic() + 5
-    while _workers_of(os.getpid()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _workers_of(os.getpid()) == []  # nothing left behind
+
+
+def test_a_killed_fork_server_costs_its_jobs_only_and_is_started_again(env: dict[str, str]) -> None:
+    """The fork server itself SIGKILLed mid-job: that promotion answers 503, the next one starts a new server."""
+    with signed_in(env) as alice:
+        slow = upload(alice, "opus", encoded("opus", seconds=600.0))
+        quick = upload(alice, "wav", encoded("wav"))
+
+        async def kill_server_mid_job() -> ApiError:
+            async with open_resources(
+                load_settings({**env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1"})
+            ) as state:
+                job = asyncio.create_task(promotion.promote_upload(state, ALICE, slow))
+                while not _decoding_jobs():
+                    assert not job.done(), job
+                    await asyncio.sleep(0.01)
+                assert forking._server is not None
+                os.kill(forking._server.process.pid, signal.SIGKILL)
+                with pytest.raises(ApiError) as failed:
+                    await job
+                return failed.value
+
+        error = asyncio.run(kill_server_mid_job())
+        assert (error.status, error.code) == (503, "decoding_unavailable")
+        assert confirm(alice, quick).status_code == 200

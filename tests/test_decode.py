@@ -6,9 +6,11 @@ the same presigned-URL reader the worker uses against S3.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
+import signal
 import struct
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import av
 import pytest
 
 from service.core.media_job import MAX_PEAK_PAIRS, Changed, Decoded, Job, Refused, answer_decoder, job_encoder
+from service.lifecycle import forking
 from service.media import decode
 from service.media.source import RemoteObject
 from tests.support import audio_samples
@@ -290,3 +293,32 @@ def test_the_web_process_never_imports_the_decoder() -> None:
     probe = "import sys, service.__main__, service.app, service.lifecycle.sweeper; print('av' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True)
     assert done.stdout.strip() == b"False"
+
+
+def test_a_forked_job_past_its_cpu_budget_is_stopped_by_the_kernel(store: Store) -> None:
+    """One CPU second for ten minutes of Opus: the job ends on SIGXCPU (promotion refuses it as too_complex)."""
+    data = encoded("opus", seconds=600.0)
+    store.objects["long.opus"] = data
+    job = Job(
+        f"{store.url}/long.opus", len(data), store.etag("long.opus"), "audio/opus", 7200.0, cpu_seconds=1
+    )
+    status, answer = asyncio.run(forking.run_job(job))
+    assert (status, answer) == (-signal.SIGXCPU, b"")
+
+
+def test_a_cancelled_forked_job_is_killed_and_the_fork_server_serves_the_next(store: Store) -> None:
+    """A timeout cancels the wait and kills that job's process; the next job decodes normally."""
+    data = encoded("opus", seconds=600.0)
+    store.objects["slow.opus"] = data
+    slow = Job(f"{store.url}/slow.opus", len(data), store.etag("slow.opus"), "audio/opus", 7200.0)
+
+    async def cut_short() -> None:
+        async with asyncio.timeout(0.5):
+            await forking.run_job(slow)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(cut_short())
+    store.objects["next.webm"] = encoded("webm")
+    quick = Job(f"{store.url}/next.webm", len(encoded("webm")), store.etag("next.webm"), "audio/webm", 60.0)
+    status, answer = asyncio.run(forking.run_job(quick))
+    assert status == 0 and isinstance(answer_decoder.decode(answer), Decoded)

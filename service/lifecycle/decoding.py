@@ -1,9 +1,10 @@
 """Decoding a staging object in a worker process: start it, bound it, read its one-line answer.
 
 The web process never parses media (import-linter forbids it to import ``av``):
-it presigns a GET of the staging object (and a PUT for the rendition), hands
-them to ``python -m service.media.worker`` and waits. The worker streams the
-object from the store itself, so the bytes never pass through the event loop.
+it presigns a GET of the staging object (and a PUT for the rendition) and hands
+them to a process forked for the job by ``service.media.forkserver``
+(``service.lifecycle.forking``). That process streams the object from the store
+itself, so the bytes never pass through the event loop.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 import weakref
 
 import msgspec
 
 from service.core import keys, sidecars
-from service.core.media_job import Answer, Job, Refused, answer_decoder, job_encoder
+from service.core.media_job import Answer, Job, Refused, answer_decoder
 from service.errors import ApiError
+from service.lifecycle import forking
 from service.resources import Resources
 from service.storage.client import ObjectFacts
 
 logger = logging.getLogger("soundpost.decoding")
 
-WORKER = (sys.executable, "-m", "service.media.worker")
 # One decoder per core at a time: more would only queue on the CPU while holding memory.
 DECODERS = os.cpu_count() or 1
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
@@ -40,25 +40,6 @@ def unavailable(reason: str) -> ApiError:
         f"The upload could not be checked just now ({reason}); it will be checked again shortly.",
         headers={"Retry-After": "5"},
     )
-
-
-async def _run(job: Job) -> tuple[int, bytes, bytes]:
-    process = await asyncio.create_subprocess_exec(
-        *WORKER,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # a terminal's Ctrl-C reaches the server, which ends its workers itself
-    )
-    try:
-        out, err = await process.communicate(job_encoder.encode(job))
-    except BaseException:  # the timeout, or the request cancelled: the job dies with it
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, out, err
 
 
 async def decode(
@@ -87,7 +68,10 @@ async def decode(
     async with slots:
         try:
             async with asyncio.timeout(settings.decode_timeout):
-                code, out, err = await _run(job)
+                code, out = await forking.run_job(job)
+        except forking.ForkServerGone as exc:
+            logger.error("the decoding fork server ended during %s (%s); the sweeper retries", facts.key, exc)
+            raise unavailable("the decoder stopped") from None
         except TimeoutError:
             logger.error(
                 "decoding %s passed SOUNDPOST_DECODE_TIMEOUT (%ss) and was stopped; "
@@ -103,10 +87,10 @@ async def decode(
         )
     if code != 0:
         logger.error(
-            "decoding worker for %s ended with status %s (%s); the upload stays staged and is retried",
+            "decoding worker for %s ended with status %s (its stderr is in this process's log); "
+            "the upload stays staged and is retried",
             facts.key,
             code,
-            err.decode(errors="replace").strip()[-500:] or "no message",
         )
         raise unavailable("the decoder stopped")
     try:
