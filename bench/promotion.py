@@ -148,15 +148,15 @@ class S3Requests(logging.Handler):
     @contextlib.contextmanager
     def counting(self) -> Iterator[S3Requests]:
         log = logging.getLogger("werkzeug")
-        level, propagate = log.level, log.propagate
+        level, propagate, handlers = log.level, log.propagate, log.handlers
         log.setLevel(logging.INFO)
         log.propagate = False
-        log.addHandler(self)
+        log.handlers = [self]
         self.count = 0
         try:
             yield self
         finally:
-            log.removeHandler(self)
+            log.handlers = handlers
             log.setLevel(level)
             log.propagate = propagate
 
@@ -248,9 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         start = startup_cpu(repeats)
         print(f"worker start-up (interpreter + PyAV import): {1000 * start:.0f} ms CPU\n")
         print(
-            "| file | ffmpeg null decode ms CPU/min | worker ms CPU/min | of which the pass | pass / null |"
+            "| file | ffmpeg null decode ms CPU/min | fresh worker ms CPU/min | minus its start-up "
+            "| forked job ms CPU/min | forked / null |"
         )
-        print("| --- | ---: | ---: | ---: | ---: |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for name, path in files.items():
             declared = FILES[name][0]
             key = f"bench/{path.name}"
@@ -283,9 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {seconds // 60} min | {worker_peak_mib(url, path.stat().st_size, etag, 'audio/webm'):.0f} |"
             )
         print(
-            "\n| renditions | file | at once | promotions/s | wall ms each | service ms CPU each | worker ms CPU each |"
+            "\n| renditions | file | at once | promotions/s | wall ms each | service ms CPU each "
+            "| decoding ms CPU each | S3 requests each |"
         )
-        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for renditions in ("off", "speech"):
             with service(env, renditions) as (server, cookie):
                 for name, path in files.items():
