@@ -42,10 +42,10 @@ def unavailable(reason: str) -> ApiError:
     )
 
 
-async def decode(
+async def _run(
     resources: Resources, facts: ObjectFacts, declared: str, rendition_key: str | None
-) -> Answer:
-    """Decode ``facts.key`` (exactly version ``facts.etag``) in a worker within the configured limits."""
+) -> tuple[int, bytes]:
+    """Sign the job's URLs and run it within SOUNDPOST_DECODE_TIMEOUT: (exit status, answer line)."""
     settings, storage = resources["settings"], resources["storage"]
     ttl = settings.decode_timeout + 60
     job = Job(
@@ -63,23 +63,31 @@ async def decode(
         memory_bytes=settings.decode_memory_mib * MiB,
         read_timeout=float(settings.s3_read_timeout),
     )
+    try:
+        async with asyncio.timeout(settings.decode_timeout):
+            return await forking.run_job(job)
+    except forking.ForkServerGone as exc:
+        logger.error("the decoding fork server ended during %s (%s); the sweeper retries", facts.key, exc)
+        raise unavailable("the decoder stopped") from None
+    except TimeoutError:
+        logger.error(
+            "decoding %s passed SOUNDPOST_DECODE_TIMEOUT (%ss) and was stopped; "
+            "raise it if the store is slow, the sweeper retries",
+            facts.key,
+            settings.decode_timeout,
+        )
+        raise unavailable("it took too long") from None
+
+
+async def decode(
+    resources: Resources, facts: ObjectFacts, declared: str, rendition_key: str | None
+) -> Answer:
+    """Decode ``facts.key`` (exactly version ``facts.etag``) in a worker within the configured limits."""
     loop = asyncio.get_running_loop()
     slots = _slots.get(loop) or _slots.setdefault(loop, asyncio.Semaphore(DECODERS))
-    async with slots:
-        try:
-            async with asyncio.timeout(settings.decode_timeout):
-                code, out = await forking.run_job(job)
-        except forking.ForkServerGone as exc:
-            logger.error("the decoding fork server ended during %s (%s); the sweeper retries", facts.key, exc)
-            raise unavailable("the decoder stopped") from None
-        except TimeoutError:
-            logger.error(
-                "decoding %s passed SOUNDPOST_DECODE_TIMEOUT (%ss) and was stopped; "
-                "raise it if the store is slow, the sweeper retries",
-                facts.key,
-                settings.decode_timeout,
-            )
-            raise unavailable("it took too long") from None
+    async with slots:  # the URLs are signed once a slot is free, so waiting never eats into their lifetime
+        code, out = await _run(resources, facts, declared, rendition_key)
+    settings = resources["settings"]
     if code == -signal.SIGXCPU:
         return Refused(
             "too_complex",
