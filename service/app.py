@@ -25,7 +25,7 @@ from service.http.handlers import EXCEPTION_HANDLERS, ErrorHandlers
 from service.identity import providers as discovery
 from service.identity.revocation import open_revocations
 from service.identity.session import CookieSessions
-from service.lifecycle import events, library, promotion
+from service.lifecycle import derived, events, library, promotion
 from service.lifecycle.sweeper import sweep_periodically
 from service.limits.shared_reservations import open_reservations
 from service.limits.windows import close_limiters, open_limiters
@@ -165,6 +165,17 @@ def routes() -> list[BaseRoute]:
             method="POST",
             name="upload_confirm",
             spec=library.CONFIRM,
+        ),
+        # What decoding made beside an upload (issue 19).
+        ApiRoute(
+            "/api/uploads/{id}/peaks", derived.peaks, method="GET", name="upload_peaks", spec=derived.PEAKS
+        ),
+        ApiRoute(
+            "/api/uploads/{id}/rendition",
+            derived.rendition,
+            method="GET",
+            name="upload_rendition",
+            spec=derived.RENDITION,
         ),
         # Uppy's @uppy/aws-s3 protocol; "batch" precedes the {partNumber} route it would otherwise match.
         ApiRoute("/s3/multipart", uppy.create_multipart, method="POST", name="uppy_create", spec=uppy.CREATE),

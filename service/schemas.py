@@ -15,6 +15,8 @@ import msgspec
 from msgspec import Meta
 from starlette.responses import Response
 
+from service.core.media_job import AudioFacts
+
 Filename = Annotated[
     str,
     Meta(
@@ -182,8 +184,12 @@ class Upload(msgspec.Struct, rename="camel"):
     size: int
     content_type: str
     uploaded_at: datetime
-    duration_seconds: float | None = None
+    duration_seconds: float | None = None  # decoded length; null only while pending
     status: UploadStatus = "verified"
+    # Decoding (issue 19): what the audio is, and where its waveform and rendition are read.
+    audio: AudioFacts | None = None
+    peaks_url: str | None = None
+    rendition_url: str | None = None
 
 
 class UploadList(msgspec.Struct, rename="camel"):
@@ -196,6 +202,14 @@ class PlaybackUrl(msgspec.Struct, rename="camel"):
     expires_at: datetime
 
 
+class RenditionUrl(msgspec.Struct, rename="camel"):
+    """A presigned GET of an upload's 16 kHz mono FLAC rendition."""
+
+    url: str
+    expires_at: datetime
+    content_type: str
+
+
 class UploadEvent(msgspec.Struct, rename="camel"):
     """The data of an ``upload.confirmed`` webhook event."""
 
@@ -206,6 +220,9 @@ class UploadEvent(msgspec.Struct, rename="camel"):
     size: int
     content_type: str
     duration_seconds: float | None
+    audio: AudioFacts | None = None
+    rendition_key: str | None = None  # beside the upload in the same bucket; the owner's only
+    rendition: RenditionUrl | None = None  # a presigned GET, valid for SOUNDPOST_PRESIGN_TTL from the event
 
 
 class WebhookMessage(msgspec.Struct):

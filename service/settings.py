@@ -338,6 +338,15 @@ def _part_bytes(read: _Reader) -> int:
     return read.integer("MULTIPART_PART_BYTES", S3_MIN_PART_BYTES, low, S3_MAX_PART_BYTES)
 
 
+def _renditions(read: _Reader) -> Literal["off", "speech"]:
+    """``speech`` adds a 16 kHz mono FLAC beside every upload; ``off`` none."""
+    value = (read.raw("RENDITIONS") or "off").lower()
+    if value not in ("off", "speech"):
+        read.problems.append(f"{ENV_PREFIX}RENDITIONS must be 'speech' or 'off', got {value!r}")
+        return "off"
+    return "speech" if value == "speech" else "off"
+
+
 # --- The settings table ------------------------------------------------------
 # Each field of Settings below is one setting, declared once: its variable (after SOUNDPOST_),
 # its default, its bounds, how it is read and one line saying what it is. load_settings reads
@@ -536,6 +545,26 @@ class Settings:
         31 * 86400,
         "seconds a presign's reservation is held unconfirmed (unset: PRESIGN_TTL + STAGING_LIFETIME)",
     )
+    max_duration_seconds: int = integer(
+        "MAX_DURATION_SECONDS", 4 * 3600, 1, 7 * 86400, "longest audio accepted, counted from decoded samples"
+    )
+    renditions: Literal["off", "speech"] = custom(
+        "RENDITIONS", "off", "speech: also keep a 16 kHz mono FLAC for transcription; off: none", _renditions
+    )
+    user_quota_seconds: int | None = integer(
+        "USER_QUOTA_SECONDS",
+        None,
+        1,
+        2**40,
+        "seconds of audio each user's library may hold (unset: unlimited)",
+    )
+    decode_cpu_seconds: int = integer(
+        "DECODE_CPU_SECONDS", 120, 1, 3600, "CPU seconds one decoding job may use"
+    )
+    decode_memory_mib: int = integer(
+        "DECODE_MEMORY_MIB", 512, 192, 64 * 1024, "address space of one decoding worker in MiB"
+    )
+    decode_timeout: int = integer("DECODE_TIMEOUT", 300, 5, 3600, "seconds one decoding job may take")
     # A new setting goes here, in its own block: see docs/development.md, "Where things go".
 
     @property

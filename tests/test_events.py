@@ -100,9 +100,13 @@ def library_of(key: str, owner: str = ALICE) -> str:
 
 
 def uploads_in(s3: devstack.S3Endpoint, bucket: str) -> list[str]:
-    """The bucket's staging and library objects (promotion's own records left out)."""
+    """The bucket's staging and library uploads (promotion's own records and the sidecars left out)."""
     areas = (keys.area_prefix("uploads/", keys.STAGING), keys.area_prefix("uploads/", keys.LIBRARY))
-    return [key for key in object_keys(s3, bucket) if key.startswith(areas)]
+    return [
+        key
+        for key in object_keys(s3, bucket)
+        if key.startswith(areas) and not key.rsplit("/", 1)[1].startswith(keys.SIDECAR_MARK)
+    ]
 
 
 def assert_untouched(s3: devstack.S3Endpoint, bucket: str, staged: str, receiver: Receiver) -> None:

@@ -58,42 +58,19 @@ def test_an_unknown_type_never_matches() -> None:
     assert not sniff.matches_type(audio_samples.wav(), "audio/x-unknown")
 
 
-def test_wav_duration_comes_from_its_header() -> None:
-    """A two-second WAV reports two seconds."""
-    assert sniff.duration_seconds(audio_samples.wav(2.0)) == 2.0
+def test_a_wav_header_states_its_length_from_the_data_size() -> None:
+    """Data chunk size over byte rate: the length the header claims, even from the first bytes alone."""
+    assert sniff.wav_stated_seconds(audio_samples.wav(30.0)[:4096]) == 30.0
 
 
-def test_duration_is_read_from_the_start_of_a_wav_alone() -> None:
-    """The header at the start is enough; confirm reads only the first bytes of large files."""
-    assert sniff.duration_seconds(audio_samples.wav(30.0)[:4096]) == 30.0
+def test_a_streaming_wav_header_states_no_length() -> None:
+    """A data size of 0 or 0xFFFFFFFF (what streaming writers leave) claims nothing."""
+    header = bytearray(audio_samples.wav(1.0)[:44])
+    header[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    assert sniff.wav_stated_seconds(bytes(header)) is None
 
 
-def test_flac_duration_comes_from_streaminfo_even_in_a_partial_read() -> None:
-    """FLAC's STREAMINFO total samples over sample rate, known from the first bytes."""
-    assert sniff.duration_seconds(audio_samples.flac(seconds=3), whole=False) == 3.0
-
-
-def test_a_whole_cbr_mp3_reports_its_duration() -> None:
-    """Without a VBR header, the length follows from the bitrate and the whole file's size."""
-    assert sniff.duration_seconds(audio_samples.mp3_cbr(100)) == pytest.approx(100 * 1152 / 44100, abs=0.05)
-
-
-def test_the_start_of_an_mp3_gives_no_duration_rather_than_a_wrong_one() -> None:
-    """Bitrate times a partial size would under-report; None says it is unknown."""
-    assert sniff.duration_seconds(audio_samples.mp3_cbr(100)[:4096], whole=False) is None
-
-
-def test_the_start_of_a_wav_gives_its_duration_when_told_it_is_partial() -> None:
-    """WAV states its data size in the header, so a partial read is enough."""
-    assert sniff.duration_seconds(audio_samples.wav(30.0)[:4096], whole=False) == 30.0
-
-
-def test_flac_duration_comes_from_streaminfo() -> None:
-    """FLAC's STREAMINFO total samples over sample rate."""
-    assert sniff.duration_seconds(audio_samples.flac(seconds=3)) == 3.0
-
-
-@pytest.mark.parametrize("data", [audio_samples.not_audio(), b"", SIGNATURES["audio/webm"]])
-def test_duration_is_none_when_no_header_gives_it(data: bytes) -> None:
-    """Unknown or truncated headers give None, never an exception or a guess."""
-    assert sniff.duration_seconds(data) is None
+@pytest.mark.parametrize("data", [audio_samples.not_audio(), b"", audio_samples.wav(1.0)[:30]])
+def test_no_length_is_stated_without_a_whole_wav_header(data: bytes) -> None:
+    """Not a WAV, or cut before its data chunk: None, never an exception."""
+    assert sniff.wav_stated_seconds(data) is None

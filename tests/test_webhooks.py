@@ -89,6 +89,9 @@ def test_confirm_posts_a_signed_event_the_library_verifies(
         "size": answer.json()["size"],
         "contentType": "audio/wav",
         "durationSeconds": 1.25,
+        "audio": {"codec": "pcm_s16le", "sampleRate": 8000, "channels": 1, "bitRate": 128000},
+        "renditionKey": None,
+        "rendition": None,
     }
     assert receiver.received[0][0]["webhook-id"] == f"msg_{upload_id}"
 

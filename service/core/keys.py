@@ -5,7 +5,9 @@ Everything lives under the configured prefix, in four areas:
 - ``{prefix}incoming/{user_id}/{upload_id}/{filename}``: staging. The only keys a
   presigned POST or multipart upload is ever signed for; nothing here is trusted.
 - ``{prefix}library/{user_id}/{upload_id}/{filename}``: verified uploads. Only the
-  server's own CopyObject writes here; no presigned request can.
+  server's own CopyObject writes here; no presigned request can. Beside each, the
+  server's sidecars, named with a leading ``.`` (which no safe filename has), so
+  they sort before the upload in its folder (``service.core.sidecars``).
 - ``{prefix}outbox/{upload_id}.json``: an announcement not yet acknowledged, and the
   claim that decides which replica promotes an upload.
 - ``{prefix}decided/{upload_id}.json``: what became of an upload id once its
@@ -52,6 +54,8 @@ LIBRARY: Area = "library"
 OUTBOX = "outbox"
 DECIDED = "decided"
 RECORD_SUFFIX = ".json"
+# The first character of a sidecar's name: never the first of a safe filename.
+SIDECAR_MARK = "."
 
 
 @functools.lru_cache(maxsize=4096)  # every signed-in request asks; base32 is pure Python (~8 µs)
@@ -126,6 +130,12 @@ def library_key(prefix: str, owner: str, upload_id: str, filename: str) -> str:
     return f"{upload_prefix(prefix, owner, upload_id, LIBRARY)}{filename}"
 
 
+def sidecar_key(prefix: str, owner: str, upload_id: str, name: str) -> str:
+    """A file the server keeps beside a library upload (its rendition, its facts and peaks)."""
+    assert name.startswith(SIDECAR_MARK)
+    return f"{upload_prefix(prefix, owner, upload_id, LIBRARY)}{name}"
+
+
 def outbox_key(prefix: str, upload_id: str) -> str:
     """The pending announcement (and promotion claim) of an upload."""
     return f"{prefix}{OUTBOX}/{upload_id}{RECORD_SUFFIX}"
@@ -166,7 +176,7 @@ def parse_area_key(prefix: str, key: str, area: Area) -> ParsedKey | None:
     parts = key[len(head) :].split("/")
     if len(parts) != 3 or not USER_ID.match(parts[0]) or not UPLOAD_ID.match(parts[1]):
         return None
-    if not parts[2] or parts[2] in (".", ".."):
+    if not parts[2] or parts[2].startswith(SIDECAR_MARK):
         return None
     return ParsedKey(parts[0], parts[1], parts[2])
 

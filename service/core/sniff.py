@@ -3,25 +3,15 @@
 The POST policy pins the Content-Type a browser may claim, but not what the bytes
 are. Confirming an upload reads its first bytes and checks them against the
 signature of the declared container, so a renamed PDF never passes as audio.
-Duration comes from the container's header through mutagen, a well-kept tagging
-library, rather than from parsers of our own.
+The decoding worker (``service.media``) learns everything else by decoding; the
+one header it reads itself is WAV's, whose stated length FFmpeg quietly trims to
+the bytes present, hiding a truncation.
 """
 
 from __future__ import annotations
 
-import io
-import logging
-
-import mutagen
-import mutagen.flac
-import mutagen.wave
-
-logger = logging.getLogger("soundpost.sniff")
-
-# Enough for every signature below; duration wants more (see HEAD_BYTES).
+# Enough for every signature below.
 SIGNATURE_BYTES = 12
-# How much of an object confirm reads: headers carrying the duration sit near the start.
-HEAD_BYTES = 256 * 1024
 
 
 def _mpeg_frame(head: bytes) -> bool:
@@ -57,26 +47,21 @@ def matches_type(head: bytes, canonical: str) -> bool:
     return _signature_matches(head[:SIGNATURE_BYTES], canonical)
 
 
-# Containers whose header states the length (WAV's data chunk size, FLAC's STREAMINFO),
-# so the start of the file alone gives the right answer.
-_LENGTH_IN_HEADER = (mutagen.wave.WAVE, mutagen.flac.FLAC)
+def wav_stated_seconds(head: bytes) -> float | None:
+    """The length a WAV header states (data chunk size over byte rate), or None when it states none.
 
-
-def duration_seconds(data: bytes, whole: bool = True) -> float | None:
-    """The playing time the file's header gives, or None when it cannot be known from ``data``.
-
-    With ``whole=False`` (``data`` is only the start of the file) only containers
-    that state their length up front answer: for the others mutagen would count
-    pages or frames, or divide the bytes by the bitrate, and under-report.
+    Streaming writers leave the data size at 0 or 0xFFFFFFFF; those state nothing.
     """
-    try:
-        parsed = mutagen.File(io.BytesIO(data))
-    except Exception as exc:
-        logger.debug("no duration: %r", exc)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
-    if not whole and not isinstance(parsed, _LENGTH_IN_HEADER):
-        return None
-    length = getattr(getattr(parsed, "info", None), "length", None)
-    if not isinstance(length, (int, float)) or length <= 0:
-        return None
-    return round(float(length), 3)
+    offset, byte_rate = 12, 0
+    while offset + 8 <= len(head):
+        chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"fmt " and offset + 20 <= len(head):
+            byte_rate = int.from_bytes(head[offset + 16 : offset + 20], "little")
+        if chunk == b"data":
+            if not byte_rate or size in (0, 0xFFFFFFFF):
+                return None
+            return size / byte_rate
+        offset += 8 + size + (size & 1)
+    return None

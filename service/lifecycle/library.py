@@ -18,16 +18,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.core import audio_types as audio
-from service.core import budgets, keys
+from service.core import budgets, keys, sidecars
 from service.errors import ApiError
 from service.http.api import Spec
 from service.http.authentication import require_user
 from service.http.handlers import STORAGE_ERRORS
 from service.http.params import decode_path, decode_query
-from service.lifecycle import promotion
+from service.lifecycle import folders, promotion
 from service.limits.reservations import Amount
 from service.resources import Resources, resources
 from service.schemas import PlaybackUrl, Upload, UploadList, UploadPath, UploadsQuery, encoder, json_response
+from service.settings import Settings
 from service.storage.client import Listed
 from service.storage.errors import NotFound, PreconditionFailed
 
@@ -83,6 +84,19 @@ def type_of(filename: str) -> str:
     return audio.type_for_extension(keys.split_extension(filename)[1]) or "application/octet-stream"
 
 
+def described(folder: folders.Folder, settings: Settings) -> Upload | None:
+    """A library upload with the facts its sidecars' names state (no HEAD, no GET)."""
+    if folder.upload is None:
+        return None
+    upload = describe(folder.upload, keys.LIBRARY, settings.s3_key_prefix)
+    if upload is None or folder.facts is None:
+        return upload
+    peaks_url, rendition_url = folders.links(settings, upload.id, folder.rendition_key is not None)
+    upload.duration_seconds, upload.audio = folder.facts.duration_seconds, folder.facts.audio
+    upload.peaks_url, upload.rendition_url = peaks_url, rendition_url
+    return upload
+
+
 def describe(item: Listed, area: keys.Area, prefix: str) -> Upload | None:
     """An upload as a listing shows it, from ListObjectsV2's facts only (no HEAD)."""
     parsed = keys.parse_area_key(prefix, item.key, area)
@@ -97,7 +111,6 @@ def describe(item: Listed, area: keys.Area, prefix: str) -> Upload | None:
         size=item.size,
         content_type=type_of(filename),
         uploaded_at=item.last_modified,
-        duration_seconds=promotion.known_duration(item.key) if verified else None,
         status="verified" if verified else "pending",
     )
 
@@ -112,7 +125,9 @@ def _upload_id(request: Request) -> str:
 async def _one(state: Resources, owner: str, upload_id: str, area: keys.Area) -> str | None:
     """The caller's object of this id in one area: one LIST of at most one key."""
     prefix = state["settings"].s3_key_prefix
-    found = await state["storage"].list_keys(keys.upload_prefix(prefix, owner, upload_id, area), 1)
+    found = await state["storage"].list_keys(
+        keys.upload_prefix(prefix, owner, upload_id, area), sidecars.FOLDER_OBJECTS
+    )
     return next((k for k in found.keys if keys.parse_area_key(prefix, k, area) is not None), None)
 
 
@@ -146,8 +161,11 @@ async def list_uploads(request: Request) -> Response:
     limit = ask.limit or DEFAULT_PAGE
     library = keys.user_prefix(settings.s3_key_prefix, user.user_id, keys.LIBRARY)
     start_after = library + decode_cursor(ask.cursor) if ask.cursor else None
-    page = await storage.list_objects(library, limit, start_after)
-    verified = [u for u in (describe(o, keys.LIBRARY, settings.s3_key_prefix) for o in page.objects) if u]
+    page = await storage.list_objects(library, folders.list_size(limit), start_after)
+    complete, last = folders.page_of_folders(
+        page.objects, settings.s3_key_prefix, limit, page.next_start_after is not None
+    )
+    verified = [u for u in (described(f, settings) for f in complete) if u]
     pending: list[Upload] = []
     if ask.cursor is None:
         staging = keys.user_prefix(settings.s3_key_prefix, user.user_id, keys.STAGING)
@@ -156,7 +174,7 @@ async def list_uploads(request: Request) -> Response:
         ids = {u.id for u in verified}
         candidates = (describe(o, keys.STAGING, settings.s3_key_prefix) for o in waiting.objects)
         pending = [u for u in candidates if u is not None and u.id not in ids]
-    next_cursor = encode_cursor(page.next_start_after[len(library) :]) if page.next_start_after else None
+    next_cursor = encode_cursor(last[len(library) :]) if last else None
     return json_response(UploadList(pending + verified, next_cursor))
 
 
@@ -215,6 +233,7 @@ async def delete(request: Request) -> Response:
     decided = found[0].upload if found is not None else None
     for key in {k for k in (library, staging, decided.key if decided else None) if k is not None}:
         await storage.delete(key)
+    await folders.remove_sidecars(storage, prefix, user.user_id, upload_id)
     await storage.put_plain(keys.decided_key(prefix, upload_id), tombstone)
     await storage.delete(outbox)
     if library is not None and decided is not None:
@@ -268,10 +287,19 @@ CONFIRM = Spec(
     budget=budgets.CONFIRM,
     errors={
         404: ("not_found",),
-        413: ("file_too_large", "quota_exceeded"),
-        422: ("unsupported_type", "not_audio"),
+        413: ("file_too_large", "quota_exceeded", "duration_quota_exceeded", "too_long"),
+        422: (
+            "unsupported_type",
+            "not_audio",
+            "no_audio_stream",
+            "no_samples",
+            "corrupt",
+            "truncated",
+            "container_mismatch",
+            "too_complex",
+        ),
         **_DOWN,
-        503: ("storage_unavailable", "promotion_in_progress", "limits_unavailable"),
+        503: ("storage_unavailable", "promotion_in_progress", "limits_unavailable", "decoding_unavailable"),
     },
     tag="library",
 )

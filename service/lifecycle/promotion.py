@@ -21,18 +21,18 @@ object and one announcement per upload id:
    are reusable until they expire) or a duplicate: it is deleted, and the library
    is never overwritten.
 
-Verification reads at most ``sniff.HEAD_BYTES`` and parses them in a small thread
-pool, with a time budget, so a crafted header never stalls the event loop.
+Verification decodes the whole staging object in a worker process
+(``service.lifecycle.decoding``), which streams it from the store, so a crafted
+file costs one bounded job and never the event loop. The facts it learns are
+written beside the library object (``service.core.sidecars``) before the copy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -40,19 +40,23 @@ from typing import Literal
 import msgspec
 
 from service.core import audio_types as audio
-from service.core import keys, sniff
+from service.core import keys, sidecars
+from service.core.media_job import REFUSALS, RENDITION_TYPE, Changed, Decoded, Refused
 from service.errors import ApiError
+from service.lifecycle import decoding, folders
 from service.limits.reservations import Amount, Verdict
 from service.observability import UPLOADS_CONFIRMED
 from service.resources import Resources
 from service.schemas import (
     RejectionEvent,
     RejectionMessage,
+    RenditionUrl,
     Upload,
     UploadEvent,
     WebhookMessage,
     encoder,
 )
+from service.settings import Settings
 from service.storage.client import ObjectFacts, Storage
 from service.storage.errors import NotFound, PreconditionFailed
 
@@ -62,10 +66,6 @@ Outcome = Literal["promoted", "rejected", "replaced", "missing", "ignored", "pen
 # True: announce before answering; "later": in a task of its own (confirm), so a dead receiver never holds the answer.
 Delivery = bool | Literal["later"]
 
-# Parsing one header takes milliseconds; a crafted one is cut off here and its duration is unknown.
-VERIFY_SECONDS = 2.0
-# Two threads: promotions queue behind them instead of taking the GIL from the event loop all at once.
-_VERIFIERS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="soundpost-verify")
 # A promoter that claimed an upload but went quiet this long is presumed gone; others take over.
 LEASE_MARGIN_SECONDS = 30
 # A pessimistic server-side copy rate: a 5 GiB upload's lease covers its copy (about four minutes).
@@ -74,7 +74,6 @@ COPY_BYTES_PER_SECOND = 20 * 1024 * 1024
 MAX_ROUNDS = 4
 # How long confirm waits for another replica's promotion of the same upload to finish.
 SETTLE_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
-DURATION_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -125,20 +124,14 @@ class Decision(msgspec.Struct):
 
 _decision_decoder = msgspec.json.Decoder(Decision)
 
-# Library objects never change once written, so what promotion learnt about one stays true.
-_durations: OrderedDict[str, float | None] = OrderedDict()
 
+@dataclass(frozen=True)
+class Verified:
+    """A staging object that may enter the library: its canonical type and what decoding found."""
 
-def remember_duration(key: str, duration: float | None) -> None:
-    _durations[key] = duration
-    _durations.move_to_end(key)
-    while len(_durations) > DURATION_CACHE_SIZE:
-        _durations.popitem(last=False)
-
-
-def known_duration(key: str) -> float | None:
-    """The duration promotion learnt for a library key, if this process saw it."""
-    return _durations.get(key)
+    canonical: str
+    decoded: Decoded
+    rendition_key: str | None
 
 
 def deleted_record(owner: str, upload_id: str, key: str) -> Decision:
@@ -155,28 +148,6 @@ def lease_seconds(resources: Resources, size: int) -> float:
 
 
 # --- verification ---------------------------------------------------------------------------
-
-
-def _inspect(head: bytes, canonical: str, whole: bool) -> tuple[bool, float | None]:
-    """Runs in the verify pool: signature check and duration from the first bytes."""
-    if not sniff.matches_type(head, canonical):
-        return False, None
-    return True, sniff.duration_seconds(head, whole=whole)
-
-
-async def inspect_off_loop(head: bytes, canonical: str, whole: bool) -> tuple[bool, float | None]:
-    """(bytes match the type, duration) computed off the event loop within VERIFY_SECONDS.
-
-    Past the budget the signature (twelve bytes, checked here) decides and the
-    duration is unknown; the worker thread finishes its bounded parse on its own.
-    """
-    loop = asyncio.get_running_loop()
-    work = loop.run_in_executor(_VERIFIERS, _inspect, head, canonical, whole)
-    try:
-        return await asyncio.wait_for(work, VERIFY_SECONDS)
-    except TimeoutError:
-        logger.warning("audio header parse cut at its %ss budget", VERIFY_SECONDS)
-        return sniff.matches_type(head, canonical), None
 
 
 def library_type(declared: str, filename: str) -> str | None:
@@ -196,39 +167,68 @@ def library_type(declared: str, filename: str) -> str | None:
     )
 
 
-async def library_usage(storage: Storage, prefix: str, owner: str) -> int:
-    """Bytes a user's library holds now: one LIST per thousand uploads."""
-    total = 0
-    after: str | None = None
-    area = keys.user_prefix(prefix, owner, keys.LIBRARY)
-    while True:
-        page = await storage.list_objects(area, 1000, after)
-        total += sum(o.size for o in page.objects)
-        if page.next_start_after is None:
-            return total
-        after = page.next_start_after
-
-
-async def _admitted(
-    resources: Resources, owner: str, upload_id: str, size: int, duration: float | None
-) -> Verdict:
+async def _admitted(resources: Resources, owner: str, upload_id: str, size: int, duration: float) -> Verdict:
     """Commit the verified amount in the quota ledger (atomically, shared by replicas)."""
     settings, storage = resources["settings"], resources["storage"]
 
     async def library() -> Amount:
-        return Amount(await library_usage(storage, settings.s3_key_prefix, owner))
+        used, seconds = await folders.library_totals(storage, settings.s3_key_prefix, owner)
+        return Amount(used, seconds)
 
-    amount = Amount(size, duration or 0.0)
+    amount = Amount(size, duration)
     return await resources["reservations"].settle(
         owner, upload_id, amount, lease_seconds(resources, size), library
     )
 
 
+def _refused(answer: Refused) -> Refusal:
+    return Refusal(REFUSALS.get(answer.code, 422), answer.code, f"{answer.detail} The upload was removed.")
+
+
+def _over_quota(settings: Settings, verdict: Verdict) -> Refusal | None:
+    """The refusal a ledger's verdict means, or None when the upload fits."""
+    if verdict is Verdict.OK:
+        return None
+    if verdict is Verdict.OVER_SECONDS:
+        return Refusal(
+            413,
+            "duration_quota_exceeded",
+            f"This upload would take your library past {settings.user_quota_seconds} seconds of audio; "
+            "it was removed.",
+        )
+    return Refusal(
+        413,
+        "quota_exceeded",
+        f"This upload would take your storage past {settings.user_quota_bytes} bytes; it was removed.",
+    )
+
+
+async def _decode(
+    resources: Resources, owner: str, upload_id: str, facts: ObjectFacts, canonical: str
+) -> Verified | Refusal:
+    """Decode in a worker, then take room in the quota; NotFound when the staging object changed under it."""
+    settings, storage = resources["settings"], resources["storage"]
+    rendition = decoding.rendition_key(resources, owner, upload_id)
+    answer = await decoding.decode(resources, facts, canonical, rendition)
+    if isinstance(answer, Changed):
+        raise NotFound(facts.key)
+    refusal = _refused(answer) if isinstance(answer, Refused) else None
+    if refusal is None and isinstance(answer, Decoded):
+        # Last, so only a file that may enter the library takes room in the quota.
+        verdict = await _admitted(resources, owner, upload_id, facts.size, answer.duration_seconds)
+        refusal = _over_quota(settings, verdict)
+    if refusal is not None or not isinstance(answer, Decoded):
+        if rendition is not None:
+            await storage.delete(rendition)
+        return refusal or Refusal(422, "corrupt", "The file does not decode; the upload was removed.")
+    return Verified(canonical, answer, rendition if answer.rendition_bytes is not None else None)
+
+
 async def _verify(
     resources: Resources, owner: str, upload_id: str, facts: ObjectFacts, filename: str
-) -> tuple[str, float | None] | Refusal:
-    """(canonical type, duration) when the staging object may enter the library, else why not."""
-    settings, storage = resources["settings"], resources["storage"]
+) -> Verified | Refusal:
+    """The type and what decoding found when the staging object may enter the library, else why not."""
+    settings = resources["settings"]
     if facts.size > settings.max_upload_bytes:
         return Refusal(
             413,
@@ -244,18 +244,7 @@ async def _verify(
         )
     if facts.size == 0:
         return Refusal(422, "not_audio", "The file is empty; the upload was removed.")
-    head = await storage.read_head(facts.key, min(facts.size, sniff.HEAD_BYTES))
-    matches, duration = await inspect_off_loop(head, canonical, whole=len(head) >= facts.size)
-    if not matches:
-        return Refusal(422, "not_audio", f"The file's contents are not {canonical}; the upload was removed.")
-    # Last, so only a file that may enter the library takes room in the quota.
-    if await _admitted(resources, owner, upload_id, facts.size, duration) is not Verdict.OK:
-        return Refusal(
-            413,
-            "quota_exceeded",
-            f"This upload would take your storage past {settings.user_quota_bytes} bytes; it was removed.",
-        )
-    return canonical, duration
+    return await _decode(resources, owner, upload_id, facts, canonical)
 
 
 # --- records --------------------------------------------------------------------------------
@@ -279,12 +268,21 @@ async def read_decision(resources: Resources, upload_id: str) -> tuple[Decision,
     return (done[0], None) if done is not None else None
 
 
+async def _rendition_link(resources: Resources, key: str | None) -> RenditionUrl | None:
+    """A presigned GET of the rendition for the announcement, on the browser-visible endpoint."""
+    if key is None:
+        return None
+    url = await resources["storage"].presign_operation("get_object", key, ResponseContentType=RENDITION_TYPE)
+    return RenditionUrl(url, resources["storage"].expiry(resources["settings"].presign_ttl), RENDITION_TYPE)
+
+
 def _message(
     resources: Resources,
     owner: str,
     facts: ObjectFacts,
-    verdict: tuple[str, float | None] | Refusal,
+    verdict: Verified | Refusal,
     target: str,
+    rendition: RenditionUrl | None = None,
 ) -> tuple[str, Upload | None, Refusal | None]:
     """The announcement's body, and the upload or the refusal it announces."""
     settings = resources["settings"]
@@ -303,7 +301,12 @@ def _message(
             detail=verdict.detail,
         )
         return encoder.encode(RejectionMessage("upload.rejected", now, event)).decode(), None, verdict
-    canonical, duration = verdict
+    canonical, duration, audio_facts = (
+        verdict.canonical,
+        verdict.decoded.duration_seconds,
+        verdict.decoded.audio,
+    )
+    peaks_url, rendition_url = folders.links(settings, parsed.upload_id, verdict.rendition_key is not None)
     upload = Upload(
         id=parsed.upload_id,
         key=target,
@@ -312,6 +315,9 @@ def _message(
         content_type=canonical,
         uploaded_at=now.replace(microsecond=0),
         duration_seconds=duration,
+        audio=audio_facts,
+        peaks_url=peaks_url,
+        rendition_url=rendition_url,
     )
     data = UploadEvent(
         id=upload.id,
@@ -321,11 +327,22 @@ def _message(
         size=upload.size,
         content_type=canonical,
         duration_seconds=duration,
+        audio=audio_facts,
+        rendition_key=verdict.rendition_key,
+        rendition=rendition,
     )
     return encoder.encode(WebhookMessage("upload.confirmed", now, data)).decode(), upload, None
 
 
 # --- the steps ------------------------------------------------------------------------------
+
+
+async def _keep_facts(resources: Resources, owner: str, upload_id: str, verified: Verified) -> None:
+    """The peaks, under a name stating the facts, beside where the upload is copied next."""
+    decoded = verified.decoded
+    name = sidecars.facts_name(decoded.duration_seconds, decoded.audio)
+    key = keys.sidecar_key(resources["settings"].s3_key_prefix, owner, upload_id, name)
+    await resources["storage"].put_plain(key, encoder.encode(decoded.peaks))
 
 
 async def _copy(resources: Resources, decision: Decision) -> bool:
@@ -351,7 +368,6 @@ async def _copy(resources: Resources, decision: Decision) -> bool:
         logger.warning("upload %s changed between verification and copy; verifying again", decision.upload_id)
         await storage.delete(upload.key)
         return False
-    remember_duration(upload.key, upload.duration_seconds)
     return True
 
 
@@ -534,7 +550,11 @@ async def _round(
         verdict = await _verify(resources, owner, upload_id, facts, parsed.filename)
     except NotFound:
         return None  # promoted (or deleted) by another racer while we read it: look again
-    message, upload, refusal = _message(resources, owner, facts, verdict, target)
+    rendition: RenditionUrl | None = None
+    if isinstance(verdict, Verified):
+        rendition = await _rendition_link(resources, verdict.rendition_key)
+        await _keep_facts(resources, owner, upload_id, verdict)
+    message, upload, refusal = _message(resources, owner, facts, verdict, target, rendition)
     decision = Decision(
         upload_id=upload_id,
         owner=owner,

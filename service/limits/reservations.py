@@ -51,8 +51,8 @@ class Quotas(NamedTuple):
 
 
 def quotas_from(settings: Settings) -> Quotas:
-    """The configured limits (a seconds quota slots in here once it is a setting)."""
-    return Quotas(bytes=settings.user_quota_bytes)
+    """The configured limits: bytes, and seconds of decoded audio."""
+    return Quotas(bytes=settings.user_quota_bytes, seconds=settings.user_quota_seconds)
 
 
 class Verdict(Enum):

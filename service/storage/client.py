@@ -320,6 +320,14 @@ class Storage:
             )
         return url
 
+    async def presign_internal(self, operation: str, key: str, ttl: int, **params: object) -> str:
+        """A URL for one operation on one key at the service's own endpoint (for its decoding worker)."""
+        with translated(self.bucket):
+            url: str = await self.s3.generate_presigned_url(
+                operation, Params={"Bucket": self.settings.s3_bucket, "Key": key, **params}, ExpiresIn=ttl
+            )
+        return url
+
     async def presign_get(self, key: str, content_type: str, disposition: str) -> tuple[str, datetime]:
         expires_at = self.expiry(self.settings.presign_ttl)
         url = await self.presign_operation(

@@ -1,0 +1,308 @@
+"""The promotion benchmark (issue 19): decoding CPU per audio-minute against FFmpeg's null decode, and promotions/s.
+
+    .venv/bin/python -m bench.promotion            # 20 promotions per file and concurrency, 5 decode repeats
+    .venv/bin/python -m bench.promotion --quick    # smoke run: 4 promotions, 2 repeats
+
+Everything runs on 127.0.0.1 against moto's S3 server, in one run, so the ratios
+compare like with like; bench/README.md describes the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from bench.run import TICKS, Server, process_tree, sign_in, stack
+from service import devstack
+from service.core.media_job import Job, job_encoder
+from service.lifecycle import forking
+
+# name -> (declared type, ffmpeg's output options)
+FILES = {
+    "webm": ("audio/webm", ["-c:a", "libopus", "-b:a", "48k"]),
+    "wav": ("audio/wav", ["-c:a", "pcm_s16le"]),
+}
+SECONDS = 60
+
+
+def make_file(directory: Path, name: str, seconds: int = SECONDS) -> Path:
+    """A 440 Hz tone at 48 kHz mono (one minute unless told), as FFmpeg's encoders write it."""
+    target = directory / f"tone-{seconds}s.{name}"
+    source = f"sine=frequency=440:duration={seconds}:sample_rate=48000"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, *FILES[name][1], str(target)], check=True
+    )
+    return target
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def null_decode_cpu(path: Path, repeats: int) -> float:
+    """CPU seconds of ``ffmpeg -i FILE -f null -`` (the same decoders doing nothing else), median."""
+    runs = []
+    for _ in range(repeats):
+        before = children_cpu()
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"], check=True)
+        runs.append(children_cpu() - before)
+    return statistics.median(runs)
+
+
+def worker_cpu(url: str, size: int, etag: str, declared: str, rendition: str | None, repeats: int) -> float:
+    """CPU seconds of one decoding worker process (interpreter start included), median."""
+    job = job_encoder.encode(Job(url, size, etag, declared, 7200.0, rendition_url=rendition))
+    runs = []
+    for _ in range(repeats):
+        before = children_cpu()
+        done = subprocess.run(
+            [sys.executable, "-m", "service.media.worker"], input=job, capture_output=True, check=True
+        )
+        assert done.stdout.startswith(b'{"type":"decoded"'), done.stdout[:200]
+        runs.append(children_cpu() - before)
+    return statistics.median(runs)
+
+
+# Runs the real worker in a process that then reports its own peak resident memory.
+PEAK_PROBE = (
+    "import resource, runpy, sys\n"
+    "try:\n    runpy.run_module('service.media.worker', run_name='__main__')\n"
+    "except SystemExit:\n    pass\n"
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def worker_peak_mib(url: str, size: int, etag: str, declared: str) -> float:
+    """The decoding worker's peak resident memory in MiB for one job."""
+    job = job_encoder.encode(Job(url, size, etag, declared, 7200.0))
+    done = subprocess.run([sys.executable, "-c", PEAK_PROBE], input=job, capture_output=True, check=True)
+    return int(done.stderr.split()[-1]) / 1024
+
+
+def startup_cpu(repeats: int) -> float:
+    """CPU seconds of a worker that only starts and imports its libraries: what a pool would save."""
+    runs = []
+    for _ in range(repeats):
+        before = children_cpu()
+        subprocess.run([sys.executable, "-c", "import av, service.media.decode"], check=True)
+        runs.append(children_cpu() - before)
+    return statistics.median(runs)
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_cpu(pid: int) -> tuple[float, float]:
+    """(the server's own CPU seconds, the decoding's: its fork server and the jobs it forked) from /proc."""
+    own, decoding = 0, 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = _stat(member)
+            if member == pid:
+                own += int(fields[11]) + int(fields[12])
+            else:
+                decoding += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return own / TICKS, decoding / TICKS
+
+
+def forked_cpu(url: str, size: int, etag: str, declared: str, rendition: str | None, repeats: int) -> float:
+    """CPU seconds of one job forked by the fork server, as promotion runs it (no interpreter start), median."""
+    job = Job(url, size, etag, declared, 7200.0, rendition_url=rendition)
+    server = forking._running()
+    runs = []
+    for _ in range(repeats):
+        before = _stat(server.process.pid)
+        status, _ = asyncio.run(forking.run_job(job))
+        after = _stat(server.process.pid)
+        assert status == 0
+        runs.append(sum(int(after[i]) - int(before[i]) for i in (13, 14)) / TICKS)
+    return statistics.median(runs)
+
+
+class S3Requests(logging.Handler):
+    """Counts requests moto's in-process server logs (werkzeug's access log) without printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[S3Requests]:
+        log = logging.getLogger("werkzeug")
+        level, propagate, handlers = log.level, log.propagate, log.handlers
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        log.handlers = [self]
+        self.count = 0
+        try:
+            yield self
+        finally:
+            log.handlers = handlers
+            log.setLevel(level)
+            log.propagate = propagate
+
+
+def upload(client: httpx.Client, path: Path, declared: str) -> str:
+    signed = client.post(
+        "/api/upload/presigned-url",
+        json={"filename": path.name, "contentType": declared, "size": path.stat().st_size},
+        headers={"Origin": str(client.base_url)},
+    )
+    assert signed.status_code == 200, signed.text
+    answer = signed.json()
+    posted = httpx.post(
+        answer["url"],
+        data=answer["fields"],
+        files={"file": (path.name, path.read_bytes(), declared)},
+        timeout=60,
+    )
+    assert posted.status_code in (201, 204), posted.text
+    return str(answer["key"].split("/")[-2])
+
+
+def promotions(
+    server: Server, cookie: str, path: Path, declared: str, count: int, at_once: int
+) -> dict[str, float]:
+    """Upload ``count`` copies, then confirm them ``at_once`` at a time; wall time and CPU per promotion."""
+    headers = {"Cookie": cookie}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=120) as client:
+        warm_up = upload(client, path, declared)  # starts the fork server outside the measured window
+        assert (
+            client.post(f"/api/uploads/{warm_up}/confirm", headers={"Origin": server.url}).status_code == 200
+        )
+        ids = [upload(client, path, declared) for _ in range(count)]
+        assert server.process is not None
+        own_before, workers_before = process_cpu(server.process.pid)
+        started = time.perf_counter()
+
+        def confirm(upload_id: str) -> int:
+            return client.post(
+                f"/api/uploads/{upload_id}/confirm", headers={"Origin": server.url}
+            ).status_code
+
+        with S3Requests().counting() as requests, concurrent.futures.ThreadPoolExecutor(at_once) as pool:
+            statuses = list(pool.map(confirm, ids))
+        wall = time.perf_counter() - started
+        own_after, workers_after = process_cpu(server.process.pid)
+    assert statuses == [200] * count, statuses
+    return {
+        "per_second": count / wall,
+        "wall_ms": 1000 * wall / count * at_once,
+        "service_ms": 1000 * (own_after - own_before) / count,
+        "worker_ms": 1000 * (workers_after - workers_before) / count,
+        "s3_requests": requests.count / count,
+    }
+
+
+@contextlib.contextmanager
+def service(env: dict[str, str], renditions: str) -> Iterator[tuple[Server, str]]:
+    server = Server(
+        f"soundpost ({renditions})",
+        [sys.executable, "-m", "service", "serve"],
+        {**env, "SOUNDPOST_RENDITIONS": renditions, "SOUNDPOST_CONFIRM_RATE_LIMIT": "1000000/second"},
+    )
+    server.start()
+    try:
+        yield server, sign_in(server.url)
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.promotion", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 promotions, 2 repeats")
+    parser.add_argument("--count", type=int, default=20, help="promotions per file and concurrency")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of each decode measurement")
+    args = parser.parse_args(argv)
+    count, repeats = (4, 2) if args.quick else (args.count, args.repeats)
+    long_seconds = 600 if args.quick else 3600
+    with tempfile.TemporaryDirectory() as scratch, stack({}) as env:
+        files = {name: make_file(Path(scratch), name) for name in FILES}
+        endpoint = devstack.S3Endpoint(
+            env["SOUNDPOST_S3_ENDPOINT"],
+            env["SOUNDPOST_S3_ACCESS_KEY_ID"],
+            env["SOUNDPOST_S3_SECRET_ACCESS_KEY"],
+            env.get("SOUNDPOST_S3_REGION", "us-east-1"),
+        )
+        s3 = devstack.s3_admin(endpoint)
+        bucket = env["SOUNDPOST_S3_BUCKET"]
+        start = startup_cpu(repeats)
+        print(f"worker start-up (interpreter + PyAV import): {1000 * start:.0f} ms CPU\n")
+        print(
+            "| file | ffmpeg null decode ms CPU/min | fresh worker ms CPU/min | minus its start-up "
+            "| forked job ms CPU/min | forked / null |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, path in files.items():
+            declared = FILES[name][0]
+            key = f"bench/{path.name}"
+            s3.upload_file(str(path), bucket, key)
+            etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+            url = s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
+            )
+            put = s3.generate_presigned_url(
+                "put_object", Params={"Bucket": bucket, "Key": key + ".flac", "ContentType": "audio/flac"}
+            )
+            null = null_decode_cpu(path, repeats)
+            for label, rendition in (("", None), (" + rendition", put)):
+                whole = worker_cpu(url, path.stat().st_size, etag, declared, rendition, repeats)
+                forked = forked_cpu(url, path.stat().st_size, etag, declared, rendition, repeats)
+                print(
+                    f"| {name}{label} | {1000 * null:.0f} | {1000 * whole:.0f} | {1000 * (whole - start):.0f} "
+                    f"| {1000 * forked:.0f} | {forked / null:.2f} |"
+                )
+        print("\n| Opus WebM | worker peak memory MiB |\n| --- | ---: |")
+        for seconds in (SECONDS, long_seconds):
+            path = make_file(Path(scratch), "webm", seconds)
+            key = f"bench/{path.name}"
+            s3.upload_file(str(path), bucket, key)
+            etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+            url = s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
+            )
+            print(
+                f"| {seconds // 60} min | {worker_peak_mib(url, path.stat().st_size, etag, 'audio/webm'):.0f} |"
+            )
+        print(
+            "\n| renditions | file | at once | promotions/s | wall ms each | service ms CPU each "
+            "| decoding ms CPU each | S3 requests each |"
+        )
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for renditions in ("off", "speech"):
+            with service(env, renditions) as (server, cookie):
+                for name, path in files.items():
+                    for at_once in (1, 8):
+                        got = promotions(server, cookie, path, FILES[name][0], count, at_once)
+                        print(
+                            f"| {renditions} | {name} | {at_once} | {got['per_second']:.1f} | {got['wall_ms']:.0f} "
+                            f"| {got['service_ms']:.1f} | {got['worker_ms']:.0f} | {got['s3_requests']:.1f} |",
+                            flush=True,
+                        )
+    print(
+        f"\nmachine: {os.cpu_count()} cores; {count} promotions per row, decode figures medians of {repeats}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The decoding worker: a separate program that parses untrusted media under CPU, memory and time limits."""
