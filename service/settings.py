@@ -23,6 +23,9 @@ from service.core.budgets import BUDGETS, Budget
 from service.core.secret import Secret
 
 T = TypeVar("T")
+# How browsers send a simple upload: a POST policy, a presigned PUT, or whichever the store supports.
+UploadMethod = Literal["auto", "post", "put"]
+UPLOAD_METHODS: tuple[UploadMethod, ...] = ("auto", "post", "put")
 
 ENV_PREFIX = "SOUNDPOST_"
 DEFAULT_ALLOWED_TYPES = tuple(CANONICAL_TYPES)
@@ -107,6 +110,8 @@ class Settings:
     max_pending_uploads: int = 50
     events_token: Secret | None = None
     events_url: str | None = None
+    # --- stores without POST uploads (issue 22) ---
+    upload_method: UploadMethod = "auto"
 
     @property
     def secure_cookies(self) -> bool:
@@ -343,6 +348,13 @@ def _boolean(value: str) -> bool:
     return lowered in ("true", "1", "yes")
 
 
+def _upload_method(value: str) -> UploadMethod:
+    for method in UPLOAD_METHODS:
+        if value.lower() == method:
+            return method
+    raise ValueError(value)
+
+
 def _part_bytes(read: _Reader, max_upload_bytes: int) -> tuple[int, bool]:
     """The part size the page uploads in; below S3's 5 MiB only when a test says its S3 stand-in allows it."""
     small = read.parsed("MULTIPART_SMALL_PARTS_FOR_TESTS", False, _boolean, "true or false")
@@ -435,6 +447,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         if read.raw("USER_QUOTA_BYTES")
         else None,
         max_pending_uploads=read.integer("MAX_PENDING_UPLOADS", 50, 1, 10_000),
+        # --- stores without POST uploads (issue 22) ---
+        upload_method=read.parsed("UPLOAD_METHOD", "auto", _upload_method, "auto, post or put"),
     )
     if read.problems:
         raise SettingsError(read.problems)

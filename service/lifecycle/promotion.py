@@ -42,6 +42,7 @@ import msgspec
 from service.core import audio_types as audio
 from service.core import keys, sniff
 from service.errors import ApiError
+from service.lifecycle.integrity import integrity_refusal
 from service.observability import UPLOADS_CONFIRMED
 from service.resources import Resources
 from service.schemas import (
@@ -235,6 +236,9 @@ async def _verify(
                 "quota_exceeded",
                 f"This upload would take your storage past {settings.user_quota_bytes} bytes; it was removed.",
             )
+    mismatch = await integrity_refusal(storage, facts)
+    if mismatch is not None:
+        return Refusal(422, mismatch.code, mismatch.detail)
     head = await storage.read_head(facts.key, min(facts.size, sniff.HEAD_BYTES))
     matches, duration = await inspect_off_loop(head, canonical, whole=len(head) >= facts.size)
     if not matches:

@@ -10,13 +10,15 @@ opens a connection.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import aioboto3
 import msgspec
@@ -24,6 +26,7 @@ from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, NoCredentialsError
 
+from service.core.checksums import declared_metadata
 from service.core.post_policy import PostTarget, sign_post, signing_moment
 from service.settings import Settings
 from service.storage.errors import (
@@ -51,6 +54,22 @@ class PresignedPost(msgspec.Struct, frozen=True):
     url: str
     fields: dict[str, str]
     expires_at: datetime
+
+
+class PresignedPut(msgspec.Struct, frozen=True):
+    """A presigned PutObject: the browser sends exactly ``headers`` (all signed) with the file as the body."""
+
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What one full read of an object found: its SHA-256 (base64) and its length."""
+
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -127,8 +146,12 @@ class Storage:
         self.credentials = credentials  # the session's (and so both clients') credentials; None if none found
         self.bucket = settings.s3_bucket
         self.post_target: PostTarget | None = None
+        # How browsers upload simple files: settled at start-up by service.storage.capabilities.
+        self.upload_method: Literal["POST", "PUT"] = "PUT" if settings.upload_method == "put" else "POST"
 
-    async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
+    async def presign_post(
+        self, key: str, content_type: str, max_bytes: int, checksum: str | None = None
+    ) -> PresignedPost:
         """A POST policy for one object: botocore's fields, without botocore's per-call overhead.
 
         The first call goes through ``generate_presigned_post`` and learns the URL
@@ -138,6 +161,12 @@ class Storage:
         ttl = self.settings.presign_ttl
         fields = {"Content-Type": content_type, "success_action_status": "201"}
         conditions = policy_conditions(content_type, max_bytes)
+        if checksum is not None:  # pinned, so the store keeps it for promotion to compare
+            pinned = {
+                f"x-amz-meta-{name}": value for name, value in declared_metadata(checksum, None).items()
+            }
+            fields.update(pinned)
+            conditions.extend(dict([item]) for item in pinned.items())
         moment = signing_moment(int(time.time()), ttl)
         if self.post_target is None:
             with translated(self.bucket):
@@ -155,6 +184,30 @@ class Storage:
             credentials, self.post_target, self.settings.s3_bucket, key, fields, conditions, moment
         )
         return PresignedPost(url=self.post_target.url, fields=signed, expires_at=moment.expires_at)
+
+    async def presign_put(
+        self, key: str, content_type: str, size: int, checksum: str | None = None
+    ) -> PresignedPut:
+        """A presigned PutObject whose signature pins length, type, checksum and a private ACL.
+
+        Every header below is in X-Amz-SignedHeaders, so a request with another length,
+        type or checksum, or with ``x-amz-acl: public-read`` instead, fails the signature.
+        The declaration is also pinned as metadata, which every store keeps for promotion.
+        """
+        params: dict[str, Any] = {
+            "ContentType": content_type,
+            "ContentLength": size,
+            "ACL": "private",
+            "Metadata": declared_metadata(checksum, size),
+        }
+        headers = {"Content-Type": content_type, "Content-Length": str(size), "x-amz-acl": "private"}
+        if checksum is not None:
+            params["ChecksumSHA256"] = checksum
+            headers["x-amz-checksum-sha256"] = checksum
+        headers.update({f"x-amz-meta-{name}": value for name, value in params["Metadata"].items()})
+        expires_at = self.expiry(self.settings.presign_ttl)
+        url = await self.presign_operation("put_object", key, **params)
+        return PresignedPut(url=url, headers=headers, expires_at=expires_at)
 
     async def frozen_credentials(self) -> ReadOnlyCredentials:
         """The credentials as of now, from the object botocore's own presigning signs with.
@@ -182,6 +235,17 @@ class Storage:
             async with got["Body"] as body:
                 data: bytes = await body.read()
         return data
+
+    async def digest(self, key: str, chunk_bytes: int = 1024 * 1024) -> Digest:
+        """SHA-256 and length of a whole object, streamed in chunks and hashed off the event loop."""
+        hasher, size = hashlib.sha256(), 0
+        with translated(self.bucket):
+            got = await self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)
+            async with got["Body"] as body:
+                async for chunk in body.iter_chunks(chunk_bytes):
+                    size += len(chunk)
+                    await asyncio.to_thread(hasher.update, chunk)  # hashlib drops the GIL on large chunks
+        return Digest(base64.b64encode(hasher.digest()).decode(), size)
 
     async def delete(self, key: str) -> None:
         with translated(self.bucket):
@@ -319,8 +383,14 @@ class Storage:
             )
         return str(created["UploadId"])
 
-    async def presign_part(self, key: str, upload_id: str, part_number: int) -> str:
-        return await self.presign_operation("upload_part", key, UploadId=upload_id, PartNumber=part_number)
+    async def presign_part(
+        self, key: str, upload_id: str, part_number: int, checksum: str | None = None
+    ) -> str:
+        """An UploadPart URL; with ``checksum`` the part's x-amz-checksum-sha256 is signed too."""
+        extra = {} if checksum is None else {"ChecksumSHA256": checksum}
+        return await self.presign_operation(
+            "upload_part", key, UploadId=upload_id, PartNumber=part_number, **extra
+        )
 
     async def list_parts(self, key: str, upload_id: str) -> list[Part]:
         """Every part uploaded so far, across all the pages S3 answers with."""
@@ -384,6 +454,10 @@ def client_config(settings: Settings) -> Config:
         connect_timeout=settings.s3_connect_timeout,
         read_timeout=settings.s3_read_timeout,
         retries=RETRIES,
+        # Checksums only where an operation requires one: botocore's default (since 1.36) adds
+        # CRC32 to uploads and presigned URLs, which many S3-compatible stores refuse.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
 
 
