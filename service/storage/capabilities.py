@@ -297,6 +297,9 @@ async def settle_at_startup(storage: Storage) -> None:
     """
     try:
         await asyncio.wait_for(_settle(storage), STARTUP_CHECK_SECONDS)
+    except StoreUnsuitable as exc:
+        logger.error("cannot start: %s", exc)
+        raise
     except TimeoutError:
         logger.warning(
             "the store did not answer the capability check in time; uploads go by %s", storage.upload_method

@@ -241,8 +241,9 @@ class Storage:
         hasher, size = hashlib.sha256(), 0
         with translated(self.bucket):
             got = await self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)
-            async with got["Body"] as body:
-                async for chunk in body.iter_chunks(chunk_bytes):
+            stream = got["Body"]
+            async with stream:  # closes the connection; iter_chunks is the StreamingBody's own
+                async for chunk in stream.iter_chunks(chunk_bytes):
                     size += len(chunk)
                     await asyncio.to_thread(hasher.update, chunk)  # hashlib drops the GIL on large chunks
         return Digest(base64.b64encode(hasher.digest()).decode(), size)

@@ -21,6 +21,8 @@ NOT_IMPLEMENTED = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
     b"<Message>Presigned post requests are not yet implemented</Message></Error>"
 )
+# Stripped by the variant that ignores conditional writes (as seaweedfs#8800 and minio#21526 report).
+CONDITIONS = {"if-none-match", "if-match"}
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 
 
@@ -29,7 +31,7 @@ def is_post_object(method: str, content_type: str) -> bool:
     return method == "POST" and content_type.lower().startswith("multipart/form-data")
 
 
-def _handler(upstream: str) -> type[BaseHTTPRequestHandler]:
+def _handler(upstream: str, ignore_conditions: bool) -> type[BaseHTTPRequestHandler]:
     target = urlsplit(upstream)
 
     class Forward(BaseHTTPRequestHandler):
@@ -46,13 +48,13 @@ def _handler(upstream: str) -> type[BaseHTTPRequestHandler]:
                 return
             connection = http.client.HTTPConnection(target.netloc, timeout=30)
             try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                dropped_in = HOP_BY_HOP | (CONDITIONS if ignore_conditions else set())
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped_in}
                 connection.request(self.command, self.path, body=body, headers=headers)
                 answer = connection.getresponse()
                 data = answer.read()
-                kept = {
-                    k: v for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP | {"content-length"}
-                }
+                dropped = HOP_BY_HOP | ({"content-length"} if self.command != "HEAD" else set())
+                kept = {k: v for k, v in answer.getheaders() if k.lower() not in dropped}
                 self._answer(answer.status, kept, data)
             finally:
                 connection.close()
@@ -61,7 +63,10 @@ def _handler(upstream: str) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
+            if all(
+                name.lower() != "content-length" for name in headers
+            ):  # a HEAD keeps the object's own length
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -72,9 +77,13 @@ def _handler(upstream: str) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def r2_like(upstream: S3Endpoint) -> Iterator[S3Endpoint]:
-    """The upstream S3 behind an R2-like front on a free loopback port: same keys, its own URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream.url))
+def r2_like(upstream: S3Endpoint, *, ignore_conditions: bool = False) -> Iterator[S3Endpoint]:
+    """The upstream S3 behind an R2-like front on a free loopback port: same keys, its own URL.
+
+    With ``ignore_conditions`` it also drops If-None-Match and If-Match, as a store that
+    silently ignores conditional writes would.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream.url, ignore_conditions))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
