@@ -81,11 +81,12 @@ def rgw_store(request: pytest.FixtureRequest) -> tuple[S3Endpoint, str]:
 
 @pytest.fixture
 def app_env(app_env: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
-    """The conftest app, on radosgw in PUT mode unless a test asks for the R2-like store."""
+    """The conftest app, on radosgw in PUT mode unless a test asks for POST there or for the R2-like store."""
     store = getattr(request, "param", "rgw")
-    if store == "rgw":
+    if store in ("rgw", "rgw-post"):
         rgw: tuple[S3Endpoint, str] = request.getfixturevalue("rgw_store")
-        return {**app_env, **s3_settings(*rgw), "SOUNDPOST_UPLOAD_METHOD": "put"}
+        method = "put" if store == "rgw" else "auto"
+        return {**app_env, **s3_settings(*rgw), "SOUNDPOST_UPLOAD_METHOD": method}
     proxied: tuple[S3Endpoint, str] = request.getfixturevalue("r2_store")
     return {**app_env, **s3_settings(*proxied), "SOUNDPOST_UPLOAD_METHOD": "auto"}
 
@@ -236,6 +237,26 @@ def test_bob_cannot_write_alices_key(
     aimed = {**bobs, "url": alices["url"].split("?", 1)[0] + "?" + query}
     assert put(aimed, AUDIO).status_code == 403
     assert stored(*rgw_store) == []
+
+
+@pytest.mark.parametrize("app_env", ["rgw-post"], indirect=True)
+def test_post_mode_pins_the_declared_checksum_and_confirm_refuses_other_bytes(
+    alice: httpx.Client, rgw_store: tuple[S3Endpoint, str]
+) -> None:
+    """auto on radosgw is POST; the policy pins x-amz-meta-sha256, so a form without it is refused, and
+    other bytes under the right field are stored by radosgw but refused at confirm."""
+    body = presign(alice, checksumSha256=sha256_of(AUDIO)).json()
+    assert body["method"] == "POST" and body["fields"]["x-amz-meta-sha256"] == sha256_of(AUDIO)
+    files = {"file": ("take.wav", AUDIO, "audio/wav")}
+    unpinned = {k: v for k, v in body["fields"].items() if k != "x-amz-meta-sha256"}
+    assert httpx.post(body["url"], data=unpinned, files=files, timeout=10).status_code == 403
+    assert stored(*rgw_store) == []
+    forged = AUDIO[:-1] + bytes([AUDIO[-1] ^ 0xFF])
+    sent = httpx.post(body["url"], data=body["fields"], files={"file": ("take.wav", forged, "audio/wav")})
+    assert sent.status_code == 201, sent.text
+    refused = confirm(alice, body["key"])
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "checksum_mismatch"
+    assert [key for key in stored(*rgw_store) if key.endswith("/take.wav")] == []  # only the decision stays
 
 
 # --- POST-mode hardening: Ceph CVE-2023-43040 --------------------------------------------------------
