@@ -35,6 +35,7 @@ from tests.support.r2proxy import r2_like
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, object_keys, upload_id_of
 from tests.support.settings import s3_settings
+from tests.support.uppy import Multipart
 from tests.test_policy import environment, new_key
 from tests.test_policy import presign as presign_post
 from tests.test_storage_errors import start
@@ -257,6 +258,39 @@ def test_post_mode_pins_the_declared_checksum_and_confirm_refuses_other_bytes(
     refused = confirm(alice, body["key"])
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "checksum_mismatch"
     assert [key for key in stored(*rgw_store) if key.endswith("/take.wav")] == []  # only the decision stays
+
+
+def test_a_part_url_signed_with_a_checksum_needs_that_checksum_and_assembles(
+    alice: httpx.Client, rgw_store: tuple[S3Endpoint, str]
+) -> None:
+    """checksumSha256 on a part URL is signed: the PUT without that header is refused, with it the part lands."""
+    data = audio_samples.wav(0.5)
+    upload = Multipart.create(alice, "parts.wav", "audio/wav", len(data))
+    signed = alice.get(
+        f"/s3/multipart/{upload.upload_id}/1",
+        params={"key": upload.key, "checksumSha256": sha256_of(data)},
+        headers={"Accept": "application/json"},
+    )
+    assert signed.status_code == 200, signed.text
+    url = signed.json()["url"]
+    assert "x-amz-checksum-sha256" in urlsplit(url).query.replace("%3B", ";")
+    assert httpx.put(url, content=data, timeout=10).status_code == 403
+    sent = httpx.put(url, content=data, headers={"x-amz-checksum-sha256": sha256_of(data)}, timeout=10)
+    assert sent.status_code == 200, sent.text
+    done = upload.complete([{"PartNumber": 1, "ETag": sent.headers["ETag"].strip('"')}])
+    assert done.status_code == 200, done.text
+    assert confirm(alice, upload.key).status_code == 200
+
+
+def test_a_malformed_part_checksum_is_a_422(alice: httpx.Client) -> None:
+    """Only base64 of 32 bytes is a SHA-256: anything else is refused before signing."""
+    upload = Multipart.create(alice, "parts.wav", "audio/wav", 100)
+    answer = alice.get(
+        f"/s3/multipart/{upload.upload_id}/1",
+        params={"key": upload.key, "checksumSha256": "not-a-sha"},
+        headers={"Accept": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
 
 
 # --- POST-mode hardening: Ceph CVE-2023-43040 --------------------------------------------------------
