@@ -12,10 +12,8 @@ import asyncio
 import base64
 import hashlib
 import logging
-import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -30,11 +28,12 @@ from service.settings import load_settings
 from service.storage.capabilities import StoreUnsuitable
 from service.storage.client import open_storage
 from tests.support import audio_samples
+from tests.support.bucket import run_bucket_command, run_bucket_setup
 from tests.support.flows import sign_in
 from tests.support.r2proxy import r2_like
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, object_keys, upload_id_of
-from tests.support.settings import s3_settings
+from tests.support.settings import MINIMAL_SETTINGS, s3_settings
 from tests.support.uppy import Multipart
 from tests.test_policy import environment, new_key
 from tests.test_policy import presign as presign_post
@@ -348,24 +347,8 @@ def test_post_in_front_of_an_r2_like_store_stops_start_up_naming_the_setting(
 
 
 def bucket_check(endpoint: S3Endpoint, bucket: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000",
-        "SOUNDPOST_SESSION_SECRET": "x" * 32,
-        "SOUNDPOST_PROVIDERS": "p",
-        "SOUNDPOST_PROVIDER_P_CLIENT_ID": "i",
-        "SOUNDPOST_PROVIDER_P_CLIENT_SECRET": "s",
-        "SOUNDPOST_PROVIDER_P_DISCOVERY_URL": "http://127.0.0.1:9/d",
-        **s3_settings(endpoint, bucket),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "service", "bucket", "check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """``soundpost bucket check`` against ``bucket`` on ``endpoint``, with the fewest settings that load."""
+    return run_bucket_command("check", {**MINIMAL_SETTINGS, **s3_settings(endpoint, bucket)})
 
 
 def rows(output: str) -> dict[str, str]:
@@ -452,3 +435,21 @@ def test_start_up_refuses_a_store_that_ignores_conditional_writes(
         env = {**app_env, **s3_settings(front, bucket)}
         with pytest.raises(StoreUnsuitable, match="ignores If-None-Match"):
             start(env)
+
+
+def test_bucket_setup_reports_a_store_that_drops_the_abort_rule_and_check_agrees(
+    app_env: dict[str, str], rgw_store: tuple[S3Endpoint, str]
+) -> None:
+    """As on MinIO: setup says the abort part was dropped and names MinIO's own expiry; check shows NO."""
+    with r2_like(rgw_store[0], drop_abort_rule=True) as front:
+        env = {
+            **app_env,
+            **s3_settings(front, rgw_store[1]),
+            "SOUNDPOST_PUBLIC_URL": "https://soundpost.example",
+        }
+        done = run_bucket_setup(env)
+        assert done.returncode == 0, done.stderr
+        assert "dropped its abort-incomplete-multipart part" in done.stdout
+        assert "MINIO_API_STALE_UPLOADS_EXPIRY" in done.stdout
+        assert rows(bucket_check(front, rgw_store[1]).stdout)["abort-multipart lifecycle rule kept"] == "NO"
+    assert rows(bucket_check(*rgw_store).stdout)["abort-multipart lifecycle rule kept"] == "yes"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,8 @@ NOT_IMPLEMENTED = (
 )
 # Stripped by the variant that ignores conditional writes (as seaweedfs#8800 and minio#21526 report).
 CONDITIONS = {"if-none-match", "if-match"}
+# What MinIO leaves out of a lifecycle rule it was given (minio#19115).
+ABORT_RULE = re.compile(rb"<AbortIncompleteMultipartUpload>.*?</AbortIncompleteMultipartUpload>", re.S)
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 
 
@@ -31,7 +34,7 @@ def is_post_object(method: str, content_type: str) -> bool:
     return method == "POST" and content_type.lower().startswith("multipart/form-data")
 
 
-def _handler(upstream: str, ignore_conditions: bool) -> type[BaseHTTPRequestHandler]:
+def _handler(upstream: str, ignore_conditions: bool, drop_abort_rule: bool) -> type[BaseHTTPRequestHandler]:
     target = urlsplit(upstream)
 
     class Forward(BaseHTTPRequestHandler):
@@ -53,6 +56,8 @@ def _handler(upstream: str, ignore_conditions: bool) -> type[BaseHTTPRequestHand
                 connection.request(self.command, self.path, body=body, headers=headers)
                 answer = connection.getresponse()
                 data = answer.read()
+                if drop_abort_rule and self.command == "GET" and "lifecycle" in self.path.partition("?")[2]:
+                    data = ABORT_RULE.sub(b"", data)
                 dropped = HOP_BY_HOP | ({"content-length"} if self.command != "HEAD" else set())
                 kept = {k: v for k, v in answer.getheaders() if k.lower() not in dropped}
                 self._answer(answer.status, kept, data)
@@ -77,13 +82,16 @@ def _handler(upstream: str, ignore_conditions: bool) -> type[BaseHTTPRequestHand
 
 
 @contextlib.contextmanager
-def r2_like(upstream: S3Endpoint, *, ignore_conditions: bool = False) -> Iterator[S3Endpoint]:
+def r2_like(
+    upstream: S3Endpoint, *, ignore_conditions: bool = False, drop_abort_rule: bool = False
+) -> Iterator[S3Endpoint]:
     """The upstream S3 behind an R2-like front on a free loopback port: same keys, its own URL.
 
     With ``ignore_conditions`` it also drops If-None-Match and If-Match, as a store that
-    silently ignores conditional writes would.
+    silently ignores conditional writes would; with ``drop_abort_rule`` lifecycle rules read
+    back without their AbortIncompleteMultipartUpload, as MinIO keeps them.
     """
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream.url, ignore_conditions))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream.url, ignore_conditions, drop_abort_rule))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
