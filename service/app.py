@@ -212,8 +212,8 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
             open_webhooks(config) as webhooks,
             open_revocations(config) as revocations,
         ):
-            await check_at_startup(storage)  # a missing bucket or refused credentials stop start-up
-            await settle_at_startup(storage)  # POST or PUT; a store ignoring conditional writes stops it
+            if await check_at_startup(storage):  # a missing bucket or refused credentials stop start-up
+                await settle_at_startup(storage)  # POST or PUT; a store ignoring conditional writes stops it
             limiters = open_limiters(config)
             state = Resources(
                 settings=config,

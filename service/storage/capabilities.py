@@ -272,9 +272,22 @@ CHECKS: tuple[tuple[str, Probe, str, str, bool], ...] = (
 )
 
 
+async def guarded(probe: Probe, storage: Storage) -> bool | None:
+    """A probe's answer, or None when the store answered something no S3 should (logged, never raised)."""
+    try:
+        return await probe(storage)
+    except Exception:  # a probe asks; an odd answer is "unknown", never a reason to fail
+        # INFO, not WARNING: the table (or the method start-up keeps) already says "unknown".
+        logger.info("the %s probe met an unexpected answer", probe.__name__, exc_info=True)
+        return None
+
+
 async def check(storage: Storage) -> list[Finding]:
     """Every probe, in order: the table ``soundpost bucket check`` prints."""
-    return [Finding(name, await probe(storage), yes, no, needed) for name, probe, yes, no, needed in CHECKS]
+    return [
+        Finding(name, await guarded(probe, storage), yes, no, needed)
+        for name, probe, yes, no, needed in CHECKS
+    ]
 
 
 def table(findings: list[Finding]) -> str:
@@ -308,7 +321,7 @@ async def settle_at_startup(storage: Storage) -> None:
 
 async def _settle(storage: Storage) -> None:
     settings = storage.settings
-    if await if_none_match(storage) is False:
+    if await guarded(if_none_match, storage) is False:
         raise StoreUnsuitable(
             "the store ignores If-None-Match: * on PutObject, so two replicas could both announce one "
             "upload; use a store that honours conditional writes (see docs/deployment.md)"
@@ -316,7 +329,7 @@ async def _settle(storage: Storage) -> None:
     if settings.upload_method == "put":
         storage.upload_method = "PUT"
     else:
-        accepts_post = await post_uploads(storage)
+        accepts_post = await guarded(post_uploads, storage)
         if accepts_post is False and settings.upload_method == "post":
             raise StoreUnsuitable(
                 "SOUNDPOST_UPLOAD_METHOD=post, but the store refuses POST-policy uploads (501 or 405); "

@@ -500,8 +500,8 @@ async def probe(storage: Storage) -> StorageError | None:
     return None
 
 
-async def check_at_startup(storage: Storage) -> None:
-    """Refuse to start on a missing bucket or refused credentials, naming the setting to fix.
+async def check_at_startup(storage: Storage) -> bool:
+    """Refuse to start on a missing bucket or refused credentials, naming the setting to fix; True if S3 answered.
 
     Those only an operator can fix, so failing loudly beats serving errors. An S3 that
     is down or slow is not a reason to stay down: the service starts and /readyz says so.
@@ -511,14 +511,14 @@ async def check_at_startup(storage: Storage) -> None:
     except TimeoutError:
         fault = StorageUnavailable("no answer within the start-up check's deadline")
     if fault is None:
-        return
+        return True
     if isinstance(fault, StorageUnavailable):
         logger.warning(
             "S3 did not answer at start-up (%s); starting anyway, /readyz reports it", fault.advice
         )
-        return
+        return False
     if not isinstance(fault, StorageRefused) or fault.problem == "error":
         logger.warning("S3 refused the start-up check: %s; starting anyway", fault.advice)
-        return
+        return False
     logger.error("cannot start: %s", fault.advice)
     raise StorageMisconfigured(fault.advice)
