@@ -85,7 +85,9 @@ class ClientPerRequestStorage(Storage):
 
     session = aioboto3.Session()
 
-    async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
+    async def presign_post(
+        self, key: str, content_type: str, max_bytes: int, checksum: str | None = None
+    ) -> PresignedPost:
         settings = self.settings
         now = datetime.now(UTC)
         async with self.session.client(

@@ -1,4 +1,4 @@
-"""Command line: ``soundpost dev`` (everything embedded), ``soundpost serve`` (production), ``soundpost bucket setup``."""
+"""Command line: ``soundpost dev`` (everything embedded), ``soundpost serve`` (production), ``soundpost bucket setup | check``."""
 
 from __future__ import annotations
 
@@ -99,6 +99,16 @@ def bucket_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def bucket_check(args: argparse.Namespace) -> int:
+    """Probe what the store does; 1 when something Soundpost needs is missing."""
+    from service.storage.capabilities import bucket_check as check
+
+    settings = environment_settings()
+    if settings is None:
+        return 2
+    return 0 if asyncio.run(check(settings, lambda line: print(line, flush=True))) else 1
+
+
 def sweep(args: argparse.Namespace) -> int:
     """One sweeper pass, for cron or a Kubernetes CronJob; 0 when the pass completed."""
     from service.lifecycle.sweeper import sweep_once
@@ -153,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         help="leave notifications alone (MinIO: its webhook target is configured on the server instead)",
     )
     setup_cmd.set_defaults(run=bucket_setup)
+    check_cmd = bucket_steps.add_parser(
+        "check", help="probe what the store does (POST uploads, conditional writes, checksums, ...)"
+    )
+    check_cmd.set_defaults(run=bucket_check)
     args = parser.parse_args(argv)
     if args.command in ("serve", "sweep"):
         configure_logging(args.log_level)

@@ -34,6 +34,7 @@ from service.resources import Resources
 from service.schemas import Health, Readiness, encoder
 from service.settings import EVENTS_PATH, Settings, load_settings
 from service.signin import routes as auth
+from service.storage.capabilities import settle_at_startup
 from service.storage.client import check_at_startup, open_storage
 from service.uploads import limits as upload_limits
 from service.uploads import presign as uploads
@@ -230,7 +231,8 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
             open_revocations(config) as revocations,
             open_reservations(config) as reservations,
         ):
-            await check_at_startup(storage)  # a missing bucket or refused credentials stop start-up
+            if await check_at_startup(storage):  # a missing bucket or refused credentials stop start-up
+                await settle_at_startup(storage)  # POST or PUT; a store ignoring conditional writes stops it
             limiters = open_limiters(config)
             state = Resources(
                 settings=config,

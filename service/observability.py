@@ -56,7 +56,7 @@ LATENCY = Histogram(
 )
 PRESIGNS = Counter("soundpost_presigns_issued", "Presigned upload requests issued", ["kind"])
 # Looked up once: labels() takes a lock and builds a key, on the presign hot path.
-PRESIGNED = {kind: PRESIGNS.labels(kind) for kind in ("post", "multipart", "part")}
+PRESIGNED = {kind: PRESIGNS.labels(kind) for kind in ("post", "put", "multipart", "part")}
 UPLOADS_CONFIRMED = Counter("soundpost_uploads_confirmed", "Uploads confirmed as audio")
 ERRORS = Counter("soundpost_errors", "Error responses by code", ["code"])
 # A blocked event loop delays every request at once; this shows it before users do.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -40,6 +40,15 @@ ByteCount = Annotated[
     Meta(ge=1, le=5 * 1024**3, description="The file's size in bytes, if known.", examples=[1048576]),
 ]
 
+Sha256 = Annotated[
+    str,
+    Meta(
+        pattern="^[A-Za-z0-9+/]{43}=$",
+        description="Base64 of the SHA-256 of the bytes; the store or promotion refuses others.",
+        examples=["47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="],
+    ),
+]
+
 
 class PresignRequest(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     """Ask for a presigned POST for one audio file."""
@@ -47,16 +56,22 @@ class PresignRequest(msgspec.Struct, forbid_unknown_fields=True, rename="camel")
     filename: Filename
     content_type: ContentType
     size: ByteCount | None = None
+    checksum_sha256: Sha256 | None = None
 
 
-class PresignResponse(msgspec.Struct, rename="camel"):
-    """Post ``fields`` then the file (last) as multipart/form-data to ``url``."""
+class PresignResponse(msgspec.Struct, rename="camel", omit_defaults=True):
+    """``POST``: post ``fields`` then the file (last) as multipart/form-data to ``url``.
+
+    ``PUT``: send the file as the body to ``url`` with exactly ``headers``.
+    """
 
     url: str
-    fields: dict[str, str]
     key: str
     expires_at: datetime
     max_bytes: int
+    method: Literal["POST", "PUT"]
+    fields: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
 
 
 class User(msgspec.Struct, rename="camel"):
@@ -99,13 +114,27 @@ PartNumber = Annotated[int, Meta(ge=1, le=10_000, description="S3 part numbers r
 ETag = Annotated[str, Meta(min_length=1, max_length=1024)]
 
 
-class SignedPost(msgspec.Struct):
+class SignedPost(msgspec.Struct, tag_field="method", tag="POST"):
     """``GET /s3/params``: a form POST for Uppy to send; ``expires`` is in seconds."""
 
-    method: str
     url: str
     fields: dict[str, str]
     expires: int
+
+
+class SignedPut(msgspec.Struct, tag_field="method", tag="PUT"):
+    """``GET /s3/params`` on a store without POST uploads: a presigned PUT with the headers it signs."""
+
+    url: str
+    headers: dict[str, str]
+    expires: int
+
+
+class PartChecksumQuery(msgspec.Struct, rename={"checksum_sha256": "checksumSha256"}):
+    """What a part URL may pin besides its number: the part's own SHA-256."""
+
+    key: str
+    checksum_sha256: Sha256 | None = None
 
 
 class MultipartRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -24,6 +24,9 @@ from service.core.budgets import BUDGETS, Budget
 from service.core.secret import Secret
 
 T = TypeVar("T")
+# How browsers send a simple upload: a POST policy, a presigned PUT, or whichever the store supports.
+UploadMethod = Literal["auto", "post", "put"]
+UPLOAD_METHODS: tuple[UploadMethod, ...] = ("auto", "post", "put")
 
 ENV_PREFIX = "SOUNDPOST_"
 DEFAULT_ALLOWED_TYPES = tuple(CANONICAL_TYPES)
@@ -331,6 +334,13 @@ def _boolean(value: str) -> bool:
     return lowered in ("true", "1", "yes")
 
 
+def _upload_method(value: str) -> UploadMethod:
+    for method in UPLOAD_METHODS:
+        if value.lower() == method:
+            return method
+    raise ValueError(value)
+
+
 def _part_bytes(read: _Reader) -> int:
     """The part size the page uploads in; below S3's 5 MiB only when a test says its S3 stand-in allows it."""
     small = read.raw("MULTIPART_SMALL_PARTS_FOR_TESTS")
@@ -565,6 +575,12 @@ class Settings:
         "DECODE_MEMORY_MIB", 512, 192, 64 * 1024, "address space of one decoding worker in MiB"
     )
     decode_timeout: int = integer("DECODE_TIMEOUT", 300, 5, 3600, "seconds one decoding job may take")
+    upload_method: UploadMethod = custom(
+        "UPLOAD_METHOD",
+        "auto",
+        "post, put, or auto: POST where the store accepts POST policies, PUT otherwise",
+        lambda read: read.parsed("UPLOAD_METHOD", "auto", _upload_method, "auto, post or put"),
+    )
     # A new setting goes here, in its own block: see docs/development.md, "Where things go".
 
     @property

@@ -189,6 +189,16 @@ def test_minio_cors_allows_exactly_the_app_origin(services: dict[str, Any], sett
     assert environment(services["minio"])["MINIO_API_CORS_ALLOW_ORIGIN"] == settings.public_origin
 
 
+def test_minio_aborts_stale_uploads_after_the_staging_lifetime(
+    services: dict[str, Any], settings: Settings
+) -> None:
+    """MinIO drops the lifecycle abort rule, so its own stale-upload expiry equals SOUNDPOST_STAGING_LIFETIME."""
+    expiry = environment(services["minio"])["MINIO_API_STALE_UPLOADS_EXPIRY"]
+    match = re.fullmatch(r"([0-9]+)h", expiry)
+    assert match is not None, expiry
+    assert int(match.group(1)) * 3600 == settings.staging_lifetime
+
+
 @pytest.mark.parametrize(
     "shell", [{}, {"MINIO_ROOT_USER": "operator", "MINIO_ROOT_PASSWORD": "a-longer-password"}]
 )

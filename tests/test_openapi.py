@@ -46,7 +46,7 @@ def test_the_presign_body_schema_comes_from_the_struct(document: dict[str, objec
     """Field names, constraints and required fields are those of PresignRequest."""
     components = document["components"]["schemas"]  # type: ignore[index]
     schema = components["PresignRequest"]
-    assert set(schema["properties"]) == {"filename", "contentType", "size"}
+    assert set(schema["properties"]) == {"filename", "contentType", "size", "checksumSha256"}
     assert schema["required"] == ["filename", "contentType"]
     assert schema["properties"]["filename"]["maxLength"] == 1024
     assert schema["additionalProperties"] is False  # forbid_unknown_fields

@@ -38,7 +38,8 @@ def test_returns_url_fields_key_expiry_and_limit(alice: httpx.Client, s3: S3Endp
     answer = ask(alice, {"filename": "Interview 1.WAV", "contentType": "audio/x-wav", "size": 1000})
     assert answer.status_code == 200
     body = answer.json()
-    assert set(body) == {"url", "fields", "key", "expiresAt", "maxBytes"}
+    assert set(body) == {"method", "url", "fields", "key", "expiresAt", "maxBytes"}
+    assert body["method"] == "POST"
     assert body["url"] == f"{s3.url}/{bucket}"
     owner = keys.user_id("fake", "alice")
     assert body["key"].startswith(f"uploads/incoming/{owner}/") and body["key"].endswith("/Interview-1.wav")

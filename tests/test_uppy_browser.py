@@ -30,6 +30,7 @@ from service.app import create_app
 from service.core import keys
 from tests.support import audio_samples
 from tests.support.page import HEADLESS_CHROMIUM
+from tests.support.r2proxy import r2_like
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, object_keys, stored_object
 from tests.support.servers import serve_asgi
@@ -55,7 +56,8 @@ const consoleError = console.error.bind(console);
 console.error = (...args) => { window.consoleErrors.push(args.map(String).join(" ")); consoleError(...args); };
 
 // Upload one file made from the bytes at /test/sample/<name>; report what Uppy reported.
-window.uploadWithUppy = async (name, type) => {
+// On a store without POST uploads declareSize sends metadata[size]: a presigned PUT signs the exact length.
+window.uploadWithUppy = async (name, type, { declareSize = false } = {}) => {
   const data = await (await fetch(`/test/sample/${encodeURIComponent(name)}`)).blob();
   const uppy = new Uppy();
   uppy.use(AwsS3, {
@@ -66,7 +68,7 @@ window.uploadWithUppy = async (name, type) => {
   const errors = [];
   uppy.on("upload-error", (file, error) => errors.push(String(error)));
   uppy.on("error", (error) => errors.push(String(error)));
-  uppy.addFile({ name, type, data });
+  uppy.addFile({ name, type, data, meta: declareSize ? { size: data.size } : {} });
   const result = await uppy.upload();
   return {
     successful: (result?.successful ?? []).map((f) => ({ name: f.name, uploadURL: f.uploadURL ?? null })),
@@ -125,12 +127,16 @@ def samples() -> dict[str, bytes]:
 
 
 @pytest.fixture(params=["moto", "rgw"])
-def target(request: pytest.FixtureRequest, s3: devstack.S3Endpoint) -> devstack.S3Endpoint:
-    """The S3 server Uppy talks to."""
+def target(request: pytest.FixtureRequest, s3: devstack.S3Endpoint) -> Iterator[devstack.S3Endpoint]:
+    """The S3 server Uppy talks to (``r2``: moto behind an R2-like front that refuses POST uploads)."""
     if request.param == "moto":
-        return s3
-    endpoint: devstack.S3Endpoint = request.getfixturevalue("rgw_endpoint")
-    return endpoint
+        yield s3
+    elif request.param == "r2":
+        with r2_like(s3) as front:
+            yield front
+    else:
+        endpoint: devstack.S3Endpoint = request.getfixturevalue("rgw_endpoint")
+        yield endpoint
 
 
 @pytest.fixture
@@ -197,15 +203,17 @@ def sign_in(page: Page, origin: str, user: str) -> None:
     assert page.evaluate("fetch('/api/me').then((r) => r.status)") == 200
 
 
-def upload(page: Page, origin: str, name: str, content_type: str) -> dict[str, Any] | None:
+def upload(
+    page: Page, origin: str, name: str, content_type: str, options: dict[str, bool] | None = None
+) -> dict[str, Any] | None:
     """Open the harness and let Uppy upload one sample; what Uppy reported, or None if it stalled on a missing ETag."""
     page.goto(f"{origin}/test/harness")
     page.wait_for_function("typeof window.uploadWithUppy === 'function'")
     # Started, not awaited: a hung upload then fails the wait below instead of hanging the suite.
     page.evaluate(
-        "([n, t]) => { uploadWithUppy(n, t).then((r) => { window.uppyResult = r; },"
+        "([n, t, o]) => { uploadWithUppy(n, t, o).then((r) => { window.uppyResult = r; },"
         " (e) => { window.uppyResult = {successful: [], failed: [], errors: [`harness: ${e}`]}; }); }",
-        [name, content_type],
+        [name, content_type, options or {}],
     )
     stalled = f"window.consoleErrors.some((m) => m.includes({json.dumps(ETAG_STALL)}))"
     page.wait_for_function(f"window.uppyResult !== undefined || {stalled}", timeout=UPLOAD_TIMEOUT_MS)
@@ -217,6 +225,14 @@ def only_key(s3: devstack.S3Endpoint, bucket: str) -> str:
     found = object_keys(s3, bucket)
     assert len(found) == 1, found
     return found[0]
+
+
+def landed_under_alice(target: devstack.S3Endpoint, bucket: str, name: str, data: bytes) -> str:
+    """The one object in the bucket: under alice's prefix, named ``name``, holding ``data`` as audio/wav."""
+    key = only_key(target, bucket)
+    assert key.startswith(ALICE_PREFIX) and key.endswith(f"/{name}")
+    assert stored_object(target, bucket, key) == (data, "audio/wav")
+    return key
 
 
 def confirm(page: Page, key: str) -> dict[str, Any]:
@@ -311,3 +327,31 @@ def test_uppy_signed_out_fails_with_401_and_stores_nothing(
     assert object_keys(target, bucket) == []
     with admin(target) as client:
         assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("target", ["r2"], indirect=True)
+def test_uppy_uploads_through_a_store_without_post_uploads(
+    page: Page,
+    harness_url: str,
+    target: devstack.S3Endpoint,
+    app_env: dict[str, str],
+    samples: dict[str, bytes],
+    uppy_bundle: tuple[str, Path],
+) -> None:
+    """Behind an R2-like store (501 to POST Object): Uppy 5 PUTs what /s3/params signs; Uppy 6 goes by parts.
+
+    Uppy 6's Companion mode always sends a simple upload as a form POST, whatever /s3/params
+    answers, so on such a store it uploads only what it sends in parts (over one 5 MiB part).
+    """
+    uppy6 = uppy_bundle[0].startswith("6.")
+    samples["take.wav"] = data = (
+        audio_samples.wav_of(os.urandom(7 * MiB)) if uppy6 else audio_samples.wav(1.5)
+    )
+    sign_in(page, harness_url, "alice")
+    methods: list[str] = []
+    page.on("request", lambda r: methods.append(r.method) if r.url.startswith(target.url) else None)
+    result = upload(page, harness_url, "take.wav", "audio/wav", {"declareSize": True})
+    assert_clean(result, "take.wav")
+    assert "PUT" in methods and (uppy6 or "POST" not in methods)  # Uppy 6 POSTs only to create and complete
+    key = landed_under_alice(target, app_env["SOUNDPOST_S3_BUCKET"], "take.wav", data)
+    assert confirm(page, key)["size"] == len(data)

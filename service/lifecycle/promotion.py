@@ -44,6 +44,7 @@ from service.core import keys, sidecars
 from service.core.media_job import REFUSALS, RENDITION_TYPE, Changed, Decoded, Refused
 from service.errors import ApiError
 from service.lifecycle import decoding, folders
+from service.lifecycle.integrity import digest_refusal, size_refusal
 from service.limits.reservations import Amount, Verdict
 from service.observability import UPLOADS_CONFIRMED
 from service.resources import Resources
@@ -214,6 +215,11 @@ async def _decode(
         raise NotFound(facts.key)
     refusal = _refused(answer) if isinstance(answer, Refused) else None
     if refusal is None and isinstance(answer, Decoded):
+        # The worker hashed every byte it decoded: the declared checksum is checked without a second read.
+        mismatch = digest_refusal(facts, answer.sha256, answer.bytes_read)
+        if mismatch is not None:
+            refusal = Refusal(422, mismatch.code, mismatch.detail)
+    if refusal is None and isinstance(answer, Decoded):
         # Last, so only a file that may enter the library takes room in the quota.
         verdict = await _admitted(resources, owner, upload_id, facts.size, answer.duration_seconds)
         refusal = _over_quota(settings, verdict)
@@ -244,6 +250,9 @@ async def _verify(
         )
     if facts.size == 0:
         return Refusal(422, "not_audio", "The file is empty; the upload was removed.")
+    mismatch = size_refusal(facts)  # from HEAD: a PUT upload of another length is not worth decoding
+    if mismatch is not None:
+        return Refusal(422, mismatch.code, mismatch.detail)
     return await _decode(resources, owner, upload_id, facts, canonical)
 
 

@@ -1,4 +1,4 @@
-// Moving bytes to S3: a presigned POST for small files, a multipart upload (several parts in
+// Moving bytes to S3: a presigned POST (or PUT, on stores without POST uploads) for small files, a multipart upload (several parts in
 // flight, resumed after a network drop or a reload) for large ones. The app only signs; bytes go straight to S3.
 
 import { api } from "./api.js";
@@ -12,7 +12,7 @@ const ATTEMPTS = 6;
 export class NetworkError extends Error {}
 
 // One XHR (fetch has no upload progress). Rejects with NetworkError or an AbortError DOMException.
-function send(method, url, body, { signal, onProgress }) {
+function send(method, url, body, { signal, onProgress, headers = {} }) {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     const xhr = new XMLHttpRequest();
@@ -20,6 +20,10 @@ function send(method, url, body, { signal, onProgress }) {
     signal.addEventListener("abort", abort, { once: true });
     const done = (fn, value) => { signal.removeEventListener("abort", abort); fn(value); };
     xhr.open(method, url);
+    // Content-Length is the browser's to set (from the body); every other signed header is ours.
+    for (const [name, value] of Object.entries(headers)) {
+      if (name.toLowerCase() !== "content-length") xhr.setRequestHeader(name, value);
+    }
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     xhr.onload = () => done(resolve, xhr);
     xhr.onerror = () => done(reject, new NetworkError("The connection to storage dropped."));
@@ -57,18 +61,29 @@ export async function withRetries(step, signal) {
   }
 }
 
+// Base64 of the SHA-256 of a blob (small files only: it is read whole), or null where WebCrypto is
+// unavailable (a page served over plain http from another host than localhost).
+export async function sha256Base64(blob) {
+  if (!globalThis.crypto?.subtle) return null;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", await blob.arrayBuffer()));
+  return btoa(String.fromCharCode(...digest));
+}
+
 async function uploadByPost(file, contentType, { signal, onProgress }) {
+  const checksumSha256 = await sha256Base64(file);
   const presigned = await api("api/upload/presigned-url", {
-    method: "POST", signal, json: { filename: file.name, contentType, size: file.size },
+    method: "POST", signal,
+    json: { filename: file.name, contentType, size: file.size, ...(checksumSha256 && { checksumSha256 }) },
   });
-  const form = new FormData();
-  for (const [name, value] of Object.entries(presigned.fields)) form.append(name, value);
-  form.append("file", file); // S3 ignores every field after the file
-  const xhr = await withRetries(
-    () => send("POST", presigned.url, form, { signal, onProgress: (f) => onProgress(f * file.size) }),
-    signal,
-  );
-  if (xhr.status !== 201) throw storageRefused(xhr);
+  let body = file;
+  if (presigned.method !== "PUT") {
+    body = new FormData();
+    for (const [name, value] of Object.entries(presigned.fields)) body.append(name, value);
+    body.append("file", file); // S3 ignores every field after the file
+  }
+  const options = { signal, headers: presigned.headers, onProgress: (f) => onProgress(f * file.size) };
+  const xhr = await withRetries(() => send(presigned.method ?? "POST", presigned.url, body, options), signal);
+  if (xhr.status !== (presigned.method === "PUT" ? 200 : 201)) throw storageRefused(xhr);
   onProgress(file.size);
   return presigned.key;
 }

@@ -15,6 +15,7 @@ where it differs, leaving every rule and notification that is not ours alone:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -171,6 +172,18 @@ class BucketSetup:
                 "lifecycle", exc, "Check SOUNDPOST_S3_KEY_PREFIX and the keys' permissions."
             ) from None
         self.say(f"lifecycle rule {RULE_ID}: {'updated' if ours else 'added'} ({what})")
+        await self.abort_rule_kept()
+
+    async def abort_rule_kept(self) -> None:
+        """Read the rule back: MinIO accepts AbortIncompleteMultipartUpload and silently drops it (minio#19115)."""
+        with contextlib.suppress(ClientError):
+            kept = (await self.s3.get_bucket_lifecycle_configuration(Bucket=self.bucket)).get("Rules", [])
+            if not any(r.get("ID") == RULE_ID and "AbortIncompleteMultipartUpload" in r for r in kept):
+                self.say(
+                    f"lifecycle rule {RULE_ID}: the store dropped its abort-incomplete-multipart part "
+                    "(MinIO does); set MinIO's own MINIO_API_STALE_UPLOADS_EXPIRY (docs/deployment.md), "
+                    "and the sweeper aborts abandoned uploads meanwhile"
+                )
 
     async def topic(self, push_url: str) -> str:
         """The topic's ARN, created or pointed at ``push_url`` as needed."""

@@ -10,13 +10,15 @@ opens a connection.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aioboto3
 import msgspec
@@ -24,6 +26,7 @@ from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, NoCredentialsError
 
+from service.core.checksums import declared_metadata
 from service.core.post_policy import PostTarget, sign_post, signing_moment
 from service.settings import Settings
 from service.storage.errors import (
@@ -62,6 +65,22 @@ class PresignedPost(msgspec.Struct, frozen=True):
     url: str
     fields: dict[str, str]
     expires_at: datetime
+
+
+class PresignedPut(msgspec.Struct, frozen=True):
+    """A presigned PutObject: the browser sends exactly ``headers`` (all signed) with the file as the body."""
+
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What one full read of an object found: its SHA-256 (base64) and its length."""
+
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -138,8 +157,12 @@ class Storage:
         self.credentials = credentials  # the session's (and so both clients') credentials; None if none found
         self.bucket = settings.s3_bucket
         self.post_target: PostTarget | None = None
+        # How browsers upload simple files: settled at start-up by service.storage.capabilities.
+        self.upload_method: Literal["POST", "PUT"] = "PUT" if settings.upload_method == "put" else "POST"
 
-    async def presign_post(self, key: str, content_type: str, max_bytes: int) -> PresignedPost:
+    async def presign_post(
+        self, key: str, content_type: str, max_bytes: int, checksum: str | None = None
+    ) -> PresignedPost:
         """A POST policy for one object: botocore's fields, without botocore's per-call overhead.
 
         The first call goes through ``generate_presigned_post`` and learns the URL
@@ -149,6 +172,12 @@ class Storage:
         ttl = self.settings.presign_ttl
         fields = {"Content-Type": content_type, "success_action_status": "201"}
         conditions = policy_conditions(content_type, max_bytes)
+        if checksum is not None:  # pinned, so the store keeps it for promotion to compare
+            pinned = {
+                f"x-amz-meta-{name}": value for name, value in declared_metadata(checksum, None).items()
+            }
+            fields.update(pinned)
+            conditions.extend(dict([item]) for item in pinned.items())
         moment = signing_moment(int(time.time()), ttl)
         if self.post_target is None:
             with translated(self.bucket):
@@ -166,6 +195,30 @@ class Storage:
             credentials, self.post_target, self.settings.s3_bucket, key, fields, conditions, moment
         )
         return PresignedPost(url=self.post_target.url, fields=signed, expires_at=moment.expires_at)
+
+    async def presign_put(
+        self, key: str, content_type: str, size: int, checksum: str | None = None
+    ) -> PresignedPut:
+        """A presigned PutObject whose signature pins length, type, checksum and a private ACL.
+
+        Every header below is in X-Amz-SignedHeaders, so a request with another length,
+        type or checksum, or with ``x-amz-acl: public-read`` instead, fails the signature.
+        The declaration is also pinned as metadata, which every store keeps for promotion.
+        """
+        params: dict[str, Any] = {
+            "ContentType": content_type,
+            "ContentLength": size,
+            "ACL": "private",
+            "Metadata": declared_metadata(checksum, size),
+        }
+        headers = {"Content-Type": content_type, "Content-Length": str(size), "x-amz-acl": "private"}
+        if checksum is not None:
+            params["ChecksumSHA256"] = checksum
+            headers["x-amz-checksum-sha256"] = checksum
+        headers.update({f"x-amz-meta-{name}": value for name, value in params["Metadata"].items()})
+        expires_at = self.expiry(self.settings.presign_ttl)
+        url = await self.presign_operation("put_object", key, **params)
+        return PresignedPut(url=url, headers=headers, expires_at=expires_at)
 
     async def frozen_credentials(self) -> ReadOnlyCredentials:
         """The credentials as of now, from the object botocore's own presigning signs with.
@@ -193,6 +246,18 @@ class Storage:
             async with got["Body"] as body:
                 data: bytes = await body.read()
         return data
+
+    async def digest(self, key: str, chunk_bytes: int = 1024 * 1024) -> Digest:
+        """SHA-256 and length of a whole object, streamed in chunks and hashed off the event loop."""
+        hasher, size = hashlib.sha256(), 0
+        with translated(self.bucket):
+            got = await self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)
+            stream = got["Body"]
+            async with stream:  # closes the connection; iter_chunks is the StreamingBody's own
+                async for chunk in stream.iter_chunks(chunk_bytes):
+                    size += len(chunk)
+                    await asyncio.to_thread(hasher.update, chunk)  # hashlib drops the GIL on large chunks
+        return Digest(base64.b64encode(hasher.digest()).decode(), size)
 
     async def delete(self, key: str) -> None:
         with translated(self.bucket):
@@ -344,8 +409,14 @@ class Storage:
             )
         return str(created["UploadId"])
 
-    async def presign_part(self, key: str, upload_id: str, part_number: int) -> str:
-        return await self.presign_operation("upload_part", key, UploadId=upload_id, PartNumber=part_number)
+    async def presign_part(
+        self, key: str, upload_id: str, part_number: int, checksum: str | None = None
+    ) -> str:
+        """An UploadPart URL; with ``checksum`` the part's x-amz-checksum-sha256 is signed too."""
+        extra = {} if checksum is None else {"ChecksumSHA256": checksum}
+        return await self.presign_operation(
+            "upload_part", key, UploadId=upload_id, PartNumber=part_number, **extra
+        )
 
     async def list_parts(self, key: str, upload_id: str) -> list[Part]:
         """Every part uploaded so far, across all the pages S3 answers with."""
@@ -409,6 +480,10 @@ def client_config(settings: Settings) -> Config:
         connect_timeout=settings.s3_connect_timeout,
         read_timeout=settings.s3_read_timeout,
         retries=RETRIES,
+        # Checksums only where an operation requires one: botocore's default (since 1.36) adds
+        # CRC32 to uploads and presigned URLs, which many S3-compatible stores refuse.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
 
 
@@ -450,8 +525,8 @@ async def probe(storage: Storage) -> StorageError | None:
     return None
 
 
-async def check_at_startup(storage: Storage) -> None:
-    """Refuse to start on a missing bucket or refused credentials, naming the setting to fix.
+async def check_at_startup(storage: Storage) -> bool:
+    """Refuse to start on a missing bucket or refused credentials, naming the setting to fix; True if S3 answered.
 
     Those only an operator can fix, so failing loudly beats serving errors. An S3 that
     is down or slow is not a reason to stay down: the service starts and /readyz says so.
@@ -461,14 +536,14 @@ async def check_at_startup(storage: Storage) -> None:
     except TimeoutError:
         fault = StorageUnavailable("no answer within the start-up check's deadline")
     if fault is None:
-        return
+        return True
     if isinstance(fault, StorageUnavailable):
         logger.warning(
             "S3 did not answer at start-up (%s); starting anyway, /readyz reports it", fault.advice
         )
-        return
+        return False
     if not isinstance(fault, StorageRefused) or fault.problem == "error":
         logger.warning("S3 refused the start-up check: %s; starting anyway", fault.advice)
-        return
+        return False
     logger.error("cannot start: %s", fault.advice)
     raise StorageMisconfigured(fault.advice)

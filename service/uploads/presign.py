@@ -24,6 +24,7 @@ from service.schemas import (
     presign_request_decoder,
 )
 from service.settings import Settings
+from service.storage.client import PresignedPost, PresignedPut
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,24 @@ def upload_limit(settings: Settings, declared: int | None, path: str = "$.size")
     return declared or settings.max_upload_bytes
 
 
+def required_size(declared: int | None, path: str = "$.size") -> int:
+    """A presigned PUT signs the exact length, so it cannot be made without one."""
+    if declared is None:
+        raise ApiError(
+            422, "validation_error", "The size is required: this store takes uploads by PUT.", path
+        )
+    return declared
+
+
 PRESIGN = Spec(
-    "Presign a POST of one audio file straight to the bucket, under a key the server chooses.",
+    "Presign a POST (or, on stores without POST uploads, a PUT) of one audio file straight to the bucket.",
     response=PresignResponse,
     body=PresignRequest,
     signed_in=True,
     budget=budgets.UPLOADS,
     errors={
         413: ("file_too_large", "quota_exceeded"),
-        422: ("unsupported_type", "extension_mismatch"),
+        422: ("unsupported_type", "extension_mismatch", "validation_error"),
         429: ("too_many_pending_uploads",),
         503: ("limits_unavailable",),
     },
@@ -120,16 +130,27 @@ async def presigned_url(request: Request) -> Response:
     state = resources(request)
     settings, storage = state["settings"], state["storage"]
     ask = decode_json(presign_request_decoder, await read_json_body(request))
+    by_put = storage.upload_method == "PUT"
+    size = required_size(ask.size) if by_put else 0
     upload = new_upload(settings, user, ask.filename, ask.content_type, ask.size)
     await state["reservations"].admit(user.user_id, upload.upload_id, ask.size)  # one round trip at most
-    post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
-    PRESIGNED["post"].inc()
+    if by_put:
+        signed: PresignedPost | PresignedPut = await storage.presign_put(
+            upload.key, upload.content_type, size, ask.checksum_sha256
+        )
+    else:
+        signed = await storage.presign_post(
+            upload.key, upload.content_type, upload.max_bytes, ask.checksum_sha256
+        )
+    PRESIGNED["put" if by_put else "post"].inc()
     return json_response(
         PresignResponse(
-            url=post.url,
-            fields=post.fields,
+            method="PUT" if by_put else "POST",
+            url=signed.url,
+            fields=signed.fields if isinstance(signed, PresignedPost) else None,
+            headers=signed.headers if isinstance(signed, PresignedPut) else None,
             key=upload.key,
-            expires_at=post.expires_at,
+            expires_at=signed.expires_at,
             max_bytes=upload.max_bytes,
         )
     )

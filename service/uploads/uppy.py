@@ -36,10 +36,12 @@ from service.schemas import (
     MultipartPath,
     MultipartRequest,
     ParamsQuery,
+    PartChecksumQuery,
     PartPath,
     SignedPart,
     SignedParts,
     SignedPost,
+    SignedPut,
     UploadedPart,
     complete_request_decoder,
     json_response,
@@ -48,7 +50,7 @@ from service.schemas import (
 from service.settings import Settings
 from service.storage.client import Part, Storage
 from service.storage.errors import NotFound, PartsRejected
-from service.uploads.presign import FieldPaths, new_upload
+from service.uploads.presign import FieldPaths, new_upload, required_size
 
 # 10,000 parts of {"PartNumber": n, "ETag": "\"<32 hex>\""} fit well inside this.
 MAX_COMPLETE_BODY = 1024 * 1024
@@ -85,15 +87,21 @@ def _declared_size(value: object, path: str) -> int | None:
 
 
 async def params(request: Request) -> Response:
-    """``GET /s3/params``: a presigned POST, exactly as ``POST /api/upload/presigned-url`` makes it."""
+    """``GET /s3/params``: a presigned POST (or PUT), exactly as ``POST /api/upload/presigned-url`` makes it."""
     user = require_user(request)
     settings, storage = _context(request)
     ask = decode_query(request, ParamsQuery)
+    by_put = storage.upload_method == "PUT"
+    size = required_size(ask.size, QUERY_PATHS.size) if by_put else 0
     upload = new_upload(settings, user, ask.filename, ask.type, ask.size, QUERY_PATHS)
     await resources(request)["reservations"].admit(user.user_id, upload.upload_id, ask.size, QUERY_PATHS.size)
+    if by_put:
+        put = await storage.presign_put(upload.key, upload.content_type, size)
+        PRESIGNED["put"].inc()
+        return json_response(SignedPut(put.url, put.headers, settings.presign_ttl))
     post = await storage.presign_post(upload.key, upload.content_type, upload.max_bytes)
     PRESIGNED["post"].inc()
-    return json_response(SignedPost("POST", post.url, post.fields, settings.presign_ttl))
+    return json_response(SignedPost(post.url, post.fields, settings.presign_ttl))
 
 
 async def create_multipart(request: Request) -> Response:
@@ -183,9 +191,10 @@ def _part_number(value: str) -> int:
 async def sign_part(request: Request) -> Response:
     """``GET /s3/multipart/{uploadId}/{partNumber}``: a presigned UploadPart URL."""
     number = decode_path(request, PartPath).part_number
+    checksum = decode_query(request, PartChecksumQuery).checksum_sha256
     upload = _owned_upload(request)
     await _spend_signatures(request, upload, [number], "partNumber")
-    url = await upload.storage.presign_part(upload.key, upload.s3_upload_id, number)
+    url = await upload.storage.presign_part(upload.key, upload.s3_upload_id, number, checksum)
     PRESIGNED["part"].inc()
     return json_response(SignedPart(url, upload.settings.presign_ttl))
 
@@ -293,8 +302,8 @@ _NEW_UPLOAD = {
 _OWNED = {403: ("forbidden",), **STORAGE_ERRORS}
 _SIGNED = {403: ("forbidden",), 422: ("validation_error",)}  # signing parts calls no S3
 PARAMS = Spec(
-    "A presigned POST for Uppy, made exactly as POST /api/upload/presigned-url makes it.",
-    response=SignedPost,
+    "A presigned POST (or PUT, on stores without POST uploads) for Uppy, as the presign route makes it.",
+    response=SignedPost | SignedPut,
     query=ParamsQuery,
     signed_in=True,
     budget=budgets.UPLOADS,
@@ -321,10 +330,10 @@ SIGN_PARTS = Spec(
     tag="uppy",
 )
 SIGN_PART = Spec(
-    "A presigned UploadPart URL for one part.",
+    "A presigned UploadPart URL for one part (pinning its SHA-256 when checksumSha256 is given).",
     response=SignedPart,
     path=PartPath,
-    query=KeyQuery,
+    query=PartChecksumQuery,
     signed_in=True,
     budget=budgets.PARTS,
     errors=_SIGNED,
