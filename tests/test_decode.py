@@ -296,8 +296,11 @@ def test_the_web_process_never_imports_the_decoder() -> None:
 
 
 def test_a_forked_job_past_its_cpu_budget_is_stopped_by_the_kernel(store: Store) -> None:
-    """One CPU second for ten minutes of Opus: the job ends on SIGXCPU (promotion refuses it as too_complex)."""
-    data = encoded("opus", seconds=600.0)
+    """One CPU second for half an hour of Opus (about 2 s to decode here): the job ends on SIGXCPU.
+
+    Promotion refuses such a file as too_complex.
+    """
+    data = encoded("opus", seconds=1800.0)
     store.objects["long.opus"] = data
     job = Job(
         f"{store.url}/long.opus", len(data), store.etag("long.opus"), "audio/opus", 7200.0, cpu_seconds=1
