@@ -1,4 +1,4 @@
-"""The promotion benchmark (issue 19): decoding CPU per audio-minute against FFmpeg's null decode, and promotions/s.
+"""The promotion benchmark: decoding CPU per audio-minute against FFmpeg's null decode, and promotions/s.
 
     .venv/bin/python -m bench.promotion            # 20 promotions per file and concurrency, 5 decode repeats
     .venv/bin/python -m bench.promotion --quick    # smoke run: 4 promotions, 2 repeats

@@ -167,7 +167,7 @@ def routes() -> list[BaseRoute]:
             name="upload_confirm",
             spec=library.CONFIRM,
         ),
-        # What decoding made beside an upload (issue 19).
+        # What decoding made beside an upload.
         ApiRoute(
             "/api/uploads/{id}/peaks", derived.peaks, method="GET", name="upload_peaks", spec=derived.PEAKS
         ),

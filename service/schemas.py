@@ -215,7 +215,7 @@ class Upload(msgspec.Struct, rename="camel"):
     uploaded_at: datetime
     duration_seconds: float | None = None  # decoded length; null only while pending
     status: UploadStatus = "verified"
-    # Decoding (issue 19): what the audio is, and where its waveform and rendition are read.
+    # Decoding: what the audio is, and where its waveform and rendition are read.
     audio: AudioFacts | None = None
     peaks_url: str | None = None
     rendition_url: str | None = None

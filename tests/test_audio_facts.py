@@ -1,4 +1,4 @@
-"""Issue 19 through the app: decoded facts, peaks and renditions, refusals, durability, and a killed worker.
+"""Knowing the audio, through the app: decoded facts, peaks and renditions, refusals, durability, and a killed worker.
 
 Against moto, with real encoder output (tests/support/encoded.py) and the real
 decoding worker unless a test says otherwise.

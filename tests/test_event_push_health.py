@@ -1,5 +1,5 @@
 """Event pushes that stop are noticed: the sweeper's promotions while events are on raise a metric, a log line
-naming the fix and a readiness detail (issue 20)."""
+naming the fix and a readiness detail."""
 
 from __future__ import annotations
 

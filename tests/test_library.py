@@ -264,7 +264,7 @@ def test_a_listing_page_costs_one_s3_list_whatever_its_length(
 
     first, first_calls = s3_calls_for({"limit": 4})
     assert [u["status"] for u in first.json()["uploads"]] == ["pending"] + ["verified"] * 4
-    # Issue 19: the decoded facts come with the same calls (they are in the sidecars' names).
+    # The decoded facts come with the same calls (they are in the sidecars' names).
     assert [u["durationSeconds"] for u in first.json()["uploads"]] == [None] + [0.1] * 4
     assert all(u["audio"]["codec"] == "pcm_s16le" for u in first.json()["uploads"][1:])
     assert first_calls == 2

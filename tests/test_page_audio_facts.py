@@ -1,4 +1,4 @@
-"""A Chrome recording's row after a reload, from what the service knows about the audio (issue 19):
+"""A Chrome recording's row after a reload, from what the service knows about the audio:
 its length, its codec, its waveform drawn from the peaks, and a player that seeks where the waveform is clicked."""
 
 from __future__ import annotations

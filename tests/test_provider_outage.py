@@ -1,4 +1,4 @@
-"""A provider outage: readiness stays bounded and the replica stays ready; sign-in says so plainly (issue 20)."""
+"""A provider outage: readiness stays bounded and the replica stays ready; sign-in says so plainly."""
 
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def test_a_recording_is_in_storage_part_by_part_before_stop(
     wait_playable(listed(alice, name))
     truth = decoded_seconds(alice, stored["Key"])
     assert abs(truth - recorded) < 1.5
-    # Issue 19: the service decoded Chromium's WebM (whose header states no duration) to the same length.
+    # The service decoded Chromium's WebM (whose header states no duration) to the same length.
     [confirmed] = alice.evaluate("async () => (await (await fetch('api/uploads')).json()).uploads")
     assert abs(confirmed["durationSeconds"] - truth) <= max(0.05, truth * 0.01), (confirmed, truth)
     assert confirmed["audio"]["codec"] == "opus" and confirmed["peaksUrl"].endswith("/peaks")

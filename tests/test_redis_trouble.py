@@ -1,4 +1,4 @@
-"""Sign-outs and budgets that hold through Redis trouble: restarted empty, down, or frozen (issue 20)."""
+"""Sign-outs and budgets that hold through Redis trouble: restarted empty, down, or frozen."""
 
 from __future__ import annotations
 

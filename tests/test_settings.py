@@ -222,6 +222,6 @@ def test_a_part_size_that_needs_more_than_10000_parts_is_refused() -> None:
 
 @pytest.mark.parametrize("value", ["-1", "51", "a tenth"])
 def test_a_lease_share_outside_0_to_50_percent_is_refused(value: str) -> None:
-    """A replica may lease at most half of a budget ahead of use (issue 23)."""
+    """A replica may lease at most half of a budget ahead of use."""
     found = problems({**GOOD, "SOUNDPOST_REDIS_LEASE_PERCENT": value})
     assert any("SOUNDPOST_REDIS_LEASE_PERCENT" in problem for problem in found), found

@@ -125,7 +125,9 @@ def test_a_hung_s3_answers_503_instead_of_holding_the_request(app_env: dict[str,
             confirm = c.post(f"/api/uploads/{some}/confirm", headers=uppy.same_origin(c))
             assert confirm.json()["error"]["code"] == "storage_unavailable"
             ready = c.get("/readyz")
-            assert ready.status_code == 503 and ready.json()["checks"]["s3"].startswith("unreachable")
+            assert ready.status_code == 503
+            # no answer at all: the probe's own bounded wait, or readiness's overall deadline, ends first
+            assert ready.json()["checks"]["s3"].startswith(("unreachable", "timed out"))
             assert (
                 c.post("/api/upload/presigned-url", json=BODY, headers=uppy.same_origin(c)).status_code == 200
             )
