@@ -375,6 +375,9 @@ def stack(env_extra: dict[str, str]) -> Iterator[dict[str, str]]:
         # many users: lift that user's budget so the limiter still runs on each request
         # (its cost is measured) without refusing any.
         env["SOUNDPOST_RATE_LIMIT"] = BENCH_RATE_LIMIT
+        # Nor does that user ever upload what it signs: the pending-upload cap would refuse every presign
+        # past the first fifty, so it is off (0) and, with no quota either, presign asks no ledger.
+        env["SOUNDPOST_MAX_PENDING_UPLOADS"] = "0"
         yield {**env, **env_extra}
 
 

@@ -504,7 +504,7 @@ class Settings:
         "USER_QUOTA_BYTES", None, 1, 2**62, "bytes each user's verified uploads may take (unset: unlimited)"
     )
     max_pending_uploads: int = integer(
-        "MAX_PENDING_UPLOADS", 50, 1, 10_000, "uploads a user may have waiting to be verified"
+        "MAX_PENDING_UPLOADS", 50, 0, 10_000, "uploads a user may have waiting to be verified (0: no cap)"
     )
     staging_grace: int = integer(
         "STAGING_GRACE", 60, 0, 3600, "seconds staging waits before the sweeper promotes"

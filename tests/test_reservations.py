@@ -155,6 +155,23 @@ def test_pending_slots_are_capped_and_given_back(ledgers: Ledgers) -> None:
     ledgers.run(scenario)
 
 
+def test_a_cap_of_zero_is_no_cap_and_without_a_quota_the_ledger_is_never_asked(ledgers: Ledgers) -> None:
+    """MAX_PENDING_UPLOADS=0 lifts the cap; with no quota either, presign and promotion record nothing."""
+
+    async def scenario(ledger: Ledgers) -> None:
+        capped_by_quota = ledger(quota=100, pending=0)
+        for n in range(5):
+            assert await refusal(capped_by_quota, "alice", f"q{n}", 20) is None
+        assert await refusal(capped_by_quota, "alice", "q5", 20) == "quota_exceeded"
+        free = ledger(quota=None, pending=0)
+        for n in range(100):
+            assert await refusal(free, "alice", f"f{n}", 10**9) is None
+        assert await free.settle("alice", "f0", Amount(10**9), 60, library(0)) is Verdict.OK
+        assert await free.used("alice") is None  # nothing was recorded
+
+    ledgers.run(scenario)
+
+
 def test_an_abandoned_reservation_expires(ledgers: Ledgers) -> None:
     """After SOUNDPOST_RESERVATION_TTL its bytes and its slot are free again."""
 

@@ -124,7 +124,7 @@ def test_an_empty_environment_names_every_required_setting() -> None:
         ("SOUNDPOST_SWEEP_INTERVAL", "0"),
         ("SOUNDPOST_SWEEP_INTERVAL", "often"),
         ("SOUNDPOST_USER_QUOTA_BYTES", "0"),
-        ("SOUNDPOST_MAX_PENDING_UPLOADS", "0"),
+        ("SOUNDPOST_MAX_PENDING_UPLOADS", "-1"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_setting(name: str, value: str) -> None:

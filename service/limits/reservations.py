@@ -101,7 +101,9 @@ class Reservations:
 
     def __init__(self, settings: Settings) -> None:
         self.quotas = quotas_from(settings)
-        self.max_pending = settings.max_pending_uploads
+        self.max_pending = settings.max_pending_uploads  # 0: no cap
+        # Nothing to count without a quota or a cap: presign and promotion then never ask the ledger.
+        self.active = self.quotas.any or self.max_pending > 0
         self.ttl = float(settings.reservation_seconds)
 
     async def reserve(self, owner: str, upload_id: str, amount: Amount) -> Verdict:
@@ -133,6 +135,8 @@ class Reservations:
 
     async def admit(self, owner: str, upload_id: str, declared: int | None, path: str = "$.size") -> None:
         """Presign's check: reserve the declared bytes and a slot, or refuse with 413 or 429."""
+        if not self.active:
+            return
         verdict = await self.reserve(owner, upload_id, Amount(declared or 0))
         if verdict is Verdict.PENDING_FULL:
             raise ApiError(
@@ -158,6 +162,8 @@ class Reservations:
         library: Callable[[], Awaitable[Amount]],
     ) -> Verdict:
         """Promotion's check: commit, counting the library first when this store has not yet."""
+        if not self.active:
+            return Verdict.OK
         verdict = await self.commit(owner, upload_id, amount, hold)
         if verdict is Verdict.NEEDS_SEED:
             verdict = await self.commit(owner, upload_id, amount, hold, await library())
@@ -189,7 +195,10 @@ class MemoryReservations(Reservations):
         account = self.account(owner)
         if upload_id in account.entries:
             return Verdict.OK
-        if sum(e.kind == "reserved" for e in account.entries.values()) >= self.max_pending:
+        if (
+            self.max_pending
+            and sum(e.kind == "reserved" for e in account.entries.values()) >= self.max_pending
+        ):
             return Verdict.PENDING_FULL
         verdict = over(self.quotas, account.used or Amount(), self.promised(account, upload_id), amount)
         if verdict is Verdict.OK:

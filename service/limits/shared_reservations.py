@@ -80,7 +80,7 @@ RESERVE = """
 local id = ARGV[5]
 if entries[id] then return 'ok' end
 local pb, ps, n = promised(id)
-if n >= tonumber(ARGV[9]) then return 'pending' end
+if tonumber(ARGV[9]) > 0 and n >= tonumber(ARGV[9]) then return 'pending' end
 local verdict = over(pb, ps, tonumber(ARGV[6]), tonumber(ARGV[7]))
 if verdict == 'ok' then
   redis.call('HSET', key, 'e:' .. id, 'r ' .. ARGV[8] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7])
