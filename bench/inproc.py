@@ -54,6 +54,7 @@ SETTINGS = {
     "SOUNDPOST_S3_ACCESS_KEY_ID": "testing",
     "SOUNDPOST_S3_SECRET_ACCESS_KEY": "testing",
     "SOUNDPOST_RATE_LIMIT": BENCH_RATE_LIMIT,
+    "SOUNDPOST_MAX_PENDING_UPLOADS": "0",  # one user, never uploading: as bench/run.py
 }
 
 

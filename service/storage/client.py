@@ -31,6 +31,7 @@ from service.core.post_policy import PostTarget, sign_post, signing_moment
 from service.settings import Settings
 from service.storage.errors import (
     CREDENTIALS_REFUSED,
+    REFUSALS,
     UNREACHABLE,
     PartsRejected,
     StorageError,
@@ -226,10 +227,13 @@ class Storage:
         Refreshable credentials (the default chain's instance roles, SSO, assume-role)
         refresh here when due; temporary credentials bring their session token.
         """
-        with translated(self.bucket):
+        # try/except, not ``translated()``: this runs on every presign, and a context manager costs a few µs.
+        try:
             if self.credentials is None:
                 raise NoCredentialsError()
             frozen: ReadOnlyCredentials = await self.credentials.get_frozen_credentials()
+        except (*UNREACHABLE, *REFUSALS) as exc:
+            raise classify(exc, self.bucket) from exc
         return frozen
 
     def expiry(self, ttl: int) -> datetime:

@@ -133,7 +133,9 @@ async def presigned_url(request: Request) -> Response:
     by_put = storage.upload_method == "PUT"
     size = required_size(ask.size) if by_put else 0
     upload = new_upload(settings, user, ask.filename, ask.content_type, ask.size)
-    await state["reservations"].admit(user.user_id, upload.upload_id, ask.size)  # one round trip at most
+    reservations = state["reservations"]
+    if reservations.active:  # no quota and no pending cap: nothing to reserve, not even a coroutine
+        await reservations.admit(user.user_id, upload.upload_id, ask.size)  # one round trip at most
     if by_put:
         signed: PresignedPost | PresignedPut = await storage.presign_put(
             upload.key, upload.content_type, size, ask.checksum_sha256
