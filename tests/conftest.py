@@ -25,11 +25,22 @@ from tests.support.flows import sign_in
 from tests.support.servers import bound_socket, serve_asgi
 from tests.support.settings import s3_settings
 from tests.support.tools import require_tool
+from tests.support.webhooks import Receiver, serve_receiver
 
 # Fixtures that start a real peer: a test that uses one, directly or through another fixture, is
 # marked ``peers``, so ``python3 run.py test --fast`` (``-m "not peers"``) runs only unit tests.
 PEER_FIXTURES = frozenset(
-    {"s3", "_oidc_provider", "_github_provider", "redis_url", "rgw_endpoint", "browser", "app_url", "site"}
+    {
+        "s3",
+        "_oidc_provider",
+        "_github_provider",
+        "redis_url",
+        "rgw_endpoint",
+        "browser",
+        "app_url",
+        "site",
+        "receiver",
+    }
 )
 
 
@@ -45,6 +56,21 @@ def serve_app(env: dict[str, str]) -> Iterator[str]:
     """The app under uvicorn with these settings; its public URL is where it listens."""
     with serve_asgi(lambda url: create_app({**env, "SOUNDPOST_PUBLIC_URL": url})) as url:
         yield url
+
+
+@contextlib.contextmanager
+def signed_in(env: dict[str, str], user: str = "alice") -> Iterator[httpx.Client]:
+    """The app with these settings, and a client signed in to it through the fake identity provider."""
+    with serve_app(env) as url, httpx.Client(base_url=url, follow_redirects=False, timeout=60) as client:
+        assert sign_in(client, "fake", user).status_code == 303
+        yield client
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 that records what it is sent."""
+    with serve_receiver() as hooks:
+        yield hooks
 
 
 @pytest.fixture(scope="session")

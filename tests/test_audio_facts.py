@@ -11,7 +11,6 @@ import contextlib
 import io
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -24,21 +23,15 @@ from service.errors import ApiError
 from service.lifecycle import forking, promotion
 from service.lifecycle.sweeper import open_resources
 from service.settings import load_settings
-from tests.conftest import serve_app
+from tests.conftest import signed_in
 from tests.support import uppy
 from tests.support.encoded import SECONDS, declared, encoded, filename, garbage, header_only
 from tests.support.flows import sign_in
 from tests.support.s3 import object_keys
 from tests.support.sweep import run_sweep
-from tests.support.webhooks import SECRET, Receiver, serve_receiver
+from tests.support.webhooks import SECRET, Receiver
 
 ALICE = keys.user_id("fake", "alice")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as hooks:
-        yield hooks
 
 
 @pytest.fixture
@@ -52,13 +45,6 @@ def env(app_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
         "SOUNDPOST_STAGING_GRACE": "0",
         "SOUNDPOST_RENDITIONS": "speech",
     }
-
-
-@contextlib.contextmanager
-def signed_in(env: dict[str, str], user: str = "alice") -> Iterator[httpx.Client]:
-    with serve_app(env) as url, httpx.Client(base_url=url, follow_redirects=False, timeout=60) as client:
-        assert sign_in(client, "fake", user).status_code == 303
-        yield client
 
 
 def upload(client: httpx.Client, name: str, data: bytes, content_type: str | None = None) -> str:

@@ -22,7 +22,7 @@ from service.settings import SettingsError, load_settings
 from tests.conftest import serve_app
 from tests.support import audio_samples
 from tests.support.s3 import admin, object_keys, stored_object
-from tests.support.webhooks import SECRET, Receiver, serve_receiver
+from tests.support.webhooks import SECRET, Receiver
 
 TOKEN = secrets.token_urlsafe(32)
 ALICE = keys.user_id("fake", "alice")
@@ -60,12 +60,6 @@ def push(events: httpx.Client, body: bytes, token: str, where: str) -> httpx.Res
     return events.post(
         "/api/events/s3", params={"token": token}, content=body, headers={"Content-Type": "application/json"}
     )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as hooks:
-        yield hooks
 
 
 @pytest.fixture

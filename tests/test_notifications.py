@@ -38,7 +38,7 @@ from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by
 from tests.support.s3 import admin, new_bucket, object_keys, stored_object
 from tests.support.servers import bound_socket, serve_asgi
 from tests.support.settings import s3_settings
-from tests.support.webhooks import SECRET, Receiver, serve_receiver
+from tests.support.webhooks import SECRET, Receiver
 
 pytestmark = pytest.mark.peers  # real servers started by the tests themselves
 
@@ -107,12 +107,6 @@ def push_target(request: pytest.FixtureRequest) -> PushTarget:
     assert target.token not in done.stdout
     wait_for_topic(target)
     return target
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as hooks:
-        yield hooks
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -27,23 +27,17 @@ from service.lifecycle.sweeper import SweepReport, open_resources, sweep
 from service.resources import Resources
 from service.settings import load_settings
 from service.storage.client import OpenUpload
-from tests.conftest import serve_app
+from tests.conftest import signed_in
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, object_keys, stored_object
 from tests.support.settings import MINIMAL_SETTINGS
 from tests.support.sweep import run_sweep
-from tests.support.webhooks import SECRET, Receiver, serve_receiver
+from tests.support.webhooks import SECRET, Receiver
 
 ALICE = keys.user_id("fake", "alice")
 BOB = keys.user_id("fake", "bob")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as hooks:
-        yield hooks
 
 
 @pytest.fixture
@@ -56,13 +50,6 @@ def env(app_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
         "SOUNDPOST_WEBHOOK_TIMEOUT": "5",
         "SOUNDPOST_STAGING_GRACE": "0",
     }
-
-
-@contextlib.contextmanager
-def signed_in(env: dict[str, str], user: str = "alice") -> Iterator[httpx.Client]:
-    with serve_app(env) as url, httpx.Client(base_url=url, follow_redirects=False, timeout=30) as client:
-        assert sign_in(client, "fake", user).status_code == 303
-        yield client
 
 
 @contextlib.asynccontextmanager

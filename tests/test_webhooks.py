@@ -25,15 +25,9 @@ from tests.support.s3 import object_keys
 from tests.support.servers import bound_socket, serve_asgi
 from tests.support.settings import MINIMAL_SETTINGS
 from tests.support.sweep import run_sweep
-from tests.support.webhooks import SECRET, Receiver, serve_receiver
+from tests.support.webhooks import SECRET, Receiver
 
 pytestmark = pytest.mark.peers  # real servers started by the tests themselves
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as hooks:
-        yield hooks
 
 
 @pytest.fixture
