@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import cProfile
-import json
 import pstats
-import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,12 +30,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import itsdangerous
 from starlette.types import ASGIApp, Message
 
 from bench.apps import ceiling
 from bench.redis_server import RedisServer, redis_server
 from bench.run import BENCH_RATE_LIMIT, PARAMS_QUERY, PRESIGN_BODY
+from bench.sessions import session_cookie
 from service.app import create_app
 
 SECRET = "inproc-benchmark-session-secret-0123456789abcdef"
@@ -58,22 +55,7 @@ SETTINGS = {
 }
 
 
-def session_cookie() -> bytes:
-    """A signed-in session cookie, signed as Starlette's SessionMiddleware signs it, holding what
-    sign-in stores (service.signin.routes._identity): the session id and sign-in time included."""
-    user = {
-        "p": "dev",
-        "s": "alice",
-        "i": secrets.token_urlsafe(12),
-        "t": int(time.time() * 1000),
-        "e": "alice@example.com",
-        "v": True,
-    }
-    data = base64.b64encode(json.dumps({"user": user}).encode())
-    return b"soundpost_session=" + itsdangerous.TimestampSigner(SECRET).sign(data)
-
-
-COOKIE = session_cookie()  # one session for the whole run, as a browser keeps it
+COOKIE = session_cookie(SECRET, "alice").encode()  # one session for the whole run, as a browser keeps it
 
 
 def scope(

@@ -7,6 +7,19 @@ if cookie ~= "" then wrk.headers["Cookie"] = cookie end
 if wrk.body then wrk.headers["Content-Type"] = "application/json" end
 wrk.headers["Accept"] = "application/json"
 
+-- Many users: one cookie per line of BENCH_COOKIES, each request the next user's.
+local cookies_file = os.getenv("BENCH_COOKIES") or ""
+if cookies_file ~= "" then
+  local cookies = {}
+  for line in io.lines(cookies_file) do cookies[#cookies + 1] = line end
+  local turn = 0
+  request = function()
+    turn = turn % #cookies + 1
+    wrk.headers["Cookie"] = cookies[turn]
+    return wrk.format()
+  end
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

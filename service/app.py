@@ -27,6 +27,7 @@ from service.identity.revocation import open_revocations
 from service.identity.session import CookieSessions
 from service.lifecycle import derived, events, library, promotion
 from service.lifecycle.sweeper import sweep_periodically
+from service.limits.connection import shared_connection
 from service.limits.shared_reservations import open_reservations
 from service.limits.windows import close_limiters, open_limiters
 from service.observability import RequestRecorder
@@ -225,15 +226,16 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Soundpost) -> AsyncIterator[Resources]:
+        shared = shared_connection(config)  # budgets and reservations, one script call per loop pass
         async with (
             open_storage(config) as storage,
             open_webhooks(config) as webhooks,
             open_revocations(config) as revocations,
-            open_reservations(config) as reservations,
+            open_reservations(config, shared) as reservations,
         ):
             if await check_at_startup(storage):  # a missing bucket or refused credentials stop start-up
                 await settle_at_startup(storage)  # POST or PUT; a store ignoring conditional writes stops it
-            limiters = open_limiters(config)
+            limiters = open_limiters(config, shared)
             state = Resources(
                 settings=config,
                 storage=storage,

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from service.errors import ApiError
+from service.limits.connection import open_connection
 from service.limits.reservations import Amount, MemoryReservations, Reservations, Verdict
 from service.limits.shared_reservations import SharedReservations
 from service.settings import load_settings
@@ -40,7 +41,7 @@ class Ledgers:
             reservation_ttl=ttl,
         )
         one: Reservations = (
-            SharedReservations(settings, self.clock)
+            SharedReservations(settings, open_connection(self.redis_url), self.clock)
             if self.redis_url
             else MemoryReservations(settings, self.clock)
         )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import cast
 
 import coredis
@@ -19,16 +21,23 @@ import httpx
 import limits
 import pytest
 
+from service.limits.connection import open_connection
 from service.limits.shared import SharedWindows, open_shared
+from service.limits.shared_reservations import SharedReservations
+from service.settings import load_settings
 from tests.conftest import serve_app
 from tests.support.flows import sign_in
+from tests.support.redis import RedisServer, redis_server
+from tests.support.settings import MINIMAL_SETTINGS
 
 PRESIGN = "/api/upload/presigned-url"
 BODY = {"filename": "a.wav", "contentType": "audio/wav"}
 
 
 def replica(redis_url: str, rate: str, lease_percent: int = 0) -> SharedWindows:
-    return open_shared(redis_url, {"uploads": limits.parse_many(rate)}, lease_percent)["uploads"]
+    return open_shared(open_connection(redis_url), {"uploads": limits.parse_many(rate)}, lease_percent)[
+        "uploads"
+    ]
 
 
 @contextlib.asynccontextmanager
@@ -126,6 +135,63 @@ def test_many_users_hits_in_one_pass_of_the_event_loop_share_one_round_trip(redi
     assert all(wait is not None and 1 <= wait <= 60 for wait in answers[20:])  # and their second, refused
     assert counts["evalsha"] == 1
     assert counts["zadd"] == 20
+
+
+def test_a_pass_of_presigns_spends_one_round_trip_for_its_grants_and_reservations(redis_url: str) -> None:
+    """Twenty users' first presigns at once: their budget grants and ledger reservations go as one EVALSHA."""
+
+    async def run() -> tuple[list[int | None], dict[str, int], list[int]]:
+        connection = open_connection(redis_url)
+        limiter = open_shared(connection, {"uploads": limits.parse_many("10/minute;100/hour")}, 0)["uploads"]
+        settings = dataclasses.replace(
+            load_settings({**MINIMAL_SETTINGS, "SOUNDPOST_REDIS_URL": redis_url}), user_quota_bytes=1000
+        )
+        ledger = SharedReservations(settings, connection)
+        users = [f"pass-{n}" for n in range(20)]
+        try:
+            assert await limiter.hit("warm-up") is None  # loads the script and opens the connection
+            async with command_counts(redis_url) as counts:
+                answers = await asyncio.gather(
+                    *(limiter.hit(user) for user in users),
+                    *(ledger.admit(user, f"{user}-upload", 400) for user in users),
+                )
+            entries = [await connection.redis.hlen(f"soundpost:usage:{user}") for user in users]
+            return answers, counts, entries
+        finally:
+            await ledger.close()
+
+    answers, counts, entries = asyncio.run(run())
+    assert answers == [None] * 40  # every grant given and every reservation admitted
+    assert counts["evalsha"] == 1
+    assert counts["zadd"] == 20  # one grant recorded per user
+    assert entries == [1] * 20  # one reservation held per user
+
+
+def test_a_burst_after_redis_restarts_empty_is_answered_in_full(tmp_path: Path) -> None:
+    """Redis restarted empty (no script): a burst of 1,000 hits, many batches in flight at once, all pass."""
+
+    async def run(server: RedisServer) -> tuple[list[int | BaseException | None], dict[str, int]]:
+        limiter = replica(server.url, "10/minute")
+
+        async def hit(n: int) -> int | None:
+            if n >= 500:  # half at once (four batches in flight together), half spread over 10 ms
+                await asyncio.sleep(n % 50 / 5000)
+            return await limiter.hit(f"burst-{n}")
+
+        try:
+            assert await limiter.hit("warm-up") is None  # the script loaded, the connection open
+            server.stop()
+            server.start()  # empty: no script, no budgets
+            async with command_counts(server.url) as counts:
+                answers = list(await asyncio.gather(*(hit(n) for n in range(1000)), return_exceptions=True))
+            return answers, counts
+        finally:
+            limiter.close()
+
+    with redis_server(tmp_path) as server:
+        answers, counts = asyncio.run(run(server))
+    assert answers == [None] * 1000
+    assert counts.get("script|load", 0) <= 1  # loaded before the burst's batches were sent, at most once
 
 
 def test_every_window_applies_and_a_refused_hit_spends_nothing(redis_url: str) -> None:

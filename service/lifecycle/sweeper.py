@@ -22,6 +22,7 @@ from service.core import keys
 from service.event_pushes import PUSHES
 from service.identity.revocation import Revocations
 from service.lifecycle import promotion
+from service.limits.connection import shared_connection
 from service.limits.shared_reservations import open_reservations
 from service.limits.windows import close_limiters, open_limiters
 from service.resources import Resources
@@ -205,12 +206,13 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     A pass signs nobody in or out, so it has no provider clients and an in-process,
     never consulted revocation table instead of a Redis follower.
     """
+    shared = shared_connection(settings)
     async with (
         open_storage(settings) as storage,
         open_webhooks(settings) as webhooks,
-        open_reservations(settings) as reservations,
+        open_reservations(settings, shared) as reservations,
     ):
-        limiters = open_limiters(settings)
+        limiters = open_limiters(settings, shared)
         try:
             yield Resources(
                 settings=settings,

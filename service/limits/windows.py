@@ -22,6 +22,7 @@ from typing import Protocol
 import limits
 
 from service.core.budgets import BUDGETS
+from service.limits.connection import Connection
 from service.limits.shared import open_shared
 from service.settings import Settings
 
@@ -93,12 +94,12 @@ def last_hit(windows: list[deque[float]]) -> float:
 Limiters = dict[str, Limiter]
 
 
-def open_limiters(settings: Settings) -> Limiters:
-    """One limiter per budget of ``service.core.budgets``, at the rates the settings give."""
+def open_limiters(settings: Settings, connection: Connection | None) -> Limiters:
+    """One limiter per budget of ``service.core.budgets``, at the rates the settings give, shared on ``connection``."""
     rates = {budget.name: limits.parse_many(settings.budget_rate(budget)) for budget in BUDGETS}
-    if settings.redis_url is None:
+    if connection is None:
         return {name: MemoryWindows(items) for name, items in rates.items()}
-    return dict(open_shared(str(settings.redis_url), rates, settings.redis_lease_percent))
+    return dict(open_shared(connection, rates, settings.redis_lease_percent))
 
 
 def close_limiters(limiters: Limiters) -> None:

@@ -1,0 +1,131 @@
+"""The one Redis client the hot path shares: every grant and reservation of one event-loop pass in one script call."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import ClassVar, cast
+
+import coredis
+import coredis.exceptions
+import coredis.typing
+from coredis.retry import NoRetryPolicy
+
+from service.limits.scripts import BATCH, BATCH_SHA
+from service.settings import Settings
+
+REDIS_DOWN = (coredis.exceptions.RedisError, OSError, TimeoutError)
+
+Reply = tuple[int | bytes, int]
+Ask = tuple[str, str, "asyncio.Future[Reply]"]
+
+
+@dataclass
+class Connection:
+    """Sends what the requests wait for as few EVALSHAs of ``BATCH`` as it can, one call at a time.
+
+    The client's work per command is several times what Redis spends on a grant
+    (measured: coredis about 130 µs of CPU per PING, a bare socket 19 µs), so asks
+    go out together: those that arrive while a call is on its way wait for its
+    answer and then go as the next call, up to ``BATCH`` asks a call. Alone, an ask
+    goes at once (one round trip); under load, a round trip's worth of requests
+    share one command. One call at a time also means that when Redis comes back
+    without the script (restarted), only that call draws the NOSCRIPT: coredis
+    drops the connection on any error reply, with every other call in flight on it.
+    """
+
+    BATCH: ClassVar[int] = 128  # keys per script call at most: Redis runs one script at a time
+
+    redis: coredis.Redis[bytes]
+    loading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    loads: int = 0
+    unloaded: bool = False  # a batch drew NOSCRIPT: load before sending more
+    waiting: list[Ask] = field(default_factory=list)
+    sending: asyncio.Task[None] | None = None
+    scheduled: bool = False
+
+    async def ask(self, key: str, words: str) -> Reply:
+        """One key's answer to ``words`` (see ``BATCH``), asked together with the others waiting."""
+        answer: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self.waiting.append((key, words, answer))
+        if self.sending is None and not self.scheduled:
+            self.scheduled = True  # at the end of this pass: the asks the pass's other requests make go too
+            asyncio.get_running_loop().call_soon(self.flush)
+        return await answer
+
+    def flush(self) -> None:
+        self.scheduled = False
+        if self.sending is not None or not self.waiting:
+            return
+        batch, self.waiting = self.waiting[: self.BATCH], self.waiting[self.BATCH :]
+        self.sending = asyncio.ensure_future(self.send(batch))  # held: the loop keeps only weak references
+        self.sending.add_done_callback(self.sent)
+
+    def sent(self, task: asyncio.Task[None]) -> None:
+        """A call answered: what waited for it goes next."""
+        self.sending = None
+        self.flush()
+
+    async def send(self, batch: list[Ask]) -> None:
+        keys = tuple(key for key, _, _ in batch)
+        args: list[coredis.typing.ValueT] = [words for _, words, _ in batch]
+        try:
+            replies = cast("list[int | bytes]", await self.evalsha(keys, args))
+        except BaseException as exc:  # every ask of the batch learns why, the task ends quietly
+            if isinstance(exc, REDIS_DOWN):  # and so do those waiting behind it: Redis is not answering
+                batch, self.waiting = batch + self.waiting, []
+            for _, _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for index, (_, _, answer) in enumerate(batch):
+            if not answer.done():
+                answer.set_result((replies[2 * index], cast("int", replies[2 * index + 1])))
+
+    async def evalsha(self, keys: tuple[str, ...], args: list[coredis.typing.ValueT]) -> object:
+        """One EVALSHA of ``BATCH``, the script loaded first (again after NOSCRIPT: Redis restarted)."""
+        while True:
+            if self.loads == 0 or self.unloaded:
+                await self.load()
+            loads = self.loads
+            try:
+                return await self.redis.evalsha(BATCH_SHA, keys=keys, args=args)
+            except coredis.exceptions.NoScriptError:
+                if self.loads == loads:  # no batch loaded it since this one was sent
+                    self.unloaded = True
+
+    async def load(self) -> None:
+        """SCRIPT LOAD once for every batch waiting, before they are sent.
+
+        Batches sent to a Redis without the script would each draw a NOSCRIPT, and
+        coredis drops the connection on any error reply, failing every request in
+        flight on it (measured: "connection lost" under a burst after a restart).
+        """
+        async with self.loading:
+            if self.loads == 0 or self.unloaded:
+                await self.redis.script_load(BATCH)
+                self.loads += 1
+                self.unloaded = False
+
+    def close(self) -> None:
+        """Drop the connections (disconnecting twice is harmless)."""
+        self.redis.connection_pool.disconnect()
+
+
+def shared_connection(settings: Settings) -> Connection | None:
+    """The connection replicas share limits through (SOUNDPOST_REDIS_URL), or None: limits in this process."""
+    return None if settings.redis_url is None else open_connection(str(settings.redis_url))
+
+
+def open_connection(redis_url: str) -> Connection:
+    """One client, one connection pool, for every budget and the ledger's reservations."""
+    # No retries: a script resent after a lost answer would grant twice.
+    return Connection(
+        coredis.Redis.from_url(
+            redis_url,
+            retry_policy=NoRetryPolicy(),
+            # bounded calls: a frozen Redis is a prompt 503, not a hung request
+            connect_timeout=1.0,
+            stream_timeout=1.0,
+        )
+    )

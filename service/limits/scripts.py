@@ -1,0 +1,223 @@
+"""The Lua scripts Redis runs for the shared budgets and the reservation ledger, each atomic.
+
+The hot ones go out together: ``BATCH`` answers every grant and reservation that
+the requests of one event-loop pass wait for, in one ``EVALSHA``
+(``service.limits.connection``). The ledger's other steps run alone, one script each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# Grants units of one budget key (``spend``), on Redis's clock.
+# Each key holds its grants in a sorted set scored by the millisecond each was made; members are
+# "total:units", total the key's running count after that grant (zero-padded: grants made in the
+# same millisecond sort by it, and no two members are alike), so what a window holds is two
+# lookups (the newest total less the total before the window), whatever the budget's size.
+# The newest grant older than every window is kept: it is the count before them.
+# Its arguments: want (units to grant at most), least (at fewest), and the windows, each
+# {amount, milliseconds}. Returns units granted and 0, or 0 and the milliseconds until the least fits.
+GRANT = """
+local time = redis.call('TIME')
+local clock = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+local function spend(key, want, least, windows)
+  local now = clock
+  local function total_at(rank)
+    local member = redis.call('ZRANGE', key, rank, rank)[1]
+    local total, units = string.match(member, '^(%d+):(%d+)$')
+    return tonumber(total), tonumber(units)
+  end
+  local longest = 0
+  for _, window in ipairs(windows) do longest = math.max(longest, window[2]) end
+  local old = redis.call('ZCOUNT', key, '-inf', now - longest)
+  if old > 1 then redis.call('ZREMRANGEBYRANK', key, 0, old - 2) end
+  local total, start = 0, 0
+  if redis.call('EXISTS', key) == 1 then
+    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    total = tonumber(string.match(newest[1], '^(%d+):'))
+    now = math.max(now, tonumber(newest[2]))  -- a clock stepped back must not reorder the grants
+    local first, units = total_at(0)
+    start = first - units
+  end
+  local grant, wait = want, 0
+  for _, window in ipairs(windows) do
+    local amount, span = window[1], window[2]
+    local outside = redis.call('ZCOUNT', key, '-inf', now - span)
+    local before = start
+    if outside > 0 then before = total_at(outside - 1) end
+    local room = amount - (total - before)
+    if room < least then
+      local until_fits = span
+      if least <= amount then
+        -- the oldest grant inside the window whose leaving frees enough: a binary search by rank
+        local target, low, high = before + least - room, outside, redis.call('ZCARD', key) - 1
+        while low < high do
+          local middle = math.floor((low + high) / 2)
+          if total_at(middle) >= target then high = middle else low = middle + 1 end
+        end
+        until_fits = tonumber(redis.call('ZRANGE', key, low, low, 'WITHSCORES')[2]) + span - now
+      end
+      wait = math.max(wait, until_fits)
+    elseif room < grant then
+      grant = room
+    end
+  end
+  if wait > 0 then return 0, wait end
+  redis.call('ZADD', key, now, string.format('%016d:%d', total + grant, grant))
+  redis.call('PEXPIRE', key, longest)
+  return grant, 0
+end
+"""
+
+# Reads the account, drops expired entries; ARGV: now (ms), bytes quota, seconds quota (-1: none), idle (ms).
+PRELUDE = """
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local qb, qs = tonumber(ARGV[2]), tonumber(ARGV[3])
+local used, changed, entries = nil, 0, {}
+local flat = redis.call('HGETALL', key)
+for i = 1, #flat, 2 do
+  local f, v = flat[i], flat[i + 1]
+  if f == 'used' then
+    local b, s = string.match(v, '^(%S+) (%S+)$')
+    used = {tonumber(b), tonumber(s)}
+  elseif f == 'changed' then
+    changed = tonumber(v)
+  elseif string.sub(f, 1, 2) == 'e:' then
+    local kind, exp, b, s = string.match(v, '^(%a) (%S+) (%S+) (%S+)$')
+    if tonumber(exp) <= now then
+      redis.call('HDEL', key, f)
+    else
+      entries[string.sub(f, 3)] = {kind, tonumber(b), tonumber(s)}
+    end
+  end
+end
+local function promised(besides)
+  local b, s, n = 0, 0, 0
+  for id, e in pairs(entries) do
+    if e[1] == 'r' and id ~= besides then b, s, n = b + e[2], s + e[3], n + 1 end
+  end
+  return b, s, n
+end
+local function over(pb, ps, ab, as)
+  local ub, us = 0, 0
+  if used then ub, us = used[1], used[2] end
+  if qb >= 0 and ((ab > 0 and ub + pb + ab > qb) or (ab == 0 and ub + pb >= qb)) then return 'bytes' end
+  if qs >= 0 and ((as > 0 and us + ps + as > qs) or (as == 0 and us + ps >= qs)) then return 'seconds' end
+  return 'ok'
+end
+local function set_used(b, s)
+  used = {b, s}
+  redis.call('HSET', key, 'used', string.format('%.0f %.17g', b, s), 'changed', ARGV[1])
+end
+local function touch() redis.call('PEXPIRE', key, tonumber(ARGV[4])) end
+"""
+
+# ARGV 5..9: upload id, bytes, seconds, expiry (ms), most pending slots.
+RESERVE = """
+local id = ARGV[5]
+if entries[id] then return 'ok' end
+local pb, ps, n = promised(id)
+if tonumber(ARGV[9]) > 0 and n >= tonumber(ARGV[9]) then return 'pending' end
+local verdict = over(pb, ps, tonumber(ARGV[6]), tonumber(ARGV[7]))
+if verdict == 'ok' then
+  redis.call('HSET', key, 'e:' .. id, 'r ' .. ARGV[8] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7])
+  touch()
+end
+return verdict
+"""
+
+# ARGV 5..10: upload id, bytes, seconds, in-flight expiry (ms), seed bytes and seconds ('' when not counted).
+COMMIT = """
+local id = ARGV[5]
+local e = entries[id]
+if e and e[1] ~= 'r' then return 'ok' end
+if used == nil and (qb >= 0 or qs >= 0) then
+  if ARGV[9] == '' then return 'seed' end
+  used = {tonumber(ARGV[9]), tonumber(ARGV[10])}
+end
+local ab, as = tonumber(ARGV[6]), tonumber(ARGV[7])
+local pb, ps = promised(id)
+local verdict = over(pb, ps, ab, as)
+if verdict ~= 'ok' then
+  redis.call('HDEL', key, 'e:' .. id)
+  return verdict
+end
+if used then set_used(used[1] + ab, used[2] + as) end
+redis.call('HSET', key, 'changed', ARGV[1], 'e:' .. id, 'c ' .. ARGV[8] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7])
+touch()
+return 'ok'
+"""
+
+# ARGV 5..6: upload id, expiry (ms) of the "done" marker that keeps a late second commit from counting twice.
+COPIED = """
+local e = entries[ARGV[5]]
+if e and e[1] == 'c' then
+  redis.call('HSET', key, 'changed', ARGV[1], 'e:' .. ARGV[5], 'd ' .. ARGV[6] .. ' 0 0')
+  touch()
+end
+return 'ok'
+"""
+
+# ARGV 5: upload id.
+RELEASE = """
+local e = entries[ARGV[5]]
+if e == nil or e[1] == 'd' then return 'ok' end
+redis.call('HDEL', key, 'e:' .. ARGV[5])
+if e[1] == 'c' and used then set_used(math.max(0, used[1] - e[2]), math.max(0, used[2] - e[3])) end
+return 'ok'
+"""
+
+# ARGV 5..6: bytes, seconds.
+REMOVED = """
+if used then
+  set_used(math.max(0, used[1] - tonumber(ARGV[5])), math.max(0, used[2] - tonumber(ARGV[6])))
+  touch()
+end
+return 'ok'
+"""
+
+# ARGV 5..6: library bytes listed, when the LIST began (ms).
+RECOUNT = """
+if used == nil or changed >= tonumber(ARGV[6]) then return 'no' end
+for _, e in pairs(entries) do
+  if e[1] == 'c' then return 'no' end
+end
+set_used(tonumber(ARGV[5]), used[2])
+touch()
+return 'ok'
+"""
+
+# Every ask of one pass, one key each, one argument each: its words, space-separated (one argument
+# rather than ten: the client's work grows with the number of arguments).
+# "g want least count amount ms ..." (a budget grant): units to grant at most and at fewest, then each
+# window's amount and milliseconds; answers units granted and 0, or 0 and the milliseconds until the
+# least fits. "r ..." (a reservation): the ledger's ARGV 1..9 (PRELUDE's four, then RESERVE's five);
+# answers its verdict and 0.
+BATCH = (
+    GRANT
+    + "local function reserve(KEYS, ARGV)\n"  # the ledger's script, its KEYS and ARGV this ask's own
+    + PRELUDE
+    + RESERVE
+    + """end
+
+local answers = {}
+for k = 1, #KEYS do
+  local words = {}
+  for word in string.gmatch(ARGV[k], '%S+') do words[#words + 1] = word end
+  if words[1] == 'r' then
+    answers[2 * k - 1], answers[2 * k] = reserve({KEYS[k]}, {unpack(words, 2)}), 0
+  else
+    local windows = {}
+    for w = 1, tonumber(words[4]) do
+      windows[w] = {tonumber(words[3 + 2 * w]), tonumber(words[4 + 2 * w])}
+    end
+    answers[2 * k - 1], answers[2 * k] = spend(KEYS[k], tonumber(words[2]), tonumber(words[3]), windows)
+  end
+end
+return answers
+"""
+)
+
+BATCH_SHA = hashlib.sha1(BATCH.encode()).hexdigest()  # noqa: S324 - the name Redis gives the script, not a secret
