@@ -30,10 +30,11 @@ local function spend(key, want, least, windows)
   end
   local longest = 0
   for _, window in ipairs(windows) do longest = math.max(longest, window[2]) end
-  local old = redis.call('ZCOUNT', key, '-inf', now - longest)
-  if old > 1 then redis.call('ZREMRANGEBYRANK', key, 0, old - 2) end
+  local exists = redis.call('EXISTS', key) == 1  -- a key first used (most grants of many users): two calls
   local total, start = 0, 0
-  if redis.call('EXISTS', key) == 1 then
+  if exists then
+    local old = redis.call('ZCOUNT', key, '-inf', now - longest)
+    if old > 1 then redis.call('ZREMRANGEBYRANK', key, 0, old - 2) end
     local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
     total = tonumber(string.match(newest[1], '^(%d+):'))
     now = math.max(now, tonumber(newest[2]))  -- a clock stepped back must not reorder the grants
@@ -43,7 +44,8 @@ local function spend(key, want, least, windows)
   local grant, wait = want, 0
   for _, window in ipairs(windows) do
     local amount, span = window[1], window[2]
-    local outside = redis.call('ZCOUNT', key, '-inf', now - span)
+    local outside = 0
+    if exists then outside = redis.call('ZCOUNT', key, '-inf', now - span) end
     local before = start
     if outside > 0 then before = total_at(outside - 1) end
     local room = amount - (total - before)
