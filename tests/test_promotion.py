@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import re
 import secrets
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -456,3 +459,73 @@ def test_a_deleted_upload_cannot_be_brought_back_by_its_reusable_policy(
         assert alice.get("/api/uploads").json()["uploads"] == []
     assert [k for k in object_keys(s3, bucket) if upload_id in k] == [keys.decided_key("uploads/", upload_id)]
     assert receiver.received == []
+
+
+class StoreLog(logging.Handler):
+    """The requests moto's in-process server answers (werkzeug's access log), as (method, path, query, status)."""
+
+    LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[\d.]+" (?P<status>\d+)')
+    COLOUR = re.compile(r"\x1b\[[\d;]*m")  # werkzeug colours statuses other than 200
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str, str, int]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = self.LINE.search(self.COLOUR.sub("", record.getMessage()))
+        if found:
+            path, _, query = found["target"].partition("?")
+            self.seen.append((found["method"], unquote(path), query, int(found["status"])))
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[StoreLog]:
+        log = logging.getLogger("werkzeug")
+        level = log.level
+        log.setLevel(logging.INFO)
+        log.addHandler(self)
+        try:
+            yield self
+        finally:
+            log.removeHandler(self)
+            log.setLevel(level)
+
+
+def test_a_confirm_makes_eleven_store_requests_of_which_the_decoder_reads_one(
+    env: dict[str, str], receiver: Receiver
+) -> None:
+    """From the final record's GET to the outbox's DELETE, each request named: no HEAD before the copy, one GET per read."""
+    data = audio_samples.wav(1.0)
+    bucket = env["SOUNDPOST_S3_BUCKET"]
+    with signed_in(env) as alice:
+        signed = uppy.params(alice, "take.wav", "audio/wav", len(data))
+        assert uppy.post_form(signed.json(), "take.wav", data, "audio/wav").status_code == 201
+        upload_id = upload_id_of(signed.json()["fields"]["key"])
+        with StoreLog().watching() as log:
+            assert confirm(alice, upload_id).status_code == 200
+            for _ in range(100):  # the announcement is delivered after confirm answers
+                if any(method == "DELETE" and "/outbox/" in path for method, path, _, _ in log.seen):
+                    break
+                time.sleep(0.05)
+    kinds = []
+    for method, path, query, status in log.seen:
+        assert path.startswith(f"/{bucket}"), path
+        place = next(
+            (name for name in ("decided", "outbox", "incoming", "library") if f"/{name}/" in path), "bucket"
+        )
+        kinds.append(
+            f"{method} {place}{' ?list' if 'list-type' in query or 'prefix=' in query else ''} {status}"
+        )
+    assert kinds == [
+        "GET decided 404",  # decided already? (a second confirm stops here)
+        "GET bucket ?list 200",  # which staging object this id names
+        "HEAD incoming 200",  # its type, size and ETag
+        "GET incoming 206",  # the decoding worker streams it, once (a ranged GET of the whole object)
+        "PUT library 200",  # the peaks, named by the facts, beside where the upload goes
+        "PUT outbox 200",  # the claim (If-None-Match: *)
+        "GET decided 404",  # nobody announced it while this replica decoded
+        "PUT library 200",  # the server-side copy
+        "DELETE incoming 204",
+        "PUT decided 200",  # announced: the final record
+        "DELETE outbox 204",
+    ], kinds
+    assert len(deliveries(receiver, upload_id)) == 1

@@ -456,10 +456,17 @@ async def take_over(resources: Resources, decision: Decision, etag: str) -> tupl
         return None
 
 
-async def finish(resources: Resources, decision: Decision, etag: str, deliver: Delivery = True) -> Promotion:
-    """As lease holder: copy if not yet in the library, delete staging, announce."""
+async def finish(
+    resources: Resources, decision: Decision, etag: str, deliver: Delivery = True, claimed: bool = False
+) -> Promotion:
+    """As lease holder: copy if not yet in the library, delete staging, announce.
+
+    ``claimed``: this holder created the outbox record itself with no decided record
+    beside it, so no earlier holder can have copied (one that did either still holds
+    the outbox or has decided): the copy goes ahead without a HEAD of the library.
+    """
     storage, ledger = resources["storage"], resources["reservations"]
-    copy_needed = decision.upload is not None and not await _in_library(storage, decision.upload)
+    copy_needed = decision.upload is not None and (claimed or not await _in_library(storage, decision.upload))
     if copy_needed and not await _copy(resources, decision):
         assert decision.upload is not None
         if await _in_library(storage, decision.upload):
@@ -536,12 +543,14 @@ async def _round(
 ) -> Promotion | None:
     """One look at an upload id; None when another replica changed things under us and we must look again."""
     storage, settings = resources["storage"], resources["settings"]
-    found = await read_decision(resources, upload_id)
+    # Only the final record is looked for first (one GET, not two): a pending one is found by the
+    # claim below failing, and then read by the next round.
+    found = await _read(storage, keys.decided_key(settings.s3_key_prefix, upload_id))
     if found is not None:
-        decision, etag = found
+        decision = found[0]
         if decision.owner != owner:
             return Promotion("missing")
-        return await _settle(resources, decision, etag, key, deliver)
+        return await _settle(resources, decision, None, key, deliver)
     key = key or await _staging_key(resources, owner, upload_id)
     if key is None:
         return await _gone(resources, upload_id)
@@ -584,7 +593,7 @@ async def _round(
         # decided record is final, so ours must not announce again.
         await storage.delete(outbox)
         return None
-    result = await finish(resources, decision, etag, deliver)
+    result = await finish(resources, decision, etag, deliver, claimed=True)
     return None if result.outcome == "missing" else result
 
 
