@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.settings import load_settings
-from service.storage.client import Part, Storage
+from service.storage.client import Part, Storage, timestamp
 from tests.support.settings import MINIMAL_SETTINGS
 
 
@@ -51,3 +52,12 @@ def test_no_credentials_at_all_is_credentials_refused_naming_the_settings() -> N
     answer = storage_answer(fault)
     assert (answer.status, answer.code) == (502, "storage_credentials_refused")
     assert fault.advice.startswith("no S3 credentials were found: check SOUNDPOST_S3_ACCESS_KEY_ID")
+
+
+def test_store_times_parse_to_the_same_instant_whichever_form_the_store_uses() -> None:
+    """ISO 8601 as LIST answers (by the standard library), RFC 1123 as HEAD answers and epoch seconds (by botocore)."""
+    instant = datetime(2026, 12, 7, 4, 4, 31, tzinfo=UTC)
+    assert timestamp("2026-12-07T04:04:31.000Z") == instant
+    assert timestamp("2026-12-07T04:04:31Z").utcoffset() == timedelta(0)
+    assert timestamp("Mon, 07 Dec 2026 04:04:31 GMT") == instant
+    assert timestamp(str(int(instant.timestamp()))) == instant

