@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import io
 import os
+import secrets
 import signal
+import time
 from pathlib import Path
 
 import av
@@ -27,7 +29,9 @@ from tests.conftest import signed_in
 from tests.support import uppy
 from tests.support.encoded import SECONDS, declared, encoded, filename, garbage, header_only
 from tests.support.flows import sign_in
+from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import object_keys
+from tests.support.settings import s3_settings
 from tests.support.sweep import run_sweep
 from tests.support.webhooks import SECRET, Receiver
 
@@ -119,10 +123,24 @@ def test_a_webm_recording_is_confirmed_with_its_decoded_length_audio_peaks_and_r
     assert httpx.get(data["rendition"]["url"]).content == flac
 
 
+@pytest.fixture(params=["moto", "radosgw"])
+def store(
+    request: pytest.FixtureRequest, env: dict[str, str], s3: devstack.S3Endpoint, bucket: str
+) -> tuple[dict[str, str], devstack.S3Endpoint, str]:
+    """The app's settings, the store and the bucket: moto, or radosgw (which the worker's rendition PUT meets too)."""
+    if request.param == "moto":
+        return env, s3, bucket
+    rgw: devstack.S3Endpoint = request.getfixturevalue("rgw_endpoint")
+    name = f"facts-{secrets.token_hex(6)}"
+    devstack.create_bucket(rgw, name, ["http://127.0.0.1"])
+    return {**env, **s3_settings(rgw, name)}, rgw, name
+
+
 def test_peaks_and_rendition_are_the_owners_only_and_go_with_the_upload(
-    env: dict[str, str], s3: devstack.S3Endpoint, bucket: str
+    store: tuple[dict[str, str], devstack.S3Endpoint, str],
 ) -> None:
     """Another user gets 404 for both; after DELETE the owner does too, and nothing is left in the folder."""
+    env, s3, bucket = store
     with signed_in(env) as alice:
         upload_id = upload(alice, "flac", encoded("flac"))
         assert confirm(alice, upload_id).status_code == 200
@@ -220,6 +238,22 @@ def _decoding_jobs() -> list[int]:
     return found
 
 
+async def promote_signalling_its_job(
+    env: dict[str, str], upload_id: str, sent: signal.Signals
+) -> tuple[ApiError, list[int]]:
+    """Promote alice's upload, send ``sent`` to its decoding job once it runs; the error and the job's pids."""
+    async with open_resources(load_settings({**env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1"})) as state:
+        job = asyncio.create_task(promotion.promote_upload(state, ALICE, upload_id))
+        while not (running := _decoding_jobs()):
+            assert not job.done(), job
+            await asyncio.sleep(0.01)
+        for pid in running:
+            os.kill(pid, sent)
+        with pytest.raises(ApiError) as failed:
+            await job
+        return failed.value, running
+
+
 def test_killing_the_worker_mid_job_fails_that_promotion_and_the_sweeper_promotes_it_once(
     env: dict[str, str], receiver: Receiver
 ) -> None:
@@ -227,22 +261,8 @@ def test_killing_the_worker_mid_job_fails_that_promotion_and_the_sweeper_promote
     with signed_in(env) as alice:
         upload_id = upload(alice, "opus", encoded("opus", seconds=600.0))  # ten minutes: seconds to decode
 
-        async def promote_and_kill() -> tuple[ApiError, int]:
-            async with open_resources(
-                load_settings({**env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1"})
-            ) as state:
-                job = asyncio.create_task(promotion.promote_upload(state, ALICE, upload_id))
-                while not (running := _decoding_jobs()):
-                    assert not job.done(), job
-                    await asyncio.sleep(0.01)
-                for pid in running:
-                    os.kill(pid, signal.SIGKILL)
-                with pytest.raises(ApiError) as failed:
-                    await job
-                return failed.value, len(running)
-
-        error, killed = asyncio.run(promote_and_kill())
-        assert (error.status, error.code, killed) == (503, "decoding_unavailable", 1)
+        error, killed = asyncio.run(promote_signalling_its_job(env, upload_id, signal.SIGKILL))
+        assert (error.status, error.code, len(killed)) == (503, "decoding_unavailable", 1)
         assert [u["status"] for u in alice.get("/api/uploads").json()["uploads"]] == ["pending"]
         assert events(receiver, upload_id) == []
         first, second = run_sweep(env), run_sweep(env)
@@ -277,3 +297,27 @@ def test_a_killed_fork_server_costs_its_jobs_only_and_is_started_again(env: dict
         error = asyncio.run(kill_server_mid_job())
         assert (error.status, error.code) == (503, "decoding_unavailable")
         assert confirm(alice, quick).status_code == 200
+
+
+def test_a_stalled_decoder_is_stopped_at_the_decode_timeout_and_the_sweeper_promotes_it_once(
+    env: dict[str, str], receiver: Receiver
+) -> None:
+    """SIGSTOP to the job (a hung decoder): at SOUNDPOST_DECODE_TIMEOUT the promotion answers 503 and the job is killed."""
+    hurried = {**env, "SOUNDPOST_DECODE_TIMEOUT": "5"}
+    with signed_in(env) as alice:
+        upload_id = upload(alice, "opus", encoded("opus", seconds=600.0))
+
+        error, stalled = asyncio.run(promote_signalling_its_job(hurried, upload_id, signal.SIGSTOP))
+        assert (error.status, error.code) == (503, "decoding_unavailable")
+        for _ in range(100):  # the stopped job is killed, not left behind holding its memory
+            if not any(Path(f"/proc/{pid}").exists() for pid in stalled):
+                break
+            time.sleep(0.05)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in stalled)
+        assert [u["status"] for u in alice.get("/api/uploads").json()["uploads"]] == ["pending"]
+        assert events(receiver, upload_id) == []
+        first, second = run_sweep(env), run_sweep(env)
+        assert first.returncode == 0 and "promoted 1" in first.stdout, first.stderr
+        assert second.returncode == 0 and "promoted 0" in second.stdout, second.stderr
+    [event] = events(receiver, upload_id)
+    assert event["type"] == "upload.confirmed"
