@@ -46,11 +46,12 @@ class Connection:
 
     async def ask(self, key: str, words: str) -> Reply:
         """One key's answer to ``words`` (see ``BATCH``), asked together with the others waiting."""
-        answer: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Reply] = loop.create_future()
         self.waiting.append((key, words, answer))
         if self.sending is None and not self.scheduled:
             self.scheduled = True  # at the end of this pass: the asks the pass's other requests make go too
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop.call_soon(self.flush)
         return await answer
 
     def flush(self) -> None:

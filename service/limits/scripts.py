@@ -72,29 +72,33 @@ local function spend(key, want, least, windows)
 end
 """
 
-# Reads the account, drops expired entries; ARGV: now (ms), bytes quota, seconds quota (-1: none), idle (ms).
+# Reads the account, drops expired entries (one HDEL); ARGV: now (ms), bytes quota, seconds quota (-1: none),
+# idle (ms).
 PRELUDE = """
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local qb, qs = tonumber(ARGV[2]), tonumber(ARGV[3])
-local used, changed, entries = nil, 0, {}
+local used, changed, touched, entries, gone = nil, 0, nil, {}, {}
 local flat = redis.call('HGETALL', key)
 for i = 1, #flat, 2 do
   local f, v = flat[i], flat[i + 1]
-  if f == 'used' then
+  if string.sub(f, 1, 2) == 'e:' then
+    local kind, exp, b, s = string.match(v, '^(%a) (%S+) (%S+) (%S+)$')
+    if tonumber(exp) <= now then
+      gone[#gone + 1] = f
+    else
+      entries[string.sub(f, 3)] = {kind, tonumber(b), tonumber(s)}
+    end
+  elseif f == 'used' then
     local b, s = string.match(v, '^(%S+) (%S+)$')
     used = {tonumber(b), tonumber(s)}
   elseif f == 'changed' then
     changed = tonumber(v)
-  elseif string.sub(f, 1, 2) == 'e:' then
-    local kind, exp, b, s = string.match(v, '^(%a) (%S+) (%S+) (%S+)$')
-    if tonumber(exp) <= now then
-      redis.call('HDEL', key, f)
-    else
-      entries[string.sub(f, 3)] = {kind, tonumber(b), tonumber(s)}
-    end
+  elseif f == 'touched' then
+    touched = tonumber(v)
   end
 end
+if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
 local function promised(besides)
   local b, s, n = 0, 0, 0
   for id, e in pairs(entries) do
@@ -113,7 +117,15 @@ local function set_used(b, s)
   used = {b, s}
   redis.call('HSET', key, 'used', string.format('%.0f %.17g', b, s), 'changed', ARGV[1])
 end
-local function touch() redis.call('PEXPIRE', key, tonumber(ARGV[4])) end
+-- The account lives ``idle`` past its last use: renewed when a quarter of that has passed, not on
+-- every step (an entry's expiry, at most half of ``idle``, always comes before the account's).
+local function touch()
+  local idle = tonumber(ARGV[4])
+  if touched == nil or now - touched > idle / 4 then
+    redis.call('HSET', key, 'touched', ARGV[1])
+    redis.call('PEXPIRE', key, idle)
+  end
+end
 """
 
 # ARGV 5..9: upload id, bytes, seconds, expiry (ms), most pending slots.

@@ -34,6 +34,7 @@ KEY = "soundpost:usage:{}"
 TIMEOUT_SECONDS = 1.0
 # An account nobody touched this long is dropped; its library total is counted again when needed.
 IDLE_SECONDS = 7 * 86400
+VERDICTS = {verdict.value.encode(): verdict for verdict in Verdict}
 
 
 def _ms(seconds: float) -> str:
@@ -70,6 +71,7 @@ class SharedReservations(Reservations):
             }.items()
         }
         self.idle = _ms(max(IDLE_SECONDS, 2 * self.ttl))
+        self.fixed = " ".join(self.head()[1:])  # the quotas and the idle expiry: the same for every step
 
     def head(self) -> list[str]:
         """The arguments every step's script starts with: now, the quotas, and the idle expiry."""
@@ -92,23 +94,17 @@ class SharedReservations(Reservations):
         return _ms(self.clock() + seconds)
 
     async def reserve(self, owner: str, upload_id: str, amount: Amount) -> Verdict:
-        """Presign's step: one ask of the pass's shared script call (kind "r" of ``scripts.BATCH``)."""
-        words = " ".join(
-            [
-                "r",
-                *self.head(),
-                upload_id,
-                str(amount.bytes),
-                repr(float(amount.seconds)),
-                self.expiry(self.ttl),
-                str(self.max_pending),
-            ]
+        """Presign's step: one ask of the shared script call (kind "r" of ``scripts.BATCH``)."""
+        now = self.clock()
+        words = (
+            f"r {int(now * 1000)} {self.fixed} {upload_id} {amount.bytes} {float(amount.seconds)!r} "
+            f"{int((now + self.ttl) * 1000)} {self.max_pending}"
         )
         try:
             verdict, _ = await self.connection.ask(KEY.format(owner), words)
         except REDIS_DOWN as exc:
             raise unavailable(exc) from exc
-        return Verdict(verdict.decode() if isinstance(verdict, bytes) else str(verdict))
+        return VERDICTS[verdict] if isinstance(verdict, bytes) else Verdict(str(verdict))
 
     async def commit(
         self, owner: str, upload_id: str, amount: Amount, hold: float, seed: Amount | None = None
