@@ -128,7 +128,7 @@ def sweep(args: argparse.Namespace) -> int:
     print(
         f"promoted {report.promoted}, rejected {report.rejected}, replaced {report.replaced}, "
         f"expired {report.expired}, aborted {report.aborted}, redelivered {report.redelivered}, "
-        f"forgotten {report.forgotten}",
+        f"forgotten {report.forgotten}, backfilled {report.backfilled}, undecodable {report.undecodable}",
         flush=True,
     )
     return 0

@@ -26,11 +26,11 @@ from service.lifecycle import forking, promotion
 from service.lifecycle.sweeper import open_resources
 from service.settings import load_settings
 from tests.conftest import signed_in
-from tests.support import uppy
+from tests.support import audio_samples, uppy
 from tests.support.encoded import SECONDS, declared, encoded, filename, garbage, header_only
 from tests.support.flows import sign_in
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
-from tests.support.s3 import object_keys
+from tests.support.s3 import admin, object_keys
 from tests.support.settings import s3_settings
 from tests.support.sweep import run_sweep
 from tests.support.webhooks import SECRET, Receiver
@@ -321,3 +321,33 @@ def test_a_stalled_decoder_is_stopped_at_the_decode_timeout_and_the_sweeper_prom
         assert second.returncode == 0 and "promoted 0" in second.stdout, second.stderr
     [event] = events(receiver, upload_id)
     assert event["type"] == "upload.confirmed"
+
+
+def test_uploads_promoted_before_uploads_were_decoded_get_their_facts_from_the_next_sweep(
+    env: dict[str, str], s3: devstack.S3Endpoint, bucket: str
+) -> None:
+    """A library upload with no facts is decoded once by a sweep; one that does not decode is marked, not retried."""
+    good, junk = keys.new_upload_id(), keys.new_upload_id()
+    with admin(s3) as client:
+        for upload_id, name, body in (
+            (good, "take.wav", audio_samples.wav(2.0)),
+            (junk, "junk.wav", b"<html>"),
+        ):
+            client.put_object(
+                Bucket=bucket,
+                Key=keys.library_key("uploads/", ALICE, upload_id, name),
+                Body=body,
+                ContentType="audio/wav",
+            )
+    with signed_in(env) as alice:
+        before = {u["id"]: u for u in alice.get("/api/uploads").json()["uploads"]}
+        first, second = run_sweep(env), run_sweep(env)
+        after = {u["id"]: u for u in alice.get("/api/uploads").json()["uploads"]}
+        peaks = alice.get(f"/api/uploads/{good}/peaks")
+    assert before[good]["durationSeconds"] is None and before[junk]["durationSeconds"] is None
+    assert first.returncode == 0 and "backfilled 1, undecodable 1" in first.stdout, first.stderr
+    assert second.returncode == 0 and "backfilled 0, undecodable 0" in second.stdout, second.stderr
+    assert close_to(after[good]["durationSeconds"], 2.0) and after[good]["audio"]["codec"] == "pcm_s16le"
+    assert after[good]["renditionUrl"] == f"/api/uploads/{good}/rendition"  # renditions are on here
+    assert peaks.status_code == 200 and peaks.json()["length"] > 0
+    assert after[junk]["durationSeconds"] is None and after[junk]["status"] == "verified"

@@ -17,6 +17,8 @@ from typing import NamedTuple
 from service.core.media_job import AudioFacts
 
 RENDITION = ".speech.flac"
+# Beside an upload promoted before uploads were decoded, which decoding now refuses: not tried again.
+UNDECODABLE = ".undecodable.json"
 FACTS_PREFIX = ".audio-"
 FACTS_SUFFIX = ".json"
 # The most objects one upload's folder holds: the facts, the rendition, the upload.

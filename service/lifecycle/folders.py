@@ -25,6 +25,7 @@ class Folder:
     peaks_key: str | None
     rendition_key: str | None
     last_key: str
+    undecodable: bool = False  # promoted before uploads were decoded, and refused by decoding since
 
 
 def _name(key: str) -> str:
@@ -52,17 +53,20 @@ def _folder_of(prefix: str, key: str) -> str | None:
 
 def _fold(items: list[Listed], prefix: str) -> Folder:
     upload = facts = peaks = rendition = None
+    undecodable = False
     for item in items:
         name = _name(item.key)
         if name == sidecars.RENDITION:
             rendition = item.key
+        elif name == sidecars.UNDECODABLE:
+            undecodable = True
         elif (found := sidecars.parse_facts(name)) is not None:
             facts, peaks = found, item.key
         elif keys.parse_library_key(prefix, item.key) is not None:
             upload = item
     folder = _folder_of(prefix, items[0].key)
     upload_id = folder.split("/")[1] if folder else ""
-    return Folder(upload_id, upload, facts, peaks, rendition, items[-1].key)
+    return Folder(upload_id, upload, facts, peaks, rendition, items[-1].key, undecodable)
 
 
 def page_of_folders(

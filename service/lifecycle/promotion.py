@@ -346,9 +346,8 @@ def _message(
 # --- the steps ------------------------------------------------------------------------------
 
 
-async def _keep_facts(resources: Resources, owner: str, upload_id: str, verified: Verified) -> None:
-    """The peaks, under a name stating the facts, beside where the upload is copied next."""
-    decoded = verified.decoded
+async def keep_facts(resources: Resources, owner: str, upload_id: str, decoded: Decoded) -> None:
+    """The peaks, under a name stating the facts, beside where the upload is (or is copied next)."""
     name = sidecars.facts_name(decoded.duration_seconds, decoded.audio)
     key = keys.sidecar_key(resources["settings"].s3_key_prefix, owner, upload_id, name)
     await resources["storage"].put_plain(key, encoder.encode(decoded.peaks))
@@ -571,7 +570,7 @@ async def _round(
     rendition: RenditionUrl | None = None
     if isinstance(verdict, Verified):
         rendition = await _rendition_link(resources, verdict.rendition_key)
-        await _keep_facts(resources, owner, upload_id, verdict)
+        await keep_facts(resources, owner, upload_id, verdict.decoded)
     message, upload, refusal = _message(resources, owner, facts, verdict, target, rendition)
     decision = Decision(
         upload_id=upload_id,

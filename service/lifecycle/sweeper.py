@@ -3,8 +3,8 @@
 A pass promotes staging objects older than SOUNDPOST_STAGING_GRACE that no confirm
 or event promoted, deletes staging objects and aborts multipart uploads older than
 SOUNDPOST_STAGING_LIFETIME, redelivers announcements whose lease went stale,
-forgets decided records once no staging object can reuse their id, and recounts
-each user's library bytes. Every step is the idempotent, conditional one that
+forgets decided records once no staging object can reuse their id, recounts
+each user's library bytes, and decodes library uploads that predate decoding. Every step is the idempotent, conditional one that
 promotion uses, so two replicas sweeping at once converge.
 """
 
@@ -17,15 +17,19 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from service.core import keys
+from service.core import audio_types as audio
+from service.core import keys, sidecars
+from service.core.media_job import Decoded, Refused
 from service.event_pushes import PUSHES
 from service.identity.revocation import Revocations
-from service.lifecycle import promotion
+from service.lifecycle import decoding, folders, promotion
 from service.limits.connection import shared_connection
 from service.limits.shared_reservations import open_reservations
 from service.limits.windows import close_limiters, open_limiters
 from service.resources import Resources
+from service.schemas import encoder
 from service.settings import Settings
 from service.storage.client import Listed, open_storage
 from service.storage.errors import NotFound, StorageUnavailable
@@ -33,9 +37,13 @@ from service.webhooks import open_webhooks
 
 logger = logging.getLogger("soundpost.sweeper")
 
+T = TypeVar("T")
+
 PAGE = 1000
 # Objects a pass looks at per area; the next pass carries on where work is left.
 MAX_PER_PASS = 10_000
+# Uploads promoted before uploads were decoded, decoded per pass at most (each once, ever).
+BACKFILLS_PER_PASS = 20
 # Replicas' clocks may disagree by this much about when an account last moved.
 RECOUNT_CLOCK_MARGIN = 30.0
 
@@ -51,6 +59,8 @@ class SweepReport:
     aborted: int = 0
     redelivered: int = 0
     forgotten: int = 0
+    backfilled: int = 0
+    undecodable: int = 0
     recounted: dict[str, int] = field(default_factory=dict)
 
 
@@ -67,7 +77,7 @@ async def _objects(resources: Resources, prefix: str) -> list[Listed]:
     return found
 
 
-async def _guarded(step: Awaitable[promotion.Promotion], key: str) -> promotion.Promotion | None:
+async def _guarded(step: Awaitable[T], key: str) -> T | None:
     """One object's trouble (a store error, a malformed record) is logged and the pass goes on."""
     try:
         return await step
@@ -163,6 +173,49 @@ async def _recount(resources: Resources, report: SweepReport) -> None:
     report.recounted = dict(totals)
 
 
+async def _backfill_one(resources: Resources, key: str) -> bool | None:
+    """Decode one library upload that has no facts, as promotion would: True with facts, False if refused."""
+    settings, storage = resources["settings"], resources["storage"]
+    parsed = keys.parse_library_key(settings.s3_key_prefix, key)
+    assert parsed is not None
+    facts = await storage.facts(key)
+    declared = audio.canonical_type(facts.content_type) or facts.content_type
+    rendition = decoding.rendition_key(resources, parsed.owner, parsed.upload_id)
+    answer = await decoding.decode(resources, facts, declared, rendition)
+    if isinstance(answer, Decoded):
+        await promotion.keep_facts(resources, parsed.owner, parsed.upload_id, answer)
+        return True
+    if rendition is not None:
+        await storage.delete(rendition)
+    if isinstance(answer, Refused):
+        logger.warning(
+            "sweep: %s, promoted before uploads were decoded, does not decode: %s", key, answer.code
+        )
+        marker = keys.sidecar_key(
+            settings.s3_key_prefix, parsed.owner, parsed.upload_id, sidecars.UNDECODABLE
+        )
+        await storage.put_plain(marker, encoder.encode(answer))
+        return False
+    return None  # changed while read: the next pass tries again
+
+
+async def _backfill(resources: Resources, report: SweepReport) -> None:
+    """Facts, peaks (and renditions) for uploads promoted before uploads were decoded, a few per pass."""
+    prefix = resources["settings"].s3_key_prefix
+    listed = await _objects(resources, keys.area_prefix(prefix, keys.LIBRARY))
+    missing = [
+        f.upload.key
+        for f in folders.folders(listed, prefix)
+        if f.upload is not None and f.facts is None and not f.undecodable
+    ]
+    for key in missing[:BACKFILLS_PER_PASS]:
+        done = await _guarded(_backfill_one(resources, key), key)
+        if done is True:
+            report.backfilled += 1
+        elif done is False:
+            report.undecodable += 1
+
+
 async def sweep(resources: Resources) -> SweepReport:
     """One pass over staging, multipart uploads, the outbox and decided records; then recount usage."""
     report = SweepReport()
@@ -171,11 +224,13 @@ async def sweep(resources: Resources) -> SweepReport:
     await _outbox(resources, report)
     await _decided(resources, report)
     await _recount(resources, report)
+    await _backfill(resources, report)
     PUSHES.after_sweep(
         resources["settings"].events_token is not None, report.promoted + report.rejected + report.replaced
     )
     logger.info(
-        "sweep: %d promoted, %d rejected, %d replaced, %d expired, %d aborted, %d redelivered, %d forgotten",
+        "sweep: %d promoted, %d rejected, %d replaced, %d expired, %d aborted, %d redelivered, %d forgotten, "
+        "%d backfilled, %d undecodable",
         report.promoted,
         report.rejected,
         report.replaced,
@@ -183,6 +238,8 @@ async def sweep(resources: Resources) -> SweepReport:
         report.aborted,
         report.redelivered,
         report.forgotten,
+        report.backfilled,
+        report.undecodable,
     )
     return report
 
