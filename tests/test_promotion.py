@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import unquote
@@ -203,6 +203,34 @@ def test_concurrent_promotions_of_one_upload_give_one_library_object_and_one_del
     assert len(receiver.received) == 3
 
 
+def promoted_while(
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    upload_id: str,
+    meanwhile: Callable[[Resources], Awaitable[None]],
+) -> tuple[promotion.Promotion, int]:
+    """Promote alice's upload with ``meanwhile`` run right after its first check; the outcome and the checks made."""
+    verify = promotion._verify
+    checks: list[int] = []
+
+    async def checked_then_meanwhile(resources: Resources, *args: Any, **kwargs: Any) -> Any:
+        verdict = await verify(resources, *args, **kwargs)
+        checks.append(1)
+        if len(checks) == 1:
+            await meanwhile(resources)
+        return verdict
+
+    monkeypatch.setattr(promotion, "_verify", checked_then_meanwhile)
+
+    async def promote() -> promotion.Promotion:
+        async with opened(env) as state:
+            promoted = await promotion.promote_upload(state, ALICE, upload_id)
+            await promotion.announcements_finished(10)  # confirm answers before it announces
+            return promoted
+
+    return asyncio.run(promote()), len(checks)
+
+
 def test_a_racer_whose_check_outlasts_a_whole_promotion_announces_nothing(
     env: dict[str, str],
     receiver: Receiver,
@@ -214,25 +242,13 @@ def test_a_racer_whose_check_outlasts_a_whole_promotion_announces_nothing(
     with signed_in(env) as alice:
         key = uppy.simple_upload(alice, "slow.wav", audio_samples.wav(0.5), "audio/wav")
     upload_id = upload_id_of(key)
-    verify = promotion._verify
-    checks: list[int] = []
 
-    async def overtaken_verify(resources: Resources, *args: Any, **kwargs: Any) -> Any:
-        verdict = await verify(resources, *args, **kwargs)
-        checks.append(1)
-        if len(checks) == 1:  # the first racer is overtaken by a whole promotion before it claims
-            overtaker = await promotion.promote_upload(resources, ALICE, upload_id)
-            assert overtaker.outcome == "promoted"
-        return verdict
+    async def overtaken(resources: Resources) -> None:  # by a whole promotion, before this racer claims
+        overtaker = await promotion.promote_upload(resources, ALICE, upload_id)
+        assert overtaker.outcome == "promoted"
 
-    monkeypatch.setattr(promotion, "_verify", overtaken_verify)
-
-    async def promote() -> promotion.Promotion:
-        async with opened(env) as state:
-            return await promotion.promote_upload(state, ALICE, upload_id)
-
-    result = asyncio.run(promote())
-    assert result.outcome == "promoted" and len(checks) == 2
+    result, checks = promoted_while(env, monkeypatch, upload_id, overtaken)
+    assert result.outcome == "promoted" and checks == 2
     assert library_keys(s3, bucket, upload_id) == [keys.library_key("uploads/", ALICE, upload_id, "slow.wav")]
     assert len(deliveries(receiver, upload_id)) == 1
     with admin(s3) as client:
@@ -528,4 +544,34 @@ def test_a_confirm_makes_eleven_store_requests_of_which_the_decoder_reads_one(
         "PUT decided 200",  # announced: the final record
         "DELETE outbox 204",
     ], kinds
+    assert len(deliveries(receiver, upload_id)) == 1
+
+
+def test_a_file_replaced_after_its_check_leaves_one_set_of_facts_those_of_what_is_promoted(
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    s3: devstack.S3Endpoint,
+    bucket: str,
+    receiver: Receiver,
+) -> None:
+    """Checked as 1 s, replaced by 2 s before the copy: the copy is undone, the 2 s file promoted, one facts sidecar left."""
+    with signed_in(env) as alice:
+        key = uppy.simple_upload(alice, "take.wav", audio_samples.wav(1.0), "audio/wav")
+    upload_id = upload_id_of(key)
+    replacement = audio_samples.wav(2.0)
+
+    async def reposted(resources: Resources) -> None:  # a re-POST of the policy lands before the copy
+        with admin(s3) as client:
+            client.put_object(Bucket=bucket, Key=key, Body=replacement, ContentType="audio/wav")
+
+    result, checks = promoted_while(env, monkeypatch, upload_id, reposted)
+    assert result.outcome == "promoted" and checks == 2
+    assert result.upload is not None and result.upload.duration_seconds == pytest.approx(2.0, abs=0.05)
+    folder = [k for k in object_keys(s3, bucket) if "/library/" in k and f"/{upload_id}/" in k]
+    facts = [k.rsplit("/", 1)[1] for k in folder if "/.audio-" in k]
+    assert facts == [".audio-2000-pcm_s16le-8000-1-128000.json"], folder
+    assert (
+        stored_object(s3, bucket, keys.library_key("uploads/", ALICE, upload_id, "take.wav"))[0]
+        == replacement
+    )
     assert len(deliveries(receiver, upload_id)) == 1

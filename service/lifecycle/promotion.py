@@ -353,6 +353,28 @@ async def keep_facts(resources: Resources, owner: str, upload_id: str, decoded: 
     await resources["storage"].put_plain(key, encoder.encode(decoded.peaks))
 
 
+def _facts_key(settings: Settings, decision: Decision) -> str | None:
+    """Where the facts and peaks of a decision's verified version were written, or None for a refusal."""
+    upload = decision.upload
+    if upload is None or upload.duration_seconds is None or upload.audio is None:
+        return None
+    name = sidecars.facts_name(upload.duration_seconds, upload.audio)
+    return keys.sidecar_key(settings.s3_key_prefix, decision.owner, decision.upload_id, name)
+
+
+async def _drop_stale_facts(resources: Resources, mine: Decision, standing: Decision | None) -> None:
+    """Remove the facts this promoter wrote when the decision that stands (None: no decision) is not of the same facts.
+
+    Facts are written before the claim, so a promoter that decoded a replaced version and then
+    lost the claim, or whose copy found the version gone, would otherwise leave a second facts
+    sidecar beside the upload (its name states other facts). Same facts, same name: kept.
+    """
+    settings = resources["settings"]
+    ours = _facts_key(settings, mine)
+    if ours is not None and (standing is None or _facts_key(settings, standing) != ours):
+        await resources["storage"].delete(ours)
+
+
 async def _copy(resources: Resources, decision: Decision) -> bool:
     """Copy the verified version into the library; False when the staging object is not that version any more."""
     storage, upload = resources["storage"], decision.upload
@@ -474,6 +496,7 @@ async def finish(
             # would leave the upload with neither a staging object nor a decision (confirm's 404).
             return _answer(decision)
         # The verified version is gone (deleted or replaced): the decision is void, start again.
+        await _drop_stale_facts(resources, decision, None)
         await storage.delete(keys.outbox_key(resources["settings"].s3_key_prefix, decision.upload_id))
         await ledger.release(decision.owner, decision.upload_id)
         return Promotion("missing")
@@ -585,12 +608,15 @@ async def _round(
     outbox = keys.outbox_key(settings.s3_key_prefix, upload_id)
     try:
         etag = await storage.put_record(outbox, encoder.encode(decision))
-    except PreconditionFailed:
-        return None  # another replica decided first: look again
-    if await _read(storage, keys.decided_key(settings.s3_key_prefix, upload_id)) is not None:
+    except PreconditionFailed:  # another replica decided first: look again
+        standing = await read_decision(resources, upload_id)
+        await _drop_stale_facts(resources, decision, standing[0] if standing else None)
+        return None
+    if (decided := await _read(storage, keys.decided_key(settings.s3_key_prefix, upload_id))) is not None:
         # Another racer claimed, announced and released the outbox while we verified: its
         # decided record is final, so ours must not announce again.
         await storage.delete(outbox)
+        await _drop_stale_facts(resources, decision, decided[0])
         return None
     result = await finish(resources, decision, etag, deliver, claimed=True)
     return None if result.outcome == "missing" else result
