@@ -44,8 +44,14 @@ MAX_DECODE_ERRORS = 2
 TRUNCATION_SECONDS, TRUNCATION_SHARE = 0.05, 0.01
 MAX_CHANNELS = 32
 MAX_SAMPLE_RATE = 384_000
-# How much FFmpeg may read to find the streams before it must decide.
-PROBE_OPTIONS = {"probesize": str(1024 * 1024), "analyzeduration": str(5_000_000)}
+# How much FFmpeg may read to find the streams before it must decide, and how much of a seek index
+# it keeps: demuxers such as WAV's add an entry per packet (1 MiB an hour, which FFmpeg's default
+# bound allows); the pass never seeks by time, so a small bound keeps an hour's memory a minute's.
+DEMUXER_OPTIONS = {
+    "probesize": str(1024 * 1024),
+    "analyzeduration": str(5_000_000),
+    "indexmem": str(16 * 1024),
+}
 
 
 class Refusal(Exception):
@@ -111,7 +117,7 @@ def _mismatch(source: RemoteObject, declared: str, found: str) -> Refusal:
 
 def _open(source: RemoteObject, declared: str) -> Any:
     try:
-        container = av.open(source, "r", options=PROBE_OPTIONS, metadata_errors="ignore")
+        container = av.open(source, "r", options=DEMUXER_OPTIONS, metadata_errors="ignore")
     except av.error.MemoryError:
         raise
     except av.error.FFmpegError as exc:
