@@ -380,3 +380,20 @@ def test_a_cancelled_forked_job_is_killed_and_the_fork_server_serves_the_next(st
     quick = Job(f"{store.url}/next.webm", len(encoded("webm")), store.etag("next.webm"), "audio/webm", 60.0)
     status, answer = asyncio.run(forking.run_job(quick))
     assert status == 0 and isinstance(answer_decoder.decode(answer), Decoded)
+
+
+def test_a_forked_job_decodes_within_the_smallest_memory_setting(store: Store) -> None:
+    """256 MiB of address space (SOUNDPOST_DECODE_MEMORY_MIB's floor) covers the fork server's libraries
+    (FFmpeg, numpy with its OpenBLAS held to one thread: a thread per core would reserve more) and a job."""
+    store.objects["small.webm"] = encoded("webm")
+    job = Job(
+        f"{store.url}/small.webm",
+        len(encoded("webm")),
+        store.etag("small.webm"),
+        "audio/webm",
+        60.0,
+        rendition_url=f"{store.url}/small.webm.flac",
+        memory_bytes=256 << 20,
+    )
+    status, answer = asyncio.run(forking.run_job(job))
+    assert status == 0 and isinstance(answer_decoder.decode(answer), Decoded), answer
