@@ -572,7 +572,7 @@ class Settings:
         "DECODE_CPU_SECONDS", 120, 1, 3600, "CPU seconds one decoding job may use"
     )
     decode_memory_mib: int = integer(
-        "DECODE_MEMORY_MIB", 512, 192, 64 * 1024, "address space of one decoding worker in MiB"
+        "DECODE_MEMORY_MIB", 512, 256, 64 * 1024, "address space of one decoding worker in MiB"
     )
     decode_timeout: int = integer("DECODE_TIMEOUT", 300, 5, 3600, "seconds one decoding job may take")
     upload_method: UploadMethod = custom(

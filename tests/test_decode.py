@@ -24,7 +24,7 @@ from service.lifecycle import forking
 from service.media import decode
 from service.media.source import RemoteObject
 from tests.support import audio_samples
-from tests.support.encoded import CONTAINERS, SECONDS, declared, encoded, garbage, header_only
+from tests.support.encoded import CONTAINERS, SECONDS, declared, encoded, garbage, header_only, recording
 from tests.support.ranged import Store, serve_objects
 
 CODECS = {
@@ -118,6 +118,61 @@ def test_a_long_recording_keeps_its_peaks_bounded_and_its_length_exact(store: St
     assert peaks.length * peaks.samples_per_pixel >= 600 * 16000 * 0.99
     assert all(-128 <= v <= 127 for v in peaks.data)
     assert min(peaks.data) < -4 and max(peaks.data) > 4  # ffmpeg's sine is at 1/8 of full scale
+
+
+def test_the_demuxer_keeps_a_small_seek_index_however_long_the_recording() -> None:
+    """Without Cues FFmpeg indexes the packets as it reads (up to 1 MiB a stream by default); the pass never
+    seeks by time, so it keeps the index to DEMUXER_OPTIONS' bound: an hour holds what a minute does."""
+
+    def entries(data: bytes, options: dict[str, str]) -> int:
+        with av.open(io.BytesIO(data), "r", options=options) as container:
+            stream = container.streams.audio[0]
+            for _ in container.demux(stream):
+                pass
+            return len(stream.index_entries)
+
+    bound = int(decode.DEMUXER_OPTIONS["indexmem"]) // 24  # sizeof(AVIndexEntry)
+    data = recording(120.0)
+    assert entries(data, decode.DEMUXER_OPTIONS) <= bound < entries(data, {})
+
+
+# Runs the worker as promotion does, then reports the high-water mark of its own resident memory
+# (VmHWM; ru_maxrss would count the parent's memory too, copied by fork before exec).
+PEAK_PROBE = (
+    "import runpy, sys\n"
+    "try:\n    runpy.run_module('service.media.worker', run_name='__main__')\n"
+    "except SystemExit:\n    pass\n"
+    "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+)
+
+
+def peak_kib(store: Store, data: bytes, name: str) -> int:
+    """The worker's peak resident memory in KiB for one job with the rendition, after checking its answer."""
+    store.objects[name] = data
+    job = Job(
+        f"{store.url}/{name}",
+        len(data),
+        store.etag(name),
+        "audio/webm",
+        3600.0,
+        rendition_url=f"{store.url}/{name}.flac",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE], input=job_encoder.encode(job), capture_output=True, check=True
+    )
+    answer = answer_decoder.decode(done.stdout)
+    assert isinstance(answer, Decoded) and answer.rendition_bytes == len(store.objects[name + ".flac"])
+    return int(done.stderr.split()[-1])
+
+
+def test_the_worker_needs_the_same_memory_for_five_minutes_as_for_twenty_seconds(store: Store) -> None:
+    """Streamed, not buffered: five minutes of noise (a 9 MB rendition that cannot compress, 55 MB decoded
+    at 48 kHz) peak within 4 MiB of twenty seconds, so neither the rendition, the decoded audio nor the
+    peaks are held whole."""
+    short = peak_kib(store, recording(20.0, noise=True), "short.webm")
+    long = peak_kib(store, recording(300.0, noise=True), "long.webm")
+    assert len(store.objects["long.webm.flac"]) > 8 << 20
+    assert long - short < 4 << 10, (short, long)
 
 
 # Header-stated lengths (WAV, FLAC) or indexes (MP4) or setup headers (Vorbis) make a half file fail;
@@ -325,3 +380,20 @@ def test_a_cancelled_forked_job_is_killed_and_the_fork_server_serves_the_next(st
     quick = Job(f"{store.url}/next.webm", len(encoded("webm")), store.etag("next.webm"), "audio/webm", 60.0)
     status, answer = asyncio.run(forking.run_job(quick))
     assert status == 0 and isinstance(answer_decoder.decode(answer), Decoded)
+
+
+def test_a_forked_job_decodes_within_the_smallest_memory_setting(store: Store) -> None:
+    """256 MiB of address space (SOUNDPOST_DECODE_MEMORY_MIB's floor) covers the fork server's libraries
+    (FFmpeg, numpy with its OpenBLAS held to one thread: a thread per core would reserve more) and a job."""
+    store.objects["small.webm"] = encoded("webm")
+    job = Job(
+        f"{store.url}/small.webm",
+        len(encoded("webm")),
+        store.etag("small.webm"),
+        "audio/webm",
+        60.0,
+        rendition_url=f"{store.url}/small.webm.flac",
+        memory_bytes=256 << 20,
+    )
+    status, answer = asyncio.run(forking.run_job(job))
+    assert status == 0 and isinstance(answer_decoder.decode(answer), Decoded), answer

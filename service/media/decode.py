@@ -15,9 +15,11 @@ from typing import IO, Any
 
 import av
 import av.error
+import numpy as np
 
 from service.core import sniff
 from service.core.media_job import RENDITION_RATE, RENDITION_TYPE, AudioFacts, Decoded, Job, Refused
+from service.media.mixdown import Mixdown
 from service.media.source import RemoteObject
 from service.media.waveform import Waveform
 
@@ -44,8 +46,14 @@ MAX_DECODE_ERRORS = 2
 TRUNCATION_SECONDS, TRUNCATION_SHARE = 0.05, 0.01
 MAX_CHANNELS = 32
 MAX_SAMPLE_RATE = 384_000
-# How much FFmpeg may read to find the streams before it must decide.
-PROBE_OPTIONS = {"probesize": str(1024 * 1024), "analyzeduration": str(5_000_000)}
+# How much FFmpeg may read to find the streams before it must decide, and how much of a seek index
+# it keeps: demuxers such as WAV's add an entry per packet (1 MiB an hour, which FFmpeg's default
+# bound allows); the pass never seeks by time, so a small bound keeps an hour's memory a minute's.
+DEMUXER_OPTIONS = {
+    "probesize": str(1024 * 1024),
+    "analyzeduration": str(5_000_000),
+    "indexmem": str(16 * 1024),
+}
 
 
 class Refusal(Exception):
@@ -111,7 +119,7 @@ def _mismatch(source: RemoteObject, declared: str, found: str) -> Refusal:
 
 def _open(source: RemoteObject, declared: str) -> Any:
     try:
-        container = av.open(source, "r", options=PROBE_OPTIONS, metadata_errors="ignore")
+        container = av.open(source, "r", options=DEMUXER_OPTIONS, metadata_errors="ignore")
     except av.error.MemoryError:
         raise
     except av.error.FFmpegError as exc:
@@ -197,12 +205,12 @@ def decode(job: Job, source: RemoteObject) -> Decoded:
         stream = _stream(container)
         counts = Counts()
         waveform = Waveform(RENDITION_RATE)
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RENDITION_RATE)
+        mixdown = Mixdown(RENDITION_RATE)
         rendition = Rendition() if job.rendition_url else None
 
         def take(frames: list[Any]) -> None:
             for frame in frames:
-                waveform.add(bytes(frame.planes[0])[: frame.samples * 2])
+                waveform.add(np.frombuffer(frame.planes[0], np.int16, frame.samples))
                 if rendition is not None:
                     rendition.add(frame)
 
@@ -214,13 +222,12 @@ def decode(job: Job, source: RemoteObject) -> Decoded:
                 raise Refusal(
                     "too_long", f"The audio is longer than the {job.max_seconds:g} s this service accepts."
                 )
-            frame.pts = None  # the resampler follows sample counts, not the container's timestamps
-            take(resampler.resample(frame))
+            take(mixdown.add(frame))
         if counts.samples == 0:
             detail = f" ({counts.last_error})" if counts.last_error else ""
             raise Refusal("no_samples", f"No audio decodes from the file{detail}.")
         _check_length(container, source, counts)
-        take(resampler.resample(None))
+        take(mixdown.finish())
         context = stream.codec_context
         bit_rate = context.bit_rate or stream.bit_rate or round(job.size * 8 / counts.seconds)
         facts = AudioFacts(

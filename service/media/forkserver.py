@@ -23,7 +23,7 @@ import traceback
 import msgspec
 
 from service.core.media_job import Job
-from service.media import decode, source, waveform  # noqa: F401 (loaded here once, shared by every child)
+from service.media import decode, mixdown, source, waveform  # noqa: F401 (loaded here once, shared by every child)
 from service.media.worker import limit, run
 
 

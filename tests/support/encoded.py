@@ -58,6 +58,26 @@ def encoded(name: str, seconds: float = SECONDS, rate: int = 48000, channels: in
     return target.read_bytes()
 
 
+@functools.cache
+def recording(seconds: float, noise: bool = False) -> bytes:
+    """Opus in WebM as a live recorder writes it (MediaRecorder's shape: no Cues, no duration, 20 ms packets).
+
+    ``noise`` makes it white noise, which no lossless rendition can shrink.
+    """
+    require_tool(shutil.which("ffmpeg") is not None, "ffmpeg", "apt-get install ffmpeg")
+    target = _DIRECTORY / f"recording-{seconds}-{noise}.webm"
+    source = (
+        f"anoisesrc=duration={seconds}:sample_rate=48000:amplitude=0.5"
+        if noise
+        else f"sine=frequency=440:duration={seconds}:sample_rate=48000"
+    )
+    options = ("-c:a", "libopus", "-b:a", "32k", "-live", "1", "-f", "webm")
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, *options, str(target)], check=True
+    )
+    return target.read_bytes()
+
+
 def header_only(data: bytes, name: str) -> bytes:
     """The file cut just after its header: WAV's up to its data chunk, ADTS's first frame header, else 200 bytes."""
     if name == "wav":
