@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import httpx
-from moto.moto_server.werkzeug_app import MotoRequestHandler
 
 from bench.promotion import process_cpu, service, upload
 from bench.run import stack
@@ -47,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.pages, args.repeats = 100, 1
-    # moto's server speaks HTTP/1.0, closing each connection: a store keeps them open, and so does it here.
-    MotoRequestHandler.protocol_version = "HTTP/1.1"
     with stack({}) as env, service(env, "off") as (server, cookie), tempfile.TemporaryDirectory() as folder:
         sample = Path(folder) / "take.wav"
         sample.write_bytes(audio_samples.wav(1.0))
