@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.promotion import process_cpu, service, upload
-from bench.run import stack
+from bench.run import BENCH_RATE_LIMIT, stack
 from tests.support import audio_samples
 
 
@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.pages, args.repeats = 100, 1
-    with stack({}) as env, service(env, "off") as (server, cookie), tempfile.TemporaryDirectory() as folder:
+    lifted = {"SOUNDPOST_STORAGE_RATE_LIMIT": BENCH_RATE_LIMIT}  # one user asks for every page
+    with (
+        stack(lifted) as env,
+        service(env, "off") as (server, cookie),
+        tempfile.TemporaryDirectory() as folder,
+    ):
         sample = Path(folder) / "take.wav"
         sample.write_bytes(audio_samples.wav(1.0))
         assert server.process is not None
