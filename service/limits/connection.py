@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import ClassVar, cast
+from typing import ClassVar
 
 import coredis
 import coredis.exceptions
@@ -12,11 +12,13 @@ import coredis.typing
 from coredis.retry import NoRetryPolicy
 
 from service.limits.scripts import BATCH, BATCH_SHA
+from service.limits.wire import Wire
 from service.settings import Settings
 
+TIMEOUT_SECONDS = 1.0
 REDIS_DOWN = (coredis.exceptions.RedisError, OSError, TimeoutError)
 
-Reply = tuple[int | bytes, int]
+Reply = tuple[bytes, int]  # the answer's first word (units granted, or a verdict) and its second
 Ask = tuple[str, str, "asyncio.Future[Reply]"]
 
 
@@ -36,7 +38,8 @@ class Connection:
 
     BATCH: ClassVar[int] = 128  # keys per script call at most: Redis runs one script at a time
 
-    redis: coredis.Redis[bytes]
+    redis: coredis.Redis[bytes]  # for what is not on the hot path (readiness's PING, tests)
+    wire: Wire
     loading: asyncio.Lock = field(default_factory=asyncio.Lock)
     loads: int = 0
     unloaded: bool = False  # a batch drew NOSCRIPT: load before sending more
@@ -68,10 +71,10 @@ class Connection:
         self.flush()
 
     async def send(self, batch: list[Ask]) -> None:
-        keys = tuple(key for key, _, _ in batch)
-        args: list[coredis.typing.ValueT] = [words for _, words, _ in batch]
+        keys = [key for key, _, _ in batch]
+        args = [words for _, words, _ in batch]
         try:
-            replies = cast("list[int | bytes]", await self.evalsha(keys, args))
+            replies = (await self.evalsha(keys, args)).split()
         except BaseException as exc:  # every ask of the batch learns why, the task ends quietly
             if isinstance(exc, REDIS_DOWN):  # and so do those waiting behind it: Redis is not answering
                 batch, self.waiting = batch + self.waiting, []
@@ -81,16 +84,17 @@ class Connection:
             return
         for index, (_, _, answer) in enumerate(batch):
             if not answer.done():
-                answer.set_result((replies[2 * index], cast("int", replies[2 * index + 1])))
+                answer.set_result((replies[2 * index], int(replies[2 * index + 1])))
 
-    async def evalsha(self, keys: tuple[str, ...], args: list[coredis.typing.ValueT]) -> object:
+    async def evalsha(self, keys: list[str], args: list[str]) -> bytes:
         """One EVALSHA of ``BATCH``, the script loaded first (again after NOSCRIPT: Redis restarted)."""
         while True:
             if self.loads == 0 or self.unloaded:
                 await self.load()
             loads = self.loads
             try:
-                return await self.redis.evalsha(BATCH_SHA, keys=keys, args=args)
+                answer = await self.wire.call("EVALSHA", BATCH_SHA, len(keys), *keys, *args)
+                return answer if isinstance(answer, bytes) else b""
             except coredis.exceptions.NoScriptError:
                 if self.loads == loads:  # no batch loaded it since this one was sent
                     self.unloaded = True
@@ -98,18 +102,19 @@ class Connection:
     async def load(self) -> None:
         """SCRIPT LOAD once for every batch waiting, before they are sent.
 
-        Batches sent to a Redis without the script would each draw a NOSCRIPT, and
-        coredis drops the connection on any error reply, failing every request in
-        flight on it (measured: "connection lost" under a burst after a restart).
+        Batches sent to a Redis without the script would each draw a NOSCRIPT (and
+        coredis, before ``Wire``, dropped the connection on any error reply, failing
+        every request in flight on it).
         """
         async with self.loading:
             if self.loads == 0 or self.unloaded:
-                await self.redis.script_load(BATCH)
+                await self.wire.call("SCRIPT", "LOAD", BATCH)
                 self.loads += 1
                 self.unloaded = False
 
     def close(self) -> None:
         """Drop the connections (disconnecting twice is harmless)."""
+        self.wire.close()
         self.redis.connection_pool.disconnect()
 
 
@@ -121,12 +126,11 @@ def shared_connection(settings: Settings) -> Connection | None:
 def open_connection(redis_url: str) -> Connection:
     """One client, one connection pool, for every budget and the ledger's reservations."""
     # No retries: a script resent after a lost answer would grant twice.
-    return Connection(
-        coredis.Redis.from_url(
-            redis_url,
-            retry_policy=NoRetryPolicy(),
-            # bounded calls: a frozen Redis is a prompt 503, not a hung request
-            connect_timeout=1.0,
-            stream_timeout=1.0,
-        )
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(
+        redis_url,
+        retry_policy=NoRetryPolicy(),
+        # bounded calls: a frozen Redis is a prompt 503, not a hung request
+        connect_timeout=TIMEOUT_SECONDS,
+        stream_timeout=TIMEOUT_SECONDS,
     )
+    return Connection(client, Wire(client.connection_pool.connection_kwargs, TIMEOUT_SECONDS))

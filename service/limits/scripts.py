@@ -208,7 +208,8 @@ return 'ok'
 # "g want least count amount ms ..." (a budget grant): units to grant at most and at fewest, then each
 # window's amount and milliseconds; answers units granted and 0, or 0 and the milliseconds until the
 # least fits. "r ..." (a reservation): the ledger's ARGV 1..9 (PRELUDE's four, then RESERVE's five);
-# answers its verdict and 0.
+# answers its verdict and 0. The answers go back as one string of words, two per key: one bulk
+# reply for the client to read, however many keys the call carried.
 BATCH = (
     GRANT
     + "local function reserve(KEYS, ARGV)\n"  # the ledger's script, its KEYS and ARGV this ask's own
@@ -230,7 +231,7 @@ for k = 1, #KEYS do
     answers[2 * k - 1], answers[2 * k] = spend(KEYS[k], tonumber(words[2]), tonumber(words[3]), windows)
   end
 end
-return answers
+return table.concat(answers, ' ')
 """
 )
 
