@@ -156,15 +156,14 @@ async def _decided(resources: Resources, report: SweepReport) -> None:
             report.forgotten += 1
 
 
-async def _recount(resources: Resources, report: SweepReport) -> None:
-    """Correct each quota account from the library, where nothing moved it while the LIST ran."""
+async def _recount(resources: Resources, report: SweepReport, library: list[Listed], since: float) -> None:
+    """Correct each quota account from the library, where nothing moved it since ``since`` (before the LIST)."""
     settings = resources["settings"]
     if settings.user_quota_bytes is None:
         return
     prefix = settings.s3_key_prefix
-    since = time.time() - RECOUNT_CLOCK_MARGIN
     totals: dict[str, int] = defaultdict(int)
-    for item in await _objects(resources, keys.area_prefix(prefix, keys.LIBRARY)):
+    for item in library:
         parsed = keys.parse_library_key(prefix, item.key)
         if parsed is not None:
             totals[parsed.owner] += item.size
@@ -199,13 +198,12 @@ async def _backfill_one(resources: Resources, key: str) -> bool | None:
     return None  # changed while read: the next pass tries again
 
 
-async def _backfill(resources: Resources, report: SweepReport) -> None:
+async def _backfill(resources: Resources, report: SweepReport, library: list[Listed]) -> None:
     """Facts, peaks (and renditions) for uploads promoted before uploads were decoded, a few per pass."""
     prefix = resources["settings"].s3_key_prefix
-    listed = await _objects(resources, keys.area_prefix(prefix, keys.LIBRARY))
     missing = [
         f.upload.key
-        for f in folders.folders(listed, prefix)
+        for f in folders.folders(library, prefix)
         if f.upload is not None and f.facts is None and not f.undecodable
     ]
     for key in missing[:BACKFILLS_PER_PASS]:
@@ -223,8 +221,10 @@ async def sweep(resources: Resources) -> SweepReport:
     await _multipart(resources, report)
     await _outbox(resources, report)
     await _decided(resources, report)
-    await _recount(resources, report)
-    await _backfill(resources, report)
+    since = time.time() - RECOUNT_CLOCK_MARGIN
+    library = await _objects(resources, keys.area_prefix(resources["settings"].s3_key_prefix, keys.LIBRARY))
+    await _recount(resources, report, library, since)  # one LIST of the library serves both
+    await _backfill(resources, report, library)
     PUSHES.after_sweep(
         resources["settings"].events_token is not None, report.promoted + report.rejected + report.replaced
     )
