@@ -25,7 +25,7 @@ from tests.support.flows import sign_in
 from tests.support.servers import bound_socket, serve_asgi
 from tests.support.settings import s3_settings
 from tests.support.tools import require_tool
-from tests.support.webhooks import Receiver, serve_receiver
+from tests.support.webhooks import Receiver, serve_receiver, webhook_env
 
 # Fixtures that start a real peer: a test that uses one, directly or through another fixture, is
 # marked ``peers``, so ``python3 run.py test --fast`` (``-m "not peers"``) runs only unit tests.
@@ -71,6 +71,12 @@ def receiver() -> Iterator[Receiver]:
     """A webhook receiver on 127.0.0.1 that records what it is sent."""
     with serve_receiver() as hooks:
         yield hooks
+
+
+@pytest.fixture
+def sweeping_env(app_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
+    """The app's settings announcing to ``receiver``, with no grace period: a sweep promotes at once."""
+    return {**webhook_env(app_env, receiver.url), "SOUNDPOST_STAGING_GRACE": "0"}
 
 
 @pytest.fixture(scope="session")

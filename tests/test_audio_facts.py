@@ -33,22 +33,15 @@ from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by
 from tests.support.s3 import admin, object_keys
 from tests.support.settings import s3_settings
 from tests.support.sweep import run_sweep
-from tests.support.webhooks import SECRET, Receiver
+from tests.support.webhooks import Receiver
 
 ALICE = keys.user_id("fake", "alice")
 
 
 @pytest.fixture
-def env(app_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
+def env(sweeping_env: dict[str, str]) -> dict[str, str]:
     """The webhook on, no grace period (a sweep promotes at once), renditions on."""
-    return {
-        **app_env,
-        "SOUNDPOST_WEBHOOK_URL": receiver.url,
-        "SOUNDPOST_WEBHOOK_SECRET": SECRET,
-        "SOUNDPOST_WEBHOOK_TIMEOUT": "5",
-        "SOUNDPOST_STAGING_GRACE": "0",
-        "SOUNDPOST_RENDITIONS": "speech",
-    }
+    return {**sweeping_env, "SOUNDPOST_RENDITIONS": "speech"}
 
 
 def upload(client: httpx.Client, name: str, data: bytes, content_type: str | None = None) -> str:

@@ -37,22 +37,16 @@ from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by
 from tests.support.s3 import admin, object_keys, stored_object
 from tests.support.settings import MINIMAL_SETTINGS
 from tests.support.sweep import run_sweep
-from tests.support.webhooks import SECRET, Receiver
+from tests.support.webhooks import Receiver
 
 ALICE = keys.user_id("fake", "alice")
 BOB = keys.user_id("fake", "bob")
 
 
 @pytest.fixture
-def env(app_env: dict[str, str], receiver: Receiver) -> dict[str, str]:
+def env(sweeping_env: dict[str, str]) -> dict[str, str]:
     """The app's settings with the webhook on and no grace period, so a sweep promotes at once."""
-    return {
-        **app_env,
-        "SOUNDPOST_WEBHOOK_URL": receiver.url,
-        "SOUNDPOST_WEBHOOK_SECRET": SECRET,
-        "SOUNDPOST_WEBHOOK_TIMEOUT": "5",
-        "SOUNDPOST_STAGING_GRACE": "0",
-    }
+    return sweeping_env
 
 
 @contextlib.asynccontextmanager

@@ -25,7 +25,7 @@ from tests.support.s3 import object_keys
 from tests.support.servers import bound_socket, serve_asgi
 from tests.support.settings import MINIMAL_SETTINGS
 from tests.support.sweep import run_sweep
-from tests.support.webhooks import SECRET, Receiver
+from tests.support.webhooks import SECRET, Receiver, webhook_env
 
 pytestmark = pytest.mark.peers  # real servers started by the tests themselves
 
@@ -37,15 +37,6 @@ def silent_url() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
-
-
-def webhook_env(app_env: dict[str, str], webhook_url: str, timeout: str = "5") -> dict[str, str]:
-    return {
-        **app_env,
-        "SOUNDPOST_WEBHOOK_URL": webhook_url,
-        "SOUNDPOST_WEBHOOK_SECRET": SECRET,
-        "SOUNDPOST_WEBHOOK_TIMEOUT": timeout,
-    }
 
 
 @contextlib.contextmanager

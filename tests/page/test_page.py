@@ -9,21 +9,7 @@ from typing import Any
 
 from service import devstack
 from tests.support.audio_samples import tone, tone_larger_than
-from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
-    UPLOAD_WAIT,
-    MiB,
-    alice_page,
-    browser_fixture,
-    chromium_args_fixture,
-    expect,
-    listed,
-    page_fixture,
-    site_fixture,
-    site_settings_fixture,
-    stored_fixture,
-    transfer,
-    wait_playable,
-)
+from tests.support.page import UPLOAD_WAIT, MiB, expect, listed, transfer, wait_playable
 
 
 def drop(page: Any, name: str, data: bytes, content_type: str) -> None:

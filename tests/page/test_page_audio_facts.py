@@ -6,19 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
-    UPLOAD_WAIT,
-    alice_page,
-    browser_fixture,
-    chromium_args_fixture,
-    expect,
-    listed,
-    page_fixture,
-    site_fixture,
-    site_settings_fixture,
-    transfer,
-    wait_playable,
-)
+from tests.support.page import UPLOAD_WAIT, expect, listed, transfer, wait_playable
 
 
 def test_a_recordings_row_shows_the_servers_length_codec_and_waveform_and_seeks(alice: Any) -> None:

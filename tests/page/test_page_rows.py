@@ -15,21 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.support.audio_samples import tone
-from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
-    UPLOAD_WAIT,
-    MiB,
-    alice_page,
-    browser_fixture,
-    chromium_args_fixture,
-    expect,
-    listed,
-    page_fixture,
-    sign_in,
-    site_fixture,
-    stored_fixture,
-    transfer,
-    wait_playable,
-)
+from tests.support.page import UPLOAD_WAIT, MiB, expect, listed, sign_in, transfer, wait_playable
 
 QUOTA = 100_000_000
 

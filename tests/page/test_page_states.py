@@ -3,7 +3,7 @@ problem, nothing is wider than the screen, and each state is saved as a screensh
 
 Screenshots go to artifacts/ (never committed); to refresh the ones in docs/screenshots/:
 
-    SOUNDPOST_SCREENSHOTS=docs/screenshots python3 run.py test -n 0 tests/test_page_states.py
+    SOUNDPOST_SCREENSHOTS=docs/screenshots python3 run.py test -n 0 tests/page/test_page_states.py
 """
 
 from __future__ import annotations
@@ -21,18 +21,7 @@ from tests.support.accessibility import (  # noqa: F401  (fixture, requested by 
     violations,
 )
 from tests.support.audio_samples import tone
-from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
-    UPLOAD_WAIT,
-    browser_fixture,
-    chromium_args_fixture,
-    expect,
-    listed,
-    page_fixture,
-    site_fixture,
-    site_settings_fixture,
-    transfer,
-    wait_playable,
-)
+from tests.support.page import UPLOAD_WAIT, expect, listed, transfer, wait_playable
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / os.environ.get("SOUNDPOST_SCREENSHOTS", "artifacts")

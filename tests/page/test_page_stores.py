@@ -11,20 +11,7 @@ import pytest
 
 from service import devstack
 from tests.support.audio_samples import tone
-from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
-    UPLOAD_WAIT,
-    alice_page,
-    browser_fixture,
-    chromium_args_fixture,
-    expect,
-    listed,
-    page_fixture,
-    site_fixture,
-    site_settings_fixture,
-    stored_fixture,
-    transfer,
-    wait_playable,
-)
+from tests.support.page import UPLOAD_WAIT, expect, listed, transfer, wait_playable
 from tests.support.r2proxy import r2_like
 from tests.support.settings import s3_settings
 

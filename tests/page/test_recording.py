@@ -18,21 +18,7 @@ import pytest
 from service import devstack
 from service.core import keys
 from tests.support.audio_samples import tone, tone_larger_than
-from tests.support.page import (  # noqa: F401  (fixtures, requested by name)
-    UPLOAD_WAIT,
-    MiB,
-    alice_page,
-    browser_fixture,
-    chromium_args_fixture,
-    expect,
-    listed,
-    page_fixture,
-    sign_in,
-    site_fixture,
-    stored_fixture,
-    transfer,
-    wait_playable,
-)
+from tests.support.page import UPLOAD_WAIT, MiB, expect, listed, sign_in, transfer, wait_playable
 from tests.support.s3 import admin, moto_accepting_parts_of
 
 PART = 24 * 1024  # more than one chunk (about 16 KB), less than two

@@ -19,6 +19,16 @@ from tests.support.servers import serve_asgi
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
+def webhook_env(app_env: dict[str, str], webhook_url: str, timeout: str = "5") -> dict[str, str]:
+    """The app's settings with its announcements signed with SECRET and sent to ``webhook_url``."""
+    return {
+        **app_env,
+        "SOUNDPOST_WEBHOOK_URL": webhook_url,
+        "SOUNDPOST_WEBHOOK_SECRET": SECRET,
+        "SOUNDPOST_WEBHOOK_TIMEOUT": timeout,
+    }
+
+
 @dataclass
 class Receiver:
     """A webhook receiver on 127.0.0.1 that answers the statuses it is given, then 204 for ever."""
