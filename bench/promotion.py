@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -229,6 +230,18 @@ def service(env: dict[str, str], renditions: str) -> Iterator[tuple[Server, str]
         server.stop()
 
 
+def in_bucket(s3: Any, bucket: str, path: Path) -> tuple[str, str, str]:
+    """Put ``path`` in the bucket as a job's source: its ETag, a presigned GET of it, a presigned PUT beside it."""
+    key = f"bench/{path.name}"
+    s3.upload_file(str(path), bucket, key)
+    etag = str(s3.head_object(Bucket=bucket, Key=key)["ETag"])
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600)
+    put = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": key + ".flac", "ContentType": "audio/flac"}
+    )
+    return etag, str(url), str(put)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.promotion", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 promotions, 2 repeats")
@@ -256,15 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for name, path in files.items():
             declared = FILES[name][0]
-            key = f"bench/{path.name}"
-            s3.upload_file(str(path), bucket, key)
-            etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
-            url = s3.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
-            )
-            put = s3.generate_presigned_url(
-                "put_object", Params={"Bucket": bucket, "Key": key + ".flac", "ContentType": "audio/flac"}
-            )
+            etag, url, put = in_bucket(s3, bucket, path)
             null = null_decode_cpu(path, repeats)
             for label, rendition in (("", None), (" + rendition", put)):
                 whole = worker_cpu(url, path.stat().st_size, etag, declared, rendition, repeats)
@@ -276,15 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n| Opus WebM | worker peak memory MiB | with the rendition |\n| --- | ---: | ---: |")
         for seconds in (SECONDS, long_seconds):
             path = make_file(Path(scratch), "webm", seconds)
-            key = f"bench/{path.name}"
-            s3.upload_file(str(path), bucket, key)
-            etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
-            url = s3.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
-            )
-            put = s3.generate_presigned_url(
-                "put_object", Params={"Bucket": bucket, "Key": key + ".flac", "ContentType": "audio/flac"}
-            )
+            etag, url, put = in_bucket(s3, bucket, path)
             peaks = [worker_peak_mib(url, path.stat().st_size, etag, "audio/webm", r) for r in (None, put)]
             print(f"| {seconds // 60} min | {peaks[0]:.0f} | {peaks[1]:.0f} |")
         print(
