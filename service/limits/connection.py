@@ -8,7 +8,6 @@ from typing import ClassVar
 
 import coredis
 import coredis.exceptions
-import coredis.typing
 from coredis.retry import NoRetryPolicy
 
 from service.limits.scripts import BATCH, BATCH_SHA
@@ -32,17 +31,14 @@ class Connection:
     answer and then go as the next call, up to ``BATCH`` asks a call. Alone, an ask
     goes at once (one round trip); under load, a round trip's worth of requests
     share one command. One call at a time also means that when Redis comes back
-    without the script (restarted), only that call draws the NOSCRIPT: coredis
-    drops the connection on any error reply, with every other call in flight on it.
+    without the script (restarted), only that call draws the NOSCRIPT.
     """
 
     BATCH: ClassVar[int] = 128  # keys per script call at most: Redis runs one script at a time
 
     redis: coredis.Redis[bytes]  # for what is not on the hot path (readiness's PING, tests)
     wire: Wire
-    loading: asyncio.Lock = field(default_factory=asyncio.Lock)
-    loads: int = 0
-    unloaded: bool = False  # a batch drew NOSCRIPT: load before sending more
+    loaded: bool = False  # whether Redis holds BATCH, as far as this process knows
     waiting: list[Ask] = field(default_factory=list)
     sending: asyncio.Task[None] | None = None
     scheduled: bool = False
@@ -87,30 +83,24 @@ class Connection:
                 answer.set_result((replies[2 * index], int(replies[2 * index + 1])))
 
     async def evalsha(self, keys: list[str], args: list[str]) -> bytes:
-        """One EVALSHA of ``BATCH``, the script loaded first (again after NOSCRIPT: Redis restarted)."""
-        while True:
-            if self.loads == 0 or self.unloaded:
-                await self.load()
-            loads = self.loads
+        """One EVALSHA of ``BATCH``; the script is loaded before the first and again after a NOSCRIPT.
+
+        Only one call is ever on its way (``flush``), so after a restart only that call
+        draws the NOSCRIPT, loads the script and is sent once more.
+        """
+        for _ in range(2):
+            if not self.loaded:
+                await self.wire.call("SCRIPT", "LOAD", BATCH)
+                self.loaded = True
             try:
                 answer = await self.wire.call("EVALSHA", BATCH_SHA, len(keys), *keys, *args)
-                return answer if isinstance(answer, bytes) else b""
             except coredis.exceptions.NoScriptError:
-                if self.loads == loads:  # no batch loaded it since this one was sent
-                    self.unloaded = True
-
-    async def load(self) -> None:
-        """SCRIPT LOAD once for every batch waiting, before they are sent.
-
-        Batches sent to a Redis without the script would each draw a NOSCRIPT (and
-        coredis, before ``Wire``, dropped the connection on any error reply, failing
-        every request in flight on it).
-        """
-        async with self.loading:
-            if self.loads == 0 or self.unloaded:
-                await self.wire.call("SCRIPT", "LOAD", BATCH)
-                self.loads += 1
-                self.unloaded = False
+                self.loaded = False  # Redis restarted empty (or its scripts were flushed)
+                continue
+            if isinstance(answer, bytes):
+                return answer
+            raise coredis.exceptions.ResponseError(f"the batch script answered {answer!r}")
+        raise coredis.exceptions.NoScriptError("the batch script was not kept after SCRIPT LOAD")
 
     def close(self) -> None:
         """Drop the connections (disconnecting twice is harmless)."""
