@@ -101,10 +101,13 @@ class SharedReservations(Reservations):
             f"{int((now + self.ttl) * 1000)} {self.max_pending}"
         )
         try:
-            verdict, _ = await self.connection.ask(KEY.format(owner), words)
+            word, _ = await self.connection.ask(KEY.format(owner), words)
+            verdict = VERDICTS.get(word)
+            if verdict is None:
+                raise coredis.exceptions.ResponseError(f"the ledger answered {word!r}")
         except REDIS_DOWN as exc:
             raise unavailable(exc) from exc
-        return VERDICTS[verdict] if isinstance(verdict, bytes) else Verdict(str(verdict))
+        return verdict
 
     async def commit(
         self, owner: str, upload_id: str, amount: Amount, hold: float, seed: Amount | None = None
