@@ -243,3 +243,29 @@ def test_concurrent_reservations_never_overshoot(ledgers: Ledgers) -> None:
         assert codes.count("quota_exceeded") == 11
 
     ledgers.run(scenario)
+
+
+def test_expired_reservations_free_their_room_and_never_pile_up(ledgers: Ledgers) -> None:
+    """Reservations that lapsed count for nothing, and an account keeps few of them, with a cap or without."""
+
+    async def scenario(ledger: Ledgers) -> None:
+        clock = ledger.clock
+        for pending, quota in ((0, 10**12), (50, None), (50, 10**12)):
+            one = ledger(quota=quota, pending=pending, ttl=10)
+            owner = f"owner-{pending}-{quota}"
+            for n in range(400):  # one a second for 400 s: ten or so are ever alive at once
+                assert await refusal(one, owner, f"u{n}", 1000) is None
+                clock.now += 1
+            if isinstance(one, SharedReservations):
+                fields = await one.redis.hlen(f"soundpost:usage:{owner}")
+                assert fields <= 70, fields  # the live ten, at most 64 lapsed, the account's own fields
+        capped = ledger(quota=3000, pending=3, ttl=10)
+        for n in range(3):
+            assert await refusal(capped, "carol", f"c{n}", 1000) is None
+        assert await refusal(capped, "carol", "c3", 1) == "too_many_pending_uploads"
+        clock.now += 11
+        for n in range(4, 7):  # the lapsed three free both the slots and the bytes
+            assert await refusal(capped, "carol", f"c{n}", 1000) is None
+        assert await refusal(capped, "carol", "c7", 1) == "too_many_pending_uploads"
+
+    ledgers.run(scenario)

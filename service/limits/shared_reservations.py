@@ -1,12 +1,14 @@
 """The reservation ledger in Redis, so every replica counts one quota and one set of pending slots.
 
 Each user's account is one hash (``soundpost:usage:{user}``): ``used`` ("bytes
-seconds"), ``changed`` (ms) and one ``e:{upload id}`` field per entry ("kind expiry
-bytes seconds", kind r/c/d for reserved, copying, done). Each operation is one Lua
-script (``service.limits.scripts``), so it reads, checks and writes atomically. A
-presign's reservation rides in the script call that carries the budgets' grants and
-the other presigns of the same event-loop pass (``service.limits.connection``): under
-load, one round trip for many requests. The rules are ``MemoryReservations``'; tests
+seconds"), ``changed`` (ms), ``p`` (the reservations' count and sums) and one
+``e:{upload id}`` field per entry ("kind expiry bytes seconds", kind r/c/d for
+reserved, copying, done). Each operation is one Lua script
+(``service.limits.scripts``), so it reads, checks and writes atomically. A presign's
+reservation rides in the script call that carries the budgets' grants and the other
+presigns of the same event-loop pass (``service.limits.connection``): under load, one
+round trip for many requests; it reads ``p`` rather than every entry unless the
+account is near a limit. The rules are ``MemoryReservations``'; tests
 run both against the same cases.
 """
 
@@ -61,7 +63,7 @@ class SharedReservations(Reservations):
             retry_policy=ConstantRetryPolicy((coredis.exceptions.ConnectionError,), retries=1, delay=0.01),
         )
         self.scripts = {
-            name: self.redis.register_script(scripts.PRELUDE + body)
+            name: self.redis.register_script(scripts.step(body))
             for name, body in {
                 "commit": scripts.COMMIT,
                 "copied": scripts.COPIED,
