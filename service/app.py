@@ -252,7 +252,8 @@ def create_app(settings: Settings | Mapping[str, str] | None = None) -> Soundpos
             )
             lag = asyncio.create_task(observability.watch_loop_lag(), name="soundpost-loop-lag")
             try:
-                yield state
+                with observability.startup_heap_frozen():
+                    yield state
             finally:
                 for task in (sweeper, lag):
                     if task is not None:

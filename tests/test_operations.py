@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import devstack
+from service.app import create_app
 from service.observability import JsonFormatter, watch_loop_lag
 from tests.conftest import serve_app
 from tests.support.flows import sign_in
@@ -255,3 +257,17 @@ def test_metrics_show_the_event_loop_lag_histogram(client: httpx.Client) -> None
             break
         time.sleep(0.1)
     assert sample(client, "soundpost_event_loop_lag_seconds_count") > first
+
+
+def test_while_serving_what_start_up_built_is_kept_out_of_collections(app_env: dict[str, str]) -> None:
+    """The lifespan freezes the start-up heap (full collections over it stalled the loop) and thaws it at shut-down."""
+    app = create_app({**app_env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1:8000"})
+    frozen: list[int] = []
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            frozen.append(gc.get_freeze_count())
+
+    asyncio.run(run())
+    assert frozen[0] > 10_000  # botocore's models, the routes, the settings
+    assert gc.get_freeze_count() == 0
