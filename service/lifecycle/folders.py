@@ -34,24 +34,30 @@ def _name(key: str) -> str:
 
 def folders(objects: list[Listed], prefix: str) -> Iterator[Folder]:
     """The listed objects of one user's library, folder by folder, in the listing's order."""
+    head = keys.area_prefix(prefix, keys.LIBRARY)
     current: list[Listed] = []
+    current_folder: str | None = None
     for item in objects:
-        parsed = _folder_of(prefix, item.key)
-        if current and parsed != _folder_of(prefix, current[0].key):
-            yield _fold(current, prefix)
+        folder = _folder_of(head, item.key)
+        if current and folder != current_folder:
+            yield _fold(current, prefix, current_folder)
             current = []
+        if not current:
+            current_folder = folder
         current.append(item)
     if current:
-        yield _fold(current, prefix)
+        yield _fold(current, prefix, current_folder)
 
 
-def _folder_of(prefix: str, key: str) -> str | None:
-    head = keys.area_prefix(prefix, keys.LIBRARY)
-    parts = key[len(head) :].split("/") if key.startswith(head) else []
-    return "/".join(parts[:2]) if len(parts) == 3 else None
+def _folder_of(head: str, key: str) -> str | None:
+    """The "owner/upload id" of a key under ``head`` (the library), else None."""
+    if not key.startswith(head):
+        return None
+    parts = key[len(head) :].split("/")
+    return f"{parts[0]}/{parts[1]}" if len(parts) == 3 else None
 
 
-def _fold(items: list[Listed], prefix: str) -> Folder:
+def _fold(items: list[Listed], prefix: str, folder: str | None) -> Folder:
     upload = facts = peaks = rendition = None
     undecodable = False
     for item in items:
@@ -64,7 +70,6 @@ def _fold(items: list[Listed], prefix: str) -> Folder:
             facts, peaks = found, item.key
         elif keys.parse_library_key(prefix, item.key) is not None:
             upload = item
-    folder = _folder_of(prefix, items[0].key)
     upload_id = folder.split("/")[1] if folder else ""
     return Folder(upload_id, upload, facts, peaks, rendition, items[-1].key, undecodable)
 

@@ -14,14 +14,18 @@ import base64
 import contextlib
 import hashlib
 import logging
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import aioboto3
 import aiobotocore.session
+import aiohttp
+import botocore.httpsession
 import botocore.utils
 import msgspec
 from botocore.config import Config
@@ -31,6 +35,7 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from service.core.checksums import declared_metadata
 from service.core.post_policy import PostTarget, sign_post, signing_moment
 from service.settings import Settings
+from service.storage import listing
 from service.storage.errors import (
     CREDENTIALS_REFUSED,
     REFUSALS,
@@ -50,7 +55,6 @@ if (
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.type_defs import (
         ListMultipartUploadsRequestTypeDef,
-        ListObjectsV2OutputTypeDef,
         ListObjectsV2RequestTypeDef,
         PutObjectRequestTypeDef,
     )
@@ -60,6 +64,7 @@ logger = logging.getLogger("soundpost.storage")
 # Few retries, and bounded waits (SOUNDPOST_S3_CONNECT_TIMEOUT, SOUNDPOST_S3_READ_TIMEOUT):
 # a slow S3 must not hold requests for minutes.
 RETRIES: dict[str, Any] = {"max_attempts": 2, "mode": "standard"}
+MAX_POOL_CONNECTIONS = 10  # botocore's default pool, for the listings' session too
 
 
 class PresignedPost(msgspec.Struct, frozen=True):
@@ -99,9 +104,11 @@ class Listing:
     next_start_after: str | None
 
 
-@dataclass(frozen=True)
-class Listed:
-    """One object as ListObjectsV2 describes it: enough to list a library without a HEAD per item."""
+class Listed(NamedTuple):
+    """One object as ListObjectsV2 describes it: enough to list a library without a HEAD per item.
+
+    A named tuple: a listing page makes hundreds, and a frozen dataclass costs three times more to make.
+    """
 
     key: str
     size: int
@@ -153,13 +160,22 @@ def policy_conditions(content_type: str, max_bytes: int) -> list[Any]:
 
 
 class Storage:
-    def __init__(self, settings: Settings, s3: S3Client, signer: S3Client, credentials: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        s3: S3Client,
+        signer: S3Client,
+        credentials: Any = None,
+        http: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.settings = settings
         self.s3 = s3
         self.signer = signer
         self.credentials = credentials  # the session's (and so both clients') credentials; None if none found
         self.bucket = settings.s3_bucket
         self.post_target: PostTarget | None = None
+        self.http = http  # listings' own session (service.storage.listing); None: botocore lists
+        self.lister: listing.Lister | None = None
         # How browsers upload simple files: settled at start-up by service.storage.capabilities.
         self.upload_method: Literal["POST", "PUT"] = "PUT" if settings.upload_method == "put" else "POST"
 
@@ -338,24 +354,37 @@ class Storage:
                 Bucket=self.settings.s3_bucket, Key=key, Body=body, ContentType="application/json"
             )
 
-    async def _list_page(
-        self, prefix: str, limit: int, start_after: str | None
-    ) -> ListObjectsV2OutputTypeDef:
+    async def _list_page(self, prefix: str, limit: int, start_after: str | None) -> listing.Page:
         """One ListObjectsV2 call: up to ``limit`` objects under ``prefix``, after ``start_after`` if given."""
+        with translated(self.bucket):
+            if self.http is None:
+                return await self._botocore_page(prefix, limit, start_after)
+            if self.lister is None:
+                url = await self.s3.generate_presigned_url("list_objects_v2", Params={"Bucket": self.bucket})
+                target = listing.ListTarget.from_presigned(url)
+                self.lister = listing.Lister(self.http, target, self.frozen_credentials)
+            return await self.lister.page(prefix, limit, start_after)
+
+    async def _botocore_page(self, prefix: str, limit: int, start_after: str | None) -> listing.Page:
+        """The same page through botocore: for a Storage made without a listing session (tools, tests)."""
         request: ListObjectsV2RequestTypeDef = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
         if start_after:
             request["StartAfter"] = start_after
-        with translated(self.bucket):
-            return await self.s3.list_objects_v2(**request)
+        page = await self.s3.list_objects_v2(**request)
+        contents = [
+            (item["Key"], str(item["Size"]), item.get("ETag", ""), item["LastModified"].isoformat())
+            for item in page.get("Contents", [])
+        ]
+        return listing.Page(contents, bool(page.get("IsTruncated")))
 
     async def list_objects(self, prefix: str, limit: int, start_after: str | None = None) -> ObjectPage:
         """One page of objects under ``prefix`` with size, ETag and time: one S3 call."""
         page = await self._list_page(prefix, limit, start_after)
-        found = [
-            Listed(item["Key"], int(item["Size"]), item.get("ETag", ""), item["LastModified"])
-            for item in page.get("Contents", [])
-        ]
-        more = bool(page.get("IsTruncated")) and bool(found)
+        try:
+            found = [Listed(key, int(size), etag, timestamp(at)) for key, size, etag, at in page.contents]
+        except ValueError as exc:
+            raise StorageUnavailable(f"S3's listing lacks an object's size or time ({exc})") from None
+        more = page.truncated and bool(found)
         return ObjectPage(found, found[-1].key if more else None)
 
     async def open_uploads(self, prefix: str, limit: int = 1000) -> list[OpenUpload]:
@@ -377,8 +406,8 @@ class Storage:
     async def list_keys(self, prefix: str, limit: int, start_after: str | None = None) -> Listing:
         """One page of keys under ``prefix`` in S3's (ascending) order."""
         page = await self._list_page(prefix, limit, start_after)
-        found = [item["Key"] for item in page.get("Contents", [])]
-        more = bool(page.get("IsTruncated")) and bool(found)
+        found = [key for key, _, _, _ in page.contents]
+        more = page.truncated and bool(found)
         return Listing(found, found[-1] if more else None)
 
     async def presign_operation(self, operation: str, key: str, **params: object) -> str:
@@ -523,7 +552,21 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
         # boto3's public Session.get_credentials: the session's cached credentials object, which
         # the clients were made with (neither was given keys of its own), refreshed when due.
         credentials = await session.get_credentials()
-        yield Storage(settings, s3, signer, credentials)
+        http = await stack.enter_async_context(listing_session(settings))
+        yield Storage(settings, s3, signer, credentials, http)
+
+
+def listing_session(settings: Settings) -> aiohttp.ClientSession:
+    """The listings' HTTP session: botocore's timeouts and CA bundle, a pool as large as botocore's."""
+    verify = botocore.httpsession.get_cert_path(True)
+    context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or verify)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=MAX_POOL_CONNECTIONS, ssl=context),
+        timeout=aiohttp.ClientTimeout(
+            sock_connect=settings.s3_connect_timeout, sock_read=settings.s3_read_timeout
+        ),
+        auto_decompress=False,
+    )
 
 
 class StorageMisconfigured(RuntimeError):

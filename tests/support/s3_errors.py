@@ -28,10 +28,14 @@ def error_xml(code: str) -> str:
 
 
 class RefusingS3:
-    """Set ``error`` to (HTTP status, S3 code) and every request gets that answer; None answers OK."""
+    """Set ``error`` to (HTTP status, S3 code) and every request gets that answer; None answers OK.
+
+    ``body`` replaces the OK answer's (an empty listing) with any text, readable or not.
+    """
 
     def __init__(self) -> None:
         self.error: tuple[int, str] | None = None
+        self.body: str | None = None
         self.requests = 0
 
     def answer(self, handler: BaseHTTPRequestHandler) -> None:
@@ -40,7 +44,9 @@ class RefusingS3:
             handler.rfile.read(length)
         self.requests += 1
         status, body = (
-            (200, EMPTY_LISTING) if self.error is None else (self.error[0], error_xml(self.error[1]))
+            (200, self.body or EMPTY_LISTING)
+            if self.error is None
+            else (self.error[0], error_xml(self.error[1]))
         )
         data = body.encode()
         handler.send_response(status)
