@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import boto3
 import werkzeug.serving
+from botocore.config import Config
 
 from service.settings import ENV_PREFIX
 from service.storage.bucket import cors_rule
@@ -84,6 +85,10 @@ def s3_admin(endpoint: S3Endpoint):  # type: ignore[no-untyped-def]
         aws_access_key_id=endpoint.access_key,
         aws_secret_access_key=endpoint.secret_key,
         region_name=endpoint.region,
+        # As the app's clients: moto 5.2 answers an object assembled from SHA-256 parts with their
+        # composite checksum but without AWS's "-N" suffix, which botocore then takes for the whole
+        # object's and refuses to read.
+        config=Config(response_checksum_validation="when_required"),
     )
 
 

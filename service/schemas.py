@@ -146,15 +146,27 @@ class MultipartRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class MultipartCreated(
-    msgspec.Struct, rename={"upload_id": "uploadId", "part_size": "partSize", "max_bytes": "maxBytes"}
+    msgspec.Struct,
+    rename={
+        "upload_id": "uploadId",
+        "part_size": "partSize",
+        "max_bytes": "maxBytes",
+        "checksum_algorithm": "checksumAlgorithm",
+    },
+    omit_defaults=True,
 ):
-    """Uppy reads the first three; the page also uploads in ``partSize`` parts and stops at ``maxBytes``."""
+    """Uppy reads the first three; the page also uploads in ``partSize`` parts and stops at ``maxBytes``.
+
+    ``checksumAlgorithm`` is ``SHA256`` when the request asked for part checksums: then every
+    part's URL is asked for with ``checksumSha256`` and complete names each part's SHA-256.
+    """
 
     key: str
     upload_id: str
     bucket: str
     part_size: int | None = None
     max_bytes: int | None = None
+    checksum_algorithm: Literal["SHA256"] | None = None
 
 
 class SignedPart(msgspec.Struct):
@@ -166,7 +178,7 @@ class SignedParts(msgspec.Struct, rename="camel"):
     presigned_urls: dict[str, str]
 
 
-_PART_NAMES = {"number": "PartNumber", "etag": "ETag", "size": "Size"}
+_PART_NAMES = {"number": "PartNumber", "etag": "ETag", "size": "Size", "checksum_sha256": "ChecksumSHA256"}
 
 
 class UploadedPart(msgspec.Struct, rename=_PART_NAMES):
@@ -176,8 +188,11 @@ class UploadedPart(msgspec.Struct, rename=_PART_NAMES):
 
 
 class CompletedPart(msgspec.Struct, rename=_PART_NAMES):
+    """One part to assemble; its SHA-256 is required when the upload was created asking for part checksums."""
+
     number: PartNumber
     etag: ETag
+    checksum_sha256: Sha256 | None = None
 
 
 class CompleteRequest(msgspec.Struct):

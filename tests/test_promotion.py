@@ -6,7 +6,9 @@ Against moto unless a store feature is needed; the reusable POST policy runs on 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -500,6 +502,27 @@ class StoreLog(logging.Handler):
             log.setLevel(level)
 
 
+def confirmed_requests(alice: httpx.Client, upload_id: str, bucket: str) -> list[str]:
+    """Confirm, and name each store request it made (until the announcement's last), by method, area and status."""
+    with StoreLog().watching() as log:
+        assert confirm(alice, upload_id).status_code == 200
+        for _ in range(100):  # the announcement is delivered after confirm answers
+            if any(method == "DELETE" and "/outbox/" in path for method, path, _, _ in log.seen):
+                break
+            time.sleep(0.05)
+    kinds = []
+    for method, path, query, status in log.seen:
+        assert path.startswith(f"/{bucket}"), path
+        place = next(
+            (name for name in ("decided", "outbox", "incoming", "library") if f"/{name}/" in path), "bucket"
+        )
+        record = " .parts.json" if path.endswith(keys.PARTS_NAME) else ""
+        kinds.append(
+            f"{method} {place}{record}{' ?list' if 'list-type' in query or 'prefix=' in query else ''} {status}"
+        )
+    return kinds
+
+
 def test_a_confirm_makes_eleven_store_requests_of_which_the_decoder_reads_one(
     env: dict[str, str], receiver: Receiver
 ) -> None:
@@ -510,21 +533,7 @@ def test_a_confirm_makes_eleven_store_requests_of_which_the_decoder_reads_one(
         signed = uppy.params(alice, "take.wav", "audio/wav", len(data))
         assert uppy.post_form(signed.json(), "take.wav", data, "audio/wav").status_code == 201
         upload_id = upload_id_of(signed.json()["fields"]["key"])
-        with StoreLog().watching() as log:
-            assert confirm(alice, upload_id).status_code == 200
-            for _ in range(100):  # the announcement is delivered after confirm answers
-                if any(method == "DELETE" and "/outbox/" in path for method, path, _, _ in log.seen):
-                    break
-                time.sleep(0.05)
-    kinds = []
-    for method, path, query, status in log.seen:
-        assert path.startswith(f"/{bucket}"), path
-        place = next(
-            (name for name in ("decided", "outbox", "incoming", "library") if f"/{name}/" in path), "bucket"
-        )
-        kinds.append(
-            f"{method} {place}{' ?list' if 'list-type' in query or 'prefix=' in query else ''} {status}"
-        )
+        kinds = confirmed_requests(alice, upload_id, bucket)
     assert kinds == [
         "GET decided 404",  # decided already? (a second confirm stops here)
         "GET bucket ?list 200",  # which staging object this id names
@@ -539,6 +548,35 @@ def test_a_confirm_makes_eleven_store_requests_of_which_the_decoder_reads_one(
         "DELETE outbox 204",
     ], kinds
     assert len(deliveries(receiver, upload_id)) == 1
+
+
+def test_part_checksums_cost_a_confirm_one_get_and_one_delete_of_their_record_and_no_second_read(
+    env: dict[str, str], receiver: Receiver
+) -> None:
+    """A multipart upload whose parts declared SHA-256: the record is read after HEAD and deleted with staging;
+    the worker still reads the object once, hashing each part as it decodes."""
+    data = audio_samples.wav(1.0)
+    sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    with signed_in(env) as alice:
+        upload = uppy.Multipart.create(alice, "take.wav", "audio/wav", len(data), checksums=True)
+        assert upload.complete([upload.put_part(1, data, sha)]).status_code == 200
+        kinds = confirmed_requests(alice, upload_id_of(upload.key), env["SOUNDPOST_S3_BUCKET"])
+    assert kinds == [
+        "GET decided 404",
+        "GET bucket ?list 200",
+        "HEAD incoming 200",  # its metadata says the parts declared checksums
+        "GET incoming .parts.json 200",  # what they declared, and each part's size
+        "GET incoming 206",  # the one read: whole-file and per-part SHA-256 together
+        "PUT library 200",
+        "PUT outbox 200",
+        "GET decided 404",
+        "PUT library 200",
+        "DELETE incoming 204",
+        "DELETE incoming .parts.json 204",
+        "PUT decided 200",
+        "DELETE outbox 204",
+    ], kinds
+    assert len(deliveries(receiver, upload_id_of(upload.key))) == 1
 
 
 def test_a_file_replaced_after_its_check_leaves_one_set_of_facts_those_of_what_is_promoted(

@@ -4,6 +4,8 @@ Everything lives under the configured prefix, in four areas:
 
 - ``{prefix}incoming/{user_id}/{upload_id}/{filename}``: staging. The only keys a
   presigned POST or multipart upload is ever signed for; nothing here is trusted.
+  Beside a multipart upload whose parts declared checksums, ``.parts.json``: what
+  they declared (written by the server at completion, never by a browser).
 - ``{prefix}library/{user_id}/{upload_id}/{filename}``: verified uploads. Only the
   server's own CopyObject writes here; no presigned request can. Beside each, the
   server's sidecars, named with a leading ``.`` (which no safe filename has), so
@@ -56,6 +58,8 @@ DECIDED = "decided"
 RECORD_SUFFIX = ".json"
 # The first character of a sidecar's name: never the first of a safe filename.
 SIDECAR_MARK = "."
+# Beside a staging object: the SHA-256 its multipart parts declared (``service.core.checksums``).
+PARTS_NAME = ".parts.json"
 
 
 @functools.lru_cache(maxsize=4096)  # every signed-in request asks; base32 is pure Python (~8 µs)
@@ -134,6 +138,22 @@ def sidecar_key(prefix: str, owner: str, upload_id: str, name: str) -> str:
     """A file the server keeps beside a library upload (its rendition, its facts and peaks)."""
     assert name.startswith(SIDECAR_MARK)
     return f"{upload_prefix(prefix, owner, upload_id, LIBRARY)}{name}"
+
+
+def parts_key(prefix: str, owner: str, upload_id: str) -> str:
+    """Where complete keeps what a multipart upload's parts declared: in the staging folder, expiring with it."""
+    return f"{upload_prefix(prefix, owner, upload_id)}{PARTS_NAME}"
+
+
+def parse_parts_key(prefix: str, key: str) -> ParsedKey | None:
+    """The owner and upload id of a parts record (filename: its name), else None."""
+    head = area_prefix(prefix, STAGING)
+    parts = key[len(head) :].split("/") if key.startswith(head) else []
+    if len(parts) != 3 or parts[2] != PARTS_NAME:
+        return None
+    if not USER_ID.match(parts[0]) or not UPLOAD_ID.match(parts[1]):
+        return None
+    return ParsedKey(parts[0], parts[1], parts[2])
 
 
 def outbox_key(prefix: str, upload_id: str) -> str:

@@ -39,6 +39,8 @@ class Job(msgspec.Struct, forbid_unknown_fields=True):
     cpu_seconds: int = 30
     memory_bytes: int = 1024 * 1024 * 1024
     read_timeout: float = 10.0
+    # The sizes of a multipart upload's parts, in order, when they declared checksums: one SHA-256 each.
+    part_sizes: list[int] | None = None
 
 
 class Peaks(msgspec.Struct):
@@ -71,6 +73,7 @@ class Decoded(msgspec.Struct, tag="decoded"):
     sha256: str  # base64 of the SHA-256 of every byte of the object, read once
     bytes_read: int
     rendition_bytes: int | None = None
+    part_sha256: list[str] | None = None  # base64, one per ``Job.part_sizes``, hashed in the same read
 
 
 class Refused(msgspec.Struct, tag="refused"):

@@ -6,6 +6,8 @@ CreateMultipartUpload cannot be read back before completion; so the limit
 back on every call, with an HMAC over key, S3's id and limit that only this
 service can make. A changed limit, another key or a made-up id fails the check:
 the caller's upload is then "not yours", and no S3 call is needed to know it.
+An upload whose parts declare SHA-256 checksums carries ``s`` after its limit, so
+completion knows, from the id alone, to require one per part.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from service.core.secret import Secret
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PARTS = 10_000
 _MAC_BYTES = 16
+# After the limit: the parts declare SHA-256 checksums (absent in ids made before they could).
+SHA256_PARTS = "s"
 
 
 @dataclass(frozen=True)
 class SealedUpload:
     s3_upload_id: str
     max_bytes: int
+    part_checksums: bool = False
 
     def parts_needed(self, smallest_part: int = MIN_PART_BYTES) -> int:
         """The most parts an upload of at most ``max_bytes`` can have, in parts of at least ``smallest_part``."""
@@ -41,24 +46,25 @@ def _mac_key(secret: str) -> bytes:
     return hmac.new(secret.encode(), b"soundpost multipart upload id", hashlib.sha256).digest()
 
 
-def _mac(secret: Secret, key: str, s3_upload_id: str, max_bytes: int) -> str:
-    message = "\0".join((key, s3_upload_id, str(max_bytes))).encode()
+def _mac(secret: Secret, key: str, s3_upload_id: str, limit: str) -> str:
+    message = "\0".join((key, s3_upload_id, limit)).encode()
     digest = hmac.new(_mac_key(str(secret)), message, hashlib.sha256).digest()[:_MAC_BYTES]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def seal(secret: Secret, key: str, s3_upload_id: str, max_bytes: int) -> str:
-    """``{S3's id}.{max bytes}.{mac}``: S3's ids may hold dots, so it is read from the right."""
-    return f"{s3_upload_id}.{max_bytes}.{_mac(secret, key, s3_upload_id, max_bytes)}"
+def seal(secret: Secret, key: str, s3_upload_id: str, max_bytes: int, part_checksums: bool = False) -> str:
+    """``{S3's id}.{max bytes}[s].{mac}``: S3's ids may hold dots, so it is read from the right."""
+    limit = f"{max_bytes}{SHA256_PARTS if part_checksums else ''}"
+    return f"{s3_upload_id}.{limit}.{_mac(secret, key, s3_upload_id, limit)}"
 
 
 def unseal(secret: Secret, key: str, upload_id: str) -> SealedUpload | None:
     """What ``seal`` sealed for this key, or None for anything this service did not hand out for it."""
     s3_upload_id, _, rest = upload_id.rpartition(".")
     s3_upload_id, _, limit = s3_upload_id.rpartition(".")
-    if not s3_upload_id or not limit.isascii() or not limit.isdigit() or len(limit) > 12:
+    digits = limit.removesuffix(SHA256_PARTS)
+    if not s3_upload_id or not digits.isascii() or not digits.isdigit() or len(digits) > 12:
         return None
-    max_bytes = int(limit)
-    if not hmac.compare_digest(rest.encode(), _mac(secret, key, s3_upload_id, max_bytes).encode()):
+    if not hmac.compare_digest(rest.encode(), _mac(secret, key, s3_upload_id, limit).encode()):
         return None
-    return SealedUpload(s3_upload_id, max_bytes)
+    return SealedUpload(s3_upload_id, int(digits), digits != limit)

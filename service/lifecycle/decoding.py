@@ -43,7 +43,11 @@ def unavailable(reason: str) -> ApiError:
 
 
 async def _run(
-    resources: Resources, facts: ObjectFacts, declared: str, rendition_key: str | None
+    resources: Resources,
+    facts: ObjectFacts,
+    declared: str,
+    rendition_key: str | None,
+    part_sizes: list[int] | None,
 ) -> tuple[int, bytes]:
     """Sign the job's URLs and run it within SOUNDPOST_DECODE_TIMEOUT: (exit status, answer line)."""
     settings, storage = resources["settings"], resources["storage"]
@@ -62,6 +66,7 @@ async def _run(
         cpu_seconds=settings.decode_cpu_seconds,
         memory_bytes=settings.decode_memory_mib * MiB,
         read_timeout=float(settings.s3_read_timeout),
+        part_sizes=part_sizes,
     )
     try:
         async with asyncio.timeout(settings.decode_timeout):
@@ -80,13 +85,20 @@ async def _run(
 
 
 async def decode(
-    resources: Resources, facts: ObjectFacts, declared: str, rendition_key: str | None
+    resources: Resources,
+    facts: ObjectFacts,
+    declared: str,
+    rendition_key: str | None,
+    part_sizes: list[int] | None = None,
 ) -> Answer:
-    """Decode ``facts.key`` (exactly version ``facts.etag``) in a worker within the configured limits."""
+    """Decode ``facts.key`` (exactly version ``facts.etag``) in a worker within the configured limits.
+
+    With ``part_sizes`` the worker also hashes each of those consecutive ranges, in the same read.
+    """
     loop = asyncio.get_running_loop()
     slots = _slots.get(loop) or _slots.setdefault(loop, asyncio.Semaphore(DECODERS))
     async with slots:  # the URLs are signed once a slot is free, so waiting never eats into their lifetime
-        code, out = await _run(resources, facts, declared, rendition_key)
+        code, out = await _run(resources, facts, declared, rendition_key, part_sizes)
     settings = resources["settings"]
     if code == -signal.SIGXCPU:
         return Refused(

@@ -122,13 +122,20 @@ def _upload_id(request: Request) -> str:
     return upload_id
 
 
-async def _one(state: Resources, owner: str, upload_id: str, area: keys.Area) -> str | None:
-    """The caller's object of this id in one area: one LIST of at most one key."""
+async def _folder(state: Resources, owner: str, upload_id: str, area: keys.Area) -> list[str]:
+    """Every key in the caller's folder of this id in one area (the upload and its sidecars): one LIST."""
     prefix = state["settings"].s3_key_prefix
     found = await state["storage"].list_keys(
         keys.upload_prefix(prefix, owner, upload_id, area), sidecars.FOLDER_OBJECTS
     )
-    return next((k for k in found.keys if keys.parse_area_key(prefix, k, area) is not None), None)
+    return found.keys
+
+
+async def _one(state: Resources, owner: str, upload_id: str, area: keys.Area) -> str | None:
+    """The caller's object of this id in one area: one LIST of a folder's few keys."""
+    prefix = state["settings"].s3_key_prefix
+    found = await _folder(state, owner, upload_id, area)
+    return next((k for k in found if keys.parse_area_key(prefix, k, area) is not None), None)
 
 
 async def confirm(request: Request) -> Response:
@@ -170,10 +177,11 @@ async def list_uploads(request: Request) -> Response:
     if ask.cursor is None:
         staging = keys.user_prefix(settings.s3_key_prefix, user.user_id, keys.STAGING)
         shown = min(settings.max_pending_uploads, MAX_PENDING_LISTED)
-        waiting = await storage.list_objects(staging, shown)
+        # Twice as many: a multipart upload's parts record lies beside it (and is no upload).
+        waiting = await storage.list_objects(staging, 2 * shown)
         ids = {u.id for u in verified}
         candidates = (describe(o, keys.STAGING, settings.s3_key_prefix) for o in waiting.objects)
-        pending = [u for u in candidates if u is not None and u.id not in ids]
+        pending = [u for u in candidates if u is not None and u.id not in ids][:shown]
     next_cursor = encode_cursor(last[len(library) :]) if last else None
     return json_response(UploadList(pending + verified, next_cursor))
 
@@ -210,7 +218,8 @@ async def delete(request: Request) -> Response:
         if found is not None and found[0].owner != user.user_id:
             raise _not_found()
         library = await _one(state, user.user_id, upload_id, keys.LIBRARY)
-        staging = await _one(state, user.user_id, upload_id, keys.STAGING)
+        staged = await _folder(state, user.user_id, upload_id, keys.STAGING)
+        staging = next((k for k in staged if keys.parse_key(prefix, k) is not None), None)
         if library is None and staging is None:
             raise _not_found()
         tombstone = encoder.encode(
@@ -231,7 +240,8 @@ async def delete(request: Request) -> Response:
     else:
         raise _pending()
     decided = found[0].upload if found is not None else None
-    for key in {k for k in (library, staging, decided.key if decided else None) if k is not None}:
+    parts = [k for k in staged if keys.parse_parts_key(prefix, k) is not None]
+    for key in {k for k in (library, staging, decided.key if decided else None, *parts) if k is not None}:
         await storage.delete(key)
     await folders.remove_sidecars(storage, prefix, user.user_id, upload_id)
     await storage.put_plain(keys.decided_key(prefix, upload_id), tombstone)

@@ -41,10 +41,17 @@ import msgspec
 
 from service.core import audio_types as audio
 from service.core import keys, sidecars
+from service.core.checksums import PartsRecord, parts_decoder
 from service.core.media_job import REFUSALS, RENDITION_TYPE, Changed, Decoded, Refused
 from service.errors import ApiError
 from service.lifecycle import decoding, folders
-from service.lifecycle.integrity import digest_refusal, size_refusal
+from service.lifecycle.integrity import (
+    declares_part_checksums,
+    digest_refusal,
+    part_digests_refusal,
+    parts_refusal,
+    size_refusal,
+)
 from service.limits.reservations import Amount, Verdict
 from service.observability import UPLOADS_CONFIRMED
 from service.resources import Resources
@@ -117,6 +124,7 @@ class Decision(msgspec.Struct):
     upload: Upload | None = None  # the library upload, when confirmed
     refusal: Refusal | None = None  # why it was deleted, when rejected
     attempts: int = 0
+    parts_key: str | None = None  # the staging object's parts record, deleted with it
 
     @property
     def confirmed(self) -> bool:
@@ -205,18 +213,26 @@ def _over_quota(settings: Settings, verdict: Verdict) -> Refusal | None:
 
 
 async def _decode(
-    resources: Resources, owner: str, upload_id: str, facts: ObjectFacts, canonical: str
+    resources: Resources,
+    owner: str,
+    upload_id: str,
+    facts: ObjectFacts,
+    canonical: str,
+    parts: PartsRecord | None,
 ) -> Verified | Refusal:
     """Decode in a worker, then take room in the quota; NotFound when the staging object changed under it."""
     settings, storage = resources["settings"], resources["storage"]
     rendition = decoding.rendition_key(resources, owner, upload_id)
-    answer = await decoding.decode(resources, facts, canonical, rendition)
+    sizes = parts.sizes if parts is not None else None
+    answer = await decoding.decode(resources, facts, canonical, rendition, sizes)
     if isinstance(answer, Changed):
         raise NotFound(facts.key)
     refusal = _refused(answer) if isinstance(answer, Refused) else None
     if refusal is None and isinstance(answer, Decoded):
-        # The worker hashed every byte it decoded: the declared checksum is checked without a second read.
+        # The worker hashed every byte it decoded: the declared checksums are checked without a second read.
         mismatch = digest_refusal(facts, answer.sha256, answer.bytes_read)
+        if mismatch is None and parts is not None:
+            mismatch = part_digests_refusal(parts, answer.part_sha256)
         if mismatch is not None:
             refusal = Refusal(422, mismatch.code, mismatch.detail)
     if refusal is None and isinstance(answer, Decoded):
@@ -251,9 +267,30 @@ async def _verify(
     if facts.size == 0:
         return Refusal(422, "not_audio", "The file is empty; the upload was removed.")
     mismatch = size_refusal(facts)  # from HEAD: a PUT upload of another length is not worth decoding
+    parts = None
+    if mismatch is None and declares_part_checksums(facts.metadata):
+        parts = await _declared_parts(resources, owner, upload_id)
+        mismatch = parts_refusal(parts, facts.size)
     if mismatch is not None:
         return Refusal(422, mismatch.code, mismatch.detail)
-    return await _decode(resources, owner, upload_id, facts, canonical)
+    return await _decode(resources, owner, upload_id, facts, canonical, parts)
+
+
+def _parts_key(resources: Resources, owner: str, upload_id: str, facts: ObjectFacts) -> str | None:
+    """Where the staging object's parts record is, when it was created asking for part checksums."""
+    if not declares_part_checksums(facts.metadata):
+        return None
+    return keys.parts_key(resources["settings"].s3_key_prefix, owner, upload_id)
+
+
+async def _declared_parts(resources: Resources, owner: str, upload_id: str) -> PartsRecord | None:
+    """The parts record complete wrote before assembling the object; None when it is gone or unreadable."""
+    key = keys.parts_key(resources["settings"].s3_key_prefix, owner, upload_id)
+    try:
+        record = await resources["storage"].get_record(key)
+        return parts_decoder.decode(record.body)
+    except (NotFound, msgspec.DecodeError):
+        return None
 
 
 # --- records --------------------------------------------------------------------------------
@@ -501,6 +538,8 @@ async def finish(
         await ledger.release(decision.owner, decision.upload_id)
         return Promotion("missing")
     await storage.delete(decision.staging_key)
+    if decision.parts_key is not None:
+        await storage.delete(decision.parts_key)
     if decision.upload is not None:
         UPLOADS_CONFIRMED.inc()
         await ledger.copied(
@@ -543,6 +582,9 @@ async def _settle(
         try:
             facts = await storage.facts(key)
             replaced = facts.etag != decision.source_etag
+            parts = _parts_key(resources, decision.owner, decision.upload_id, facts)
+            if parts is not None:
+                await storage.delete(parts)
         except NotFound:
             pass
         await storage.delete(key)
@@ -551,7 +593,8 @@ async def _settle(
 
 async def _staging_key(resources: Resources, owner: str, upload_id: str) -> str | None:
     prefix = resources["settings"].s3_key_prefix
-    found = await resources["storage"].list_keys(keys.upload_prefix(prefix, owner, upload_id), 1)
+    # Two: a parts record (``.parts.json``) sorts before the staging object it describes.
+    found = await resources["storage"].list_keys(keys.upload_prefix(prefix, owner, upload_id), 2)
     return next((k for k in found.keys if keys.parse_key(prefix, k) is not None), None)
 
 
@@ -580,8 +623,11 @@ async def _round(
         facts = await storage.facts(key)
     except NotFound:
         return await _gone(resources, upload_id)
+    parts_key = _parts_key(resources, owner, upload_id, facts)
     if keys.upload_time(upload_id) + settings.staging_lifetime < time.time():
         await storage.delete(key)  # past its lifetime: a leftover, not an upload to announce now
+        if parts_key is not None:
+            await storage.delete(parts_key)
         return Promotion("missing")
     parsed = keys.parse_key(settings.s3_key_prefix, key)
     assert parsed is not None
@@ -604,6 +650,7 @@ async def _round(
         lease_until=time.time() + lease_seconds(resources, facts.size),
         upload=upload,
         refusal=refusal,
+        parts_key=parts_key,
     )
     outbox = keys.outbox_key(settings.s3_key_prefix, upload_id)
     try:

@@ -93,8 +93,12 @@ async def _staging(resources: Resources, report: SweepReport) -> None:
     now = time.time()
     for item in await _objects(resources, keys.area_prefix(settings.s3_key_prefix, keys.STAGING)):
         parsed = keys.parse_key(settings.s3_key_prefix, item.key)
+        record = keys.parse_parts_key(settings.s3_key_prefix, item.key)
         age = now - item.last_modified.timestamp()
-        too_old = parsed is not None and keys.upload_time(parsed.upload_id) + settings.staging_lifetime < now
+        named = parsed or record
+        too_old = named is not None and keys.upload_time(named.upload_id) + settings.staging_lifetime < now
+        if record is not None and not too_old and age <= settings.staging_lifetime:
+            continue  # a parts record: promotion deletes it with its staging object
         if parsed is None or too_old or age > settings.staging_lifetime:
             await storage.delete(item.key)  # not ours to keep: a stray key, or past its lifetime
             report.expired += 1

@@ -248,4 +248,5 @@ def decode(job: Job, source: RemoteObject) -> Decoded:
         sha256=source.digest(),
         bytes_read=source.hashed,
         rendition_bytes=rendition_bytes,
+        part_sha256=source.part_digests(),
     )

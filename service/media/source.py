@@ -3,7 +3,8 @@
 The worker never holds the whole object: reads stream from one HTTP response,
 a seek far away opens a ranged one, and the SHA-256 covers the object's bytes
 in order, so a demuxer that reads straight through (every format but an MP4
-with its index at the end) reads each byte once.
+with its index at the end) reads each byte once. Given a multipart upload's part
+sizes, the same in-order bytes also feed one SHA-256 per part.
 """
 
 from __future__ import annotations
@@ -26,10 +27,45 @@ class SourceChanged(Exception):
     """The object is gone, or is not the version that was checked (If-Match failed)."""
 
 
+class PartDigests:
+    """One SHA-256 per consecutive range of the given sizes, fed the object's bytes in order."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self._left = list(sizes)  # bytes each part still expects
+        self._done: list[str] = []
+        self._current = hashlib.sha256()
+
+    def update(self, data: bytes | memoryview) -> None:
+        """Hash ``data``, the bytes that follow the ones hashed so far, split where parts end."""
+        view = memoryview(data)
+        while view:
+            self._close_finished()
+            if not self._left:
+                return  # bytes past the declared parts: the sizes' sum is checked against the object's
+            take = min(self._left[0], len(view))
+            self._current.update(view[:take])
+            self._left[0] -= take
+            view = view[take:]
+        self._close_finished()
+
+    def _close_finished(self) -> None:
+        while self._left and self._left[0] == 0:
+            self._done.append(base64.b64encode(self._current.digest()).decode())
+            self._current = hashlib.sha256()
+            self._left.pop(0)
+
+    def digests(self) -> list[str]:
+        """The finished parts' digests (all of them, once every byte was fed)."""
+        self._close_finished()
+        return list(self._done)
+
+
 class RemoteObject(io.RawIOBase):
     """A read-only, seekable view of one object version behind a presigned GET URL."""
 
-    def __init__(self, url: str, size: int, etag: str, timeout: float) -> None:
+    def __init__(
+        self, url: str, size: int, etag: str, timeout: float, part_sizes: list[int] | None = None
+    ) -> None:
         super().__init__()
         self.url, self.size, self.etag, self.timeout = url, size, etag, timeout
         self.pos = 0
@@ -38,6 +74,7 @@ class RemoteObject(io.RawIOBase):
         self._body_pos = 0  # where the open response would read next
         self._digest = hashlib.sha256()
         self.hashed = 0  # the digest covers bytes [0, hashed)
+        self.parts = PartDigests(part_sizes) if part_sizes is not None else None
         self.head = b""
 
     def readable(self) -> bool:
@@ -74,7 +111,10 @@ class RemoteObject(io.RawIOBase):
         if start == len(self.head) < HEAD_BYTES:
             self.head += data[: HEAD_BYTES - start]
         if start <= self.hashed < end:
-            self._digest.update(data[self.hashed - start :])
+            fresh = memoryview(data)[self.hashed - start :]
+            self._digest.update(fresh)
+            if self.parts is not None:
+                self.parts.update(fresh)
             self.hashed = end
         self.bytes_read += len(data)
 
@@ -124,6 +164,10 @@ class RemoteObject(io.RawIOBase):
             while self.pos < self.size:
                 self.read(CHUNK)
         return base64.b64encode(self._digest.digest()).decode()
+
+    def part_digests(self) -> list[str] | None:
+        """Base64 SHA-256 of each part given, after ``digest()`` read every byte; None when none were given."""
+        return None if self.parts is None else self.parts.digests()
 
     def close(self) -> None:
         self._close_body()

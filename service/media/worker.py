@@ -33,7 +33,7 @@ def run(job: Job) -> tuple[int, bytes]:
     from service.media.decode import Refusal, decode
     from service.media.source import RemoteObject, SourceChanged
 
-    source = RemoteObject(job.source_url, job.size, job.etag, job.read_timeout)
+    source = RemoteObject(job.source_url, job.size, job.etag, job.read_timeout, job.part_sizes)
     try:
         answer: object = decode(job, source)
     except Refusal as refusal:

@@ -143,7 +143,8 @@ async function keepFile(file, contentType, created, warn) {
   try {
     await store.saveUpload({
       uploadId: created.uploadId, key: created.key, userId: me.userId, kind: "file", filename: file.name,
-      contentType, size: file.size, partSize: created.partSize, startedAt: Date.now(), file,
+      contentType, size: file.size, partSize: created.partSize, checksumAlgorithm: created.checksumAlgorithm,
+      startedAt: Date.now(), file,
     });
     return true;
   } catch (error) {

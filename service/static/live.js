@@ -1,11 +1,13 @@
 // A recording uploaded while it is made: MediaRecorder's chunks go into a multipart upload one part at a
 // time, and every chunk not yet in a part S3 holds is kept in IndexedDB, so a reload or a crash loses
-// at most the last second. finishStored() completes such a recording on a later visit.
+// at most the last second. finishStored() completes such a recording on a later visit. Each part's
+// SHA-256 is kept in its planned record, so a resumed upload completes with every part's checksum,
+// those of parts S3 took before the reload included.
 
 import { api, ApiError } from "./api.js";
 import * as store from "./store.js";
 import {
-  abortMultipart, completeMultipart, createMultipart, listParts, multipart, putPartWithRetries,
+  abortMultipart, completeMultipart, createMultipart, listParts, multipart, partChecksum, putPartWithRetries,
 } from "./transfer.js";
 
 // Stop this many chunks short of the largest upload, so the chunk Stop delivers still fits.
@@ -31,9 +33,9 @@ async function partsInStorage(mp) {
 // Complete the upload and confirm it. Once S3 has assembled it, nothing is kept here any more (the
 // object exists even if confirming fails); a refusal (too large, not audio...) also ends it, so the
 // error is marked final: there is nothing left to finish.
-async function completeAndConfirm(record, mp, etags) {
+async function completeAndConfirm(record, mp, sent) {
   try {
-    await completeMultipart(mp, etags);
+    await completeMultipart(mp, sent);
   } catch (error) {
     if (error instanceof ApiError && [400, 413, 422].includes(error.status)) {
       await store.forget(record.uploadId).catch(() => {});
@@ -56,7 +58,8 @@ export class LiveUpload {
     const created = await createMultipart(filename, contentType, null);
     const record = {
       uploadId: created.uploadId, key: created.key, userId, kind: "recording", filename, contentType,
-      partSize: created.partSize, maxBytes: created.maxBytes, startedAt: Date.now(), durationMs: 0,
+      partSize: created.partSize, maxBytes: created.maxBytes, checksumAlgorithm: created.checksumAlgorithm,
+      startedAt: Date.now(), durationMs: 0,
       bytes: 0, nextSeq: 0, parts: [],
     };
     const live = new LiveUpload(record, hooks);
@@ -72,7 +75,7 @@ export class LiveUpload {
   constructor(record, hooks) {
     this.record = record;
     this.hooks = hooks;
-    this.mp = multipart(record.uploadId, record.key);
+    this.mp = multipart(record.uploadId, record.key, record.checksumAlgorithm);
     this.pending = [];           // chunks not yet cut into a part: { seq, data }
     this.blobs = new Map();      // part number -> its bytes, until S3 has them
     this.sending = new Map();    // part number -> promise of its upload
@@ -127,15 +130,17 @@ export class LiveUpload {
     }
   }
 
-  // The pending chunks become the next part, planned in the record before it is sent.
+  // The pending chunks become the next part, planned in the record (with its SHA-256) before it is sent.
   async cut() {
     const chunks = this.pending.splice(0);
     const part = {
       number: this.record.parts.length + 1, from: chunks[0].seq, to: chunks.at(-1).seq,
-      size: sum(chunks, (c) => c.data.size), etag: null,
+      size: sum(chunks, (c) => c.data.size), etag: null, checksum: null,
     };
     this.record.parts.push(part);
-    this.blobs.set(part.number, new Blob(chunks.map((c) => c.data), { type: this.record.contentType }));
+    const blob = new Blob(chunks.map((c) => c.data), { type: this.record.contentType });
+    this.blobs.set(part.number, blob);
+    part.checksum = await partChecksum(this.mp, blob);
     await this.persist();
     this.send(part);
   }
@@ -151,8 +156,8 @@ export class LiveUpload {
   send(part) {
     const signal = new AbortController().signal;
     const sending = putPartWithRetries(this.mp, part.number, this.blobs.get(part.number), {
-      signal, onProgress: (bytes) => { this.inFlight.set(part.number, bytes); this.report(); },
-    }).then(async (etag) => {
+      signal, checksum: part.checksum, onProgress: (bytes) => { this.inFlight.set(part.number, bytes); this.report(); },
+    }).then(async ({ etag }) => {
       part.etag = etag;
       this.blobs.delete(part.number);
       await this.persist();
@@ -181,7 +186,7 @@ export class LiveUpload {
       const refusal = again.find((r) => r.status === "rejected") ?? settled.find((r) => r.status === "rejected");
       if (refusal) throw refusal.reason;
     }
-    return completeAndConfirm(this.record, this.mp, this.record.parts.map((p) => [p.number, p.etag]));
+    return completeAndConfirm(this.record, this.mp, this.record.parts.map((p) => [p.number, p]));
   }
 
   async discard() {
@@ -202,26 +207,25 @@ function trailing(chunks, from) {
 
 // Finish a recording a reload interrupted: send only the parts S3 lacks, add the rest, complete.
 export async function finishStored(record, { onProgress }) {
-  const mp = multipart(record.uploadId, record.key);
+  const mp = multipart(record.uploadId, record.key, record.checksumAlgorithm);
   const have = await partsInStorage(mp);
   const chunks = await store.chunksOf(record.uploadId);
-  const etags = new Map();
+  const sent = new Map();   // part number -> { etag, checksum }
   let stored = 0;
   const total = record.bytes;
   const progress = (extra = 0) => onProgress({ recorded: total, stored: Math.min(total, stored + extra) });
   progress();
-  const sendBlob = async (number, blob) => {
-    const etag = await putPartWithRetries(mp, number, blob, {
-      signal: new AbortController().signal, onProgress: (bytes) => progress(bytes),
-    });
-    etags.set(number, etag);
+  const sendBlob = async (number, blob, checksum = null) => {
+    sent.set(number, await putPartWithRetries(mp, number, blob, {
+      signal: new AbortController().signal, checksum, onProgress: (bytes) => progress(bytes),
+    }));
     stored += blob.size;
     progress();
   };
   for (const part of record.parts) {
     const there = have.get(part.number);
     if (there && there.Size === part.size) {
-      etags.set(part.number, there.ETag);
+      sent.set(part.number, { etag: there.ETag, checksum: part.checksum ?? null });  // its chunks are gone
       stored += part.size;
       continue;
     }
@@ -229,15 +233,15 @@ export async function finishStored(record, { onProgress }) {
     if (sum(its, (c) => c.data.size) !== part.size) {
       throw new Error(`Part ${part.number} of this recording is neither in storage nor on this device.`);
     }
-    await sendBlob(part.number, new Blob(its.map((c) => c.data), { type: record.contentType }));
+    await sendBlob(part.number, new Blob(its.map((c) => c.data), { type: record.contentType }), part.checksum);
   }
   const next = record.parts.length ? record.parts.at(-1).to + 1 : 0;
   const rest = trailing(chunks.filter((c) => c.seq >= next), next);
   if (rest.length) {
     await sendBlob(record.parts.length + 1, new Blob(rest.map((c) => c.data), { type: record.contentType }));
   }
-  if (!etags.size) throw new Error("Nothing of this recording was kept, so there is nothing to finish.");
-  return completeAndConfirm(record, mp, etags);
+  if (!sent.size) throw new Error("Nothing of this recording was kept, so there is nothing to finish.");
+  return completeAndConfirm(record, mp, sent);
 }
 
 // Drop an unfinished upload: abort it at S3 (already gone is fine), then forget it here.

@@ -90,16 +90,30 @@ async function uploadByPost(file, contentType, { signal, onProgress }) {
 
 // ---- multipart primitives, shared with live recordings (live.js) ----------------------------
 
-// Where one multipart upload's routes are; every route needs the key the server gave.
-export function multipart(uploadId, key) {
-  return { base: `s3/multipart/${encodeURIComponent(uploadId)}`, query: `key=${encodeURIComponent(key)}` };
+// Where one multipart upload's routes are; every route needs the key the server gave. `checksumAlgorithm`
+// is what the upload was created with: "SHA256" means every part is sent and completed with its SHA-256.
+export function multipart(uploadId, key, checksumAlgorithm = null) {
+  return {
+    base: `s3/multipart/${encodeURIComponent(uploadId)}`, query: `key=${encodeURIComponent(key)}`,
+    checksums: checksumAlgorithm === "SHA256",
+  };
 }
 
-// Start a multipart upload. The answer says the part size and the largest upload the server allows.
+// Start a multipart upload, asking for SHA-256 part checksums where WebCrypto can compute them. The
+// answer says the part size, the largest upload the server allows, and whether it took the checksums.
 export async function createMultipart(filename, contentType, size, signal) {
   const metadata = size == null ? {} : { size: String(size) };
+  if (globalThis.crypto?.subtle) metadata.checksumAlgorithm = "SHA256";
   const created = await api("s3/multipart", { method: "POST", signal, json: { filename, type: contentType, metadata } });
-  return { ...created, partSize: created.partSize ?? PART_SIZE, maxBytes: created.maxBytes ?? null };
+  return {
+    ...created, partSize: created.partSize ?? PART_SIZE, maxBytes: created.maxBytes ?? null,
+    checksumAlgorithm: created.checksumAlgorithm ?? null,
+  };
+}
+
+// A part's SHA-256 (base64) when its upload checks them, else null. Parts are ~5 MiB: read whole.
+export function partChecksum(mp, blob) {
+  return mp.checksums ? sha256Base64(blob) : Promise.resolve(null);
 }
 
 // The parts S3 has: [{ PartNumber, ETag, Size }].
@@ -107,14 +121,18 @@ export function listParts(mp, signal) {
   return api(`${mp.base}?${mp.query}`, { signal });
 }
 
-// Sign and PUT one part; resolves to its ETag. Network drops are retried by the caller.
-export async function putPart(mp, n, blob, { signal, onProgress = () => {} }) {
-  const { url } = await api(`${mp.base}/${n}?${mp.query}`, { signal });
-  const xhr = await send("PUT", url, blob, { signal, onProgress: (f) => onProgress(f * blob.size) });
+// Sign and PUT one part, with its SHA-256 signed and sent when the upload checks them (`checksum`, if
+// already known, else computed); resolves to { etag, checksum }. Network drops are retried by the caller.
+export async function putPart(mp, n, blob, { signal, onProgress = () => {}, checksum = null }) {
+  const sha256 = checksum ?? await partChecksum(mp, blob);
+  const pinned = sha256 ? `&checksumSha256=${encodeURIComponent(sha256)}` : "";
+  const { url } = await api(`${mp.base}/${n}?${mp.query}${pinned}`, { signal });
+  const headers = sha256 ? { "x-amz-checksum-sha256": sha256 } : {};
+  const xhr = await send("PUT", url, blob, { signal, headers, onProgress: (f) => onProgress(f * blob.size) });
   if (xhr.status !== 200) throw storageRefused(xhr);
   const etag = xhr.getResponseHeader("ETag");
   if (!etag) throw new Error("Storage hid the part's ETag: the bucket's CORS rule must expose ETag.");
-  return etag;
+  return { etag, checksum: sha256 };
 }
 
 // A part, tried again after each network drop (up to ATTEMPTS times).
@@ -122,9 +140,11 @@ export function putPartWithRetries(mp, n, blob, options) {
   return withRetries(() => putPart(mp, n, blob, options), options.signal);
 }
 
-// Assemble the parts (a map or list of [number, ETag]) into the object.
-export function completeMultipart(mp, etags, signal) {
-  const parts = [...etags].sort(([a], [b]) => a - b).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
+// Assemble the parts (a map or list of [number, { etag, checksum }]) into the object, each with its
+// SHA-256 where it has one.
+export function completeMultipart(mp, sent, signal) {
+  const parts = [...sent].sort(([a], [b]) => a - b).map(([PartNumber, { etag, checksum }]) => (
+    checksum ? { PartNumber, ETag: etag, ChecksumSHA256: checksum } : { PartNumber, ETag: etag }));
   return withRetries(() => api(`${mp.base}/complete?${mp.query}`, { method: "POST", signal, json: { parts } })
     .catch((e) => { throw e instanceof TypeError ? new NetworkError(e.message) : e; }), signal);
 }
@@ -140,10 +160,11 @@ async function uploadByParts(file, contentType, { signal, onProgress, resumeFrom
   const created = resumeFrom ?? await createMultipart(file.name, contentType, file.size, signal);
   const { key, uploadId, partSize } = created;
   if (!resumeFrom) await onCreated?.(created);
-  const mp = multipart(uploadId, key);
+  const mp = multipart(uploadId, key, created.checksumAlgorithm);
   const count = Math.max(1, Math.ceil(file.size / partSize));
   const sizeOf = (n) => Math.min(partSize, file.size - (n - 1) * partSize);
-  const etags = new Map();   // part number -> ETag, for parts S3 has
+  const sliceOf = (n) => file.slice((n - 1) * partSize, (n - 1) * partSize + sizeOf(n));
+  const etags = new Map();   // part number -> { etag, checksum }, for parts S3 has
   const sent = new Map();    // part number -> bytes sent so far
   const report = () => onProgress([...sent.values()].reduce((a, b) => a + b, 0));
 
@@ -151,8 +172,10 @@ async function uploadByParts(file, contentType, { signal, onProgress, resumeFrom
   let resync = null;
   const resume = () => (resync ??= (async () => {
     for (const part of await listParts(mp, signal)) {
-      if (part.Size === sizeOf(part.PartNumber)) {
-        etags.set(part.PartNumber, part.ETag);
+      if (part.Size === sizeOf(part.PartNumber) && !etags.has(part.PartNumber)) {
+        // A part sent before a reload: its checksum is of the file's bytes, so promotion still checks it.
+        const checksum = await partChecksum(mp, sliceOf(part.PartNumber));
+        etags.set(part.PartNumber, { etag: part.ETag, checksum });
         sent.set(part.PartNumber, part.Size);
       }
     }
@@ -163,9 +186,9 @@ async function uploadByParts(file, contentType, { signal, onProgress, resumeFrom
     await withRetries(async (attempt) => {
       if (attempt > 0) await resume();
       if (etags.has(n)) return;
-      const blob = file.slice((n - 1) * partSize, (n - 1) * partSize + sizeOf(n));
-      const etag = await putPart(mp, n, blob, { signal, onProgress: (bytes) => { sent.set(n, bytes); report(); } });
-      etags.set(n, etag);
+      const blob = sliceOf(n);
+      const part = await putPart(mp, n, blob, { signal, onProgress: (bytes) => { sent.set(n, bytes); report(); } });
+      etags.set(n, part);
       sent.set(n, blob.size);
       report();
     }, signal);

@@ -32,7 +32,7 @@ from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from service.core.checksums import declared_metadata
+from service.core.checksums import PART_CHECKSUMS_METADATA, PART_CHECKSUMS_SHA256, declared_metadata
 from service.core.post_policy import PostTarget, sign_post, signing_moment
 from service.settings import Settings
 from service.storage import listing
@@ -54,6 +54,7 @@ if (
 ):  # the stub package types aiobotocore's S3 client; at run time the client is built by aioboto3
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.type_defs import (
+        CompletedPartTypeDef,
         ListMultipartUploadsRequestTypeDef,
         ListObjectsV2RequestTypeDef,
         PutObjectRequestTypeDef,
@@ -96,6 +97,15 @@ class Part:
     number: int
     etag: str
     size: int
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """A part to assemble: its number, the ETag it was uploaded with, and its declared SHA-256, if any."""
+
+    number: int
+    etag: str
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -437,11 +447,25 @@ class Storage:
 
     # --- multipart uploads --------------------------------------------------
 
-    async def create_multipart(self, key: str, content_type: str) -> str:
+    async def create_multipart(self, key: str, content_type: str, part_checksums: bool = False) -> str:
+        """Start a multipart upload; with ``part_checksums`` its parts carry SHA-256 checksums.
+
+        S3 wants the algorithm named at creation for part checksums to be accepted at
+        completion; the metadata tells promotion to look for the parts record.
+        """
         with translated(self.bucket):
-            created = await self.s3.create_multipart_upload(
-                Bucket=self.settings.s3_bucket, Key=key, ContentType=content_type
-            )
+            if part_checksums:
+                created = await self.s3.create_multipart_upload(
+                    Bucket=self.settings.s3_bucket,
+                    Key=key,
+                    ContentType=content_type,
+                    ChecksumAlgorithm="SHA256",
+                    Metadata={PART_CHECKSUMS_METADATA: PART_CHECKSUMS_SHA256},
+                )
+            else:
+                created = await self.s3.create_multipart_upload(
+                    Bucket=self.settings.s3_bucket, Key=key, ContentType=content_type
+                )
         return str(created["UploadId"])
 
     async def presign_part(
@@ -467,14 +491,20 @@ class Storage:
                 return parts
             marker = int(page["NextPartNumberMarker"])
 
-    async def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str:
-        """Assemble the parts; returns the object's location."""
+    async def complete_multipart(self, key: str, upload_id: str, parts: list[Chosen]) -> str:
+        """Assemble the parts, naming each part's SHA-256 where it has one; returns the object's location."""
+        listed: list[CompletedPartTypeDef] = []
+        for part in parts:
+            item: CompletedPartTypeDef = {"PartNumber": part.number, "ETag": part.etag}
+            if part.sha256 is not None:
+                item["ChecksumSHA256"] = part.sha256
+            listed.append(item)
         try:
             done = await self.s3.complete_multipart_upload(
                 Bucket=self.settings.s3_bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
+                MultipartUpload={"Parts": listed},
             )
         except ClientError as exc:
             code, status = error_code(exc)

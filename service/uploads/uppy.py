@@ -8,6 +8,11 @@ Companion, every route needs a signed-in user, new keys follow the same rules as
 checks that the key is the caller's and that the upload id was sealed for that key
 at creation (``service.core.upload_tokens``: S3's id and the upload's byte limit, which
 completion enforces). Part signatures are budgeted per upload and per user.
+
+A client may ask for SHA-256 part checksums at creation (``metadata.checksumAlgorithm:
+"SHA256"``, which stock Uppy never sends): then every part must name its SHA-256 at
+completion, which keeps them beside the staging object (``.parts.json``) for promotion to
+check while it decodes, whether or not the store checked them itself.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.core import budgets, keys, upload_tokens
+from service.core.checksums import DeclaredPart, PartsRecord, parts_encoder
 from service.errors import ApiError
 from service.http.api import Spec
 from service.http.authentication import require_user
@@ -48,7 +54,7 @@ from service.schemas import (
     multipart_request_decoder,
 )
 from service.settings import Settings
-from service.storage.client import Part, Storage
+from service.storage.client import Chosen, Part, Storage
 from service.storage.errors import NotFound, PartsRejected
 from service.uploads.presign import FieldPaths, new_upload, required_size
 
@@ -67,6 +73,15 @@ PART_DIGITS = re.compile(r"[0-9]{1,5}")
 def _context(request: Request) -> tuple[Settings, Storage]:
     state = resources(request)
     return state["settings"], state["storage"]
+
+
+def _part_checksums(value: object, path: str) -> bool:
+    """Whether the client asks for SHA-256 part checksums: ``SHA256``, or nothing (stock Uppy) for none."""
+    if value is None or value == "":
+        return False
+    if value != "SHA256":
+        raise ApiError(422, "validation_error", 'The only part checksum algorithm is "SHA256".', path)
+    return True
 
 
 def _declared_size(value: object, path: str) -> int | None:
@@ -110,6 +125,7 @@ async def create_multipart(request: Request) -> Response:
     settings, storage = _context(request)
     ask = decode_json(multipart_request_decoder, await read_json_body(request))
     size = _declared_size(ask.metadata.get("size"), "$.metadata.size")
+    checksums = _part_checksums(ask.metadata.get("checksumAlgorithm"), "$.metadata.checksumAlgorithm")
     upload = new_upload(
         settings,
         user,
@@ -119,12 +135,19 @@ async def create_multipart(request: Request) -> Response:
         FieldPaths(content_type="$.type", size="$.metadata.size"),
     )
     await resources(request)["reservations"].admit(user.user_id, upload.upload_id, size, "$.metadata.size")
-    s3_upload_id = await storage.create_multipart(upload.key, upload.content_type)
+    s3_upload_id = await storage.create_multipart(upload.key, upload.content_type, checksums)
     PRESIGNED["multipart"].inc()
-    upload_id = upload_tokens.seal(settings.session_secret, upload.key, s3_upload_id, upload.max_bytes)
+    upload_id = upload_tokens.seal(
+        settings.session_secret, upload.key, s3_upload_id, upload.max_bytes, checksums
+    )
     return json_response(
         MultipartCreated(
-            upload.key, upload_id, settings.s3_bucket, settings.multipart_part_bytes, upload.max_bytes
+            upload.key,
+            upload_id,
+            settings.s3_bucket,
+            settings.multipart_part_bytes,
+            upload.max_bytes,
+            "SHA256" if checksums else None,
         )
     )
 
@@ -138,6 +161,8 @@ class OwnedUpload:
     key: str
     s3_upload_id: str
     sealed: upload_tokens.SealedUpload
+    owner: str
+    staging_id: str  # the upload id in the key (not the multipart upload id)
 
 
 def _owned_upload(request: Request) -> OwnedUpload:
@@ -155,7 +180,7 @@ def _owned_upload(request: Request) -> OwnedUpload:
     sealed = upload_tokens.unseal(settings.session_secret, key, upload_id)
     if sealed is None:
         raise ApiError(403, "forbidden", NOT_YOURS, "uploadId")
-    return OwnedUpload(settings, storage, key, sealed.s3_upload_id, sealed)
+    return OwnedUpload(settings, storage, key, sealed.s3_upload_id, sealed, parsed.owner, parsed.upload_id)
 
 
 async def _spend_signatures(request: Request, upload: OwnedUpload, numbers: list[int], path: str) -> None:
@@ -233,10 +258,14 @@ async def complete(request: Request) -> Response:
     id at creation (the declared size, else the configured maximum) and the
     configured maximum now; an oversized upload is aborted and nothing is stored.
     Each part is pinned by its ETag, so a part replaced after this check fails to assemble.
+    An upload created with part checksums keeps what its parts declared before S3 assembles
+    them, so no promotion can meet the object without the declaration.
     """
     upload = _owned_upload(request)
     settings, storage, key = upload.settings, upload.storage, upload.key
     ask = decode_json(complete_request_decoder, await read_json_body(request, MAX_COMPLETE_BODY))
+    if upload.sealed.part_checksums:
+        _require_checksums(ask)
     try:
         uploaded = {p.number: p for p in await storage.list_parts(key, upload.s3_upload_id)}
     except NotFound:
@@ -252,15 +281,32 @@ async def complete(request: Request) -> Response:
             f"The parts add up to {total} bytes, over this upload's limit of {limit} bytes "
             "(its declared size, or the configured maximum); the upload was discarded.",
         )
+    declared = {p.number: p.checksum_sha256 for p in ask.parts} if upload.sealed.part_checksums else {}
+    if declared:
+        record = PartsRecord([DeclaredPart(p.number, p.size, declared[p.number] or "") for p in chosen])
+        parts_key = keys.parts_key(settings.s3_key_prefix, upload.owner, upload.staging_id)
+        await storage.put_plain(parts_key, parts_encoder.encode(record))
     try:
         location = await storage.complete_multipart(
-            key, upload.s3_upload_id, [(p.number, p.etag) for p in chosen]
+            key, upload.s3_upload_id, [Chosen(p.number, p.etag, declared.get(p.number)) for p in chosen]
         )
     except PartsRejected as exc:
         raise ApiError(400, "invalid_part", f"Storage refused the parts ({exc}).", "$.parts") from None
     except NotFound:
         raise ApiError(403, "forbidden", NOT_YOURS) from None
     return json_response(Completed(location, key, settings.s3_bucket))
+
+
+def _require_checksums(ask: CompleteRequest) -> None:
+    """An upload created asking for part checksums names one for every part it assembles."""
+    for index, part in enumerate(ask.parts):
+        if part.checksum_sha256 is None:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"This upload was created with SHA-256 part checksums: part {part.number} needs its own.",
+                f"$.parts[{index}].ChecksumSHA256",
+            )
 
 
 def _chosen_parts(ask: CompleteRequest, uploaded: dict[int, Part]) -> list[Part]:
@@ -350,7 +396,7 @@ PARTS = Spec(
     tag="uppy",
 )
 COMPLETE = Spec(
-    "Assemble the parts, if their total size is allowed.",
+    "Assemble the parts, if their total size is allowed (with each part's SHA-256, if created asking for them).",
     response=Completed,
     path=MultipartPath,
     query=KeyQuery,

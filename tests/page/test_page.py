@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 from service import devstack
 from tests.support.audio_samples import tone, tone_larger_than
-from tests.support.page import UPLOAD_WAIT, MiB, expect, listed, transfer, wait_playable
+from tests.support.page import UPLOAD_WAIT, MiB, PartChecksums, expect, listed, transfer, wait_playable
 
 
 def drop(page: Any, name: str, data: bytes, content_type: str) -> None:
@@ -28,6 +29,10 @@ def drop(page: Any, name: str, data: bytes, content_type: str) -> None:
 
 def pick(page: Any, name: str, data: bytes, content_type: str) -> None:
     page.locator("#file").set_input_files({"name": name, "mimeType": content_type, "buffer": data})
+
+
+def sha256_of(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def test_signed_out_page_offers_one_sign_in_button_per_provider(page: Any) -> None:
@@ -152,23 +157,23 @@ def test_an_upload_that_races_the_first_listing_is_listed_once(page: Any) -> Non
 
 
 def test_a_large_file_goes_up_in_several_parts(alice: Any, stored: Any, tmp_path: Path) -> None:
-    """A file above the threshold is sent as multipart: one PUT per 5 MiB part, then completed and confirmed."""
+    """A file above the threshold is sent as multipart: one PUT per 5 MiB part, then completed and confirmed.
+
+    Every part's SHA-256 goes with it: in the request for its URL, as its PUT's header, and at complete.
+    """
     audio = tone_larger_than(11 * MiB)
     path = tmp_path / "long.wav"
     path.write_bytes(audio)
-    parts: set[str] = set()
-
-    def record_part(request: Any) -> None:
-        found = re.search(r"partNumber=(\d+)", request.url)
-        if request.method == "PUT" and found:
-            parts.add(found.group(1))
-
-    alice.on("request", record_part)
+    checksums = PartChecksums(alice)
     alice.locator("#file").set_input_files(path)
     row = transfer(alice, "long.wav")
     expect(row).to_have_attribute("data-state", "done", timeout=UPLOAD_WAIT)
     expect(row.locator(".percent")).to_have_text("100%")
-    assert parts == {"1", "2", "3"}
+    slices = [audio[i : i + 5 * MiB] for i in range(0, len(audio), 5 * MiB)]
+    expected = {n: sha256_of(part) for n, part in enumerate(slices, start=1)}
+    assert len(expected) == 3
+    assert checksums.signed == expected and checksums.sent == expected
+    assert checksums.completed_checksums() == expected
     assert stored("long.wav") == audio
     wait_playable(listed(alice, "long.wav"))
 

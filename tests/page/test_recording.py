@@ -18,7 +18,16 @@ import pytest
 from service import devstack
 from service.core import keys
 from tests.support.audio_samples import tone, tone_larger_than
-from tests.support.page import UPLOAD_WAIT, MiB, expect, listed, sign_in, transfer, wait_playable
+from tests.support.page import (
+    UPLOAD_WAIT,
+    MiB,
+    PartChecksums,
+    expect,
+    listed,
+    sign_in,
+    transfer,
+    wait_playable,
+)
 from tests.support.s3 import admin, moto_accepting_parts_of
 
 PART = 24 * 1024  # more than one chunk (about 16 KB), less than two
@@ -195,7 +204,12 @@ def test_a_recording_is_in_storage_part_by_part_before_stop(
 def test_a_reload_mid_recording_offers_it_and_finishing_sends_only_what_s3_lacks(
     alice: Any, s3: devstack.S3Endpoint, bucket: str
 ) -> None:
-    """After a reload the page offers the recording; finishing uploads each missing part once and keeps all audio."""
+    """After a reload the page offers the recording; finishing uploads each missing part once and keeps all audio.
+
+    Every part goes with its SHA-256, and complete names each part's, those S3 took before the reload
+    included (kept in the page's record of the part); promotion confirms they are the bytes' own.
+    """
+    checksums = PartChecksums(alice)
     start_recording(alice)
     upload, _ = parts_in_s3(alice, s3, bucket, at_least=1)
     deadline = time.monotonic() + S3_WAIT
@@ -227,6 +241,15 @@ def test_a_reload_mid_recording_offers_it_and_finishing_sends_only_what_s3_lacks
     assert stored["Size"] == kept["bytes"], "every chunk recorded before the reload is in the object"
     assert abs(decoded_seconds(alice, stored["Key"]) - kept["durationMs"] / 1000) < 1.1
     assert pending_uploads(s3, bucket) == [] and browser_storage(alice) == {"uploads": 0, "chunks": 0}
+    numbers = list(range(1, len(had) + len(sent) + 1))
+    assert (
+        sorted(checksums.signed)
+        == sorted(checksums.sent)
+        == sorted(checksums.completed_checksums())
+        == numbers
+    )
+    assert None not in checksums.sent.values()
+    assert checksums.signed == checksums.sent == checksums.completed_checksums()
 
 
 @pytest.mark.parametrize("site_settings", [{"SOUNDPOST_MULTIPART_PART_BYTES": str(MiB)}], indirect=True)

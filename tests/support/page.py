@@ -8,9 +8,12 @@ imported from here (``site_settings_fixture``, ``chromium_args_fixture``).
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import playwright.sync_api as playwright_api
 import pytest
@@ -138,3 +141,33 @@ def wait_playable(row: Any) -> None:
             audio.addEventListener("error", () => reject(new Error("audio error " + audio.error?.code)), { once: true });
         })"""
     )
+
+
+class PartChecksums:
+    """What the page sends about each multipart part, watched with ``page.on("request")``.
+
+    ``signed``: part number -> the checksumSha256 its URL was asked for with (None: without one);
+    ``sent``: part number -> the x-amz-checksum-sha256 its PUT carried; ``completed``: each complete's parts.
+    """
+
+    SIGN = re.compile(r"/s3/multipart/[^/?]+/(\d+)\?")
+    PUT = re.compile(r"[?&]partNumber=(\d+)")
+
+    def __init__(self, page: Any) -> None:
+        self.signed: dict[int, str | None] = {}
+        self.sent: dict[int, str | None] = {}
+        self.completed: list[list[dict[str, Any]]] = []
+        page.on("request", self.note)
+
+    def note(self, request: Any) -> None:
+        query = parse_qs(urlsplit(request.url).query)
+        if request.method == "GET" and (found := self.SIGN.search(request.url)):
+            self.signed[int(found.group(1))] = query.get("checksumSha256", [None])[0]
+        elif request.method == "PUT" and (found := self.PUT.search(request.url)):
+            self.sent[int(found.group(1))] = request.headers.get("x-amz-checksum-sha256")
+        elif request.method == "POST" and re.search(r"/s3/multipart/[^/?]+/complete\?", request.url):
+            self.completed.append(json.loads(request.post_data)["parts"])
+
+    def completed_checksums(self) -> dict[int, str | None]:
+        """The last complete's parts: number -> the ChecksumSHA256 it named."""
+        return {part["PartNumber"]: part.get("ChecksumSHA256") for part in self.completed[-1]}
