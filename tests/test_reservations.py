@@ -258,7 +258,7 @@ def test_expired_reservations_free_their_room_and_never_pile_up(ledgers: Ledgers
                 clock.now += 1
             if isinstance(one, SharedReservations):
                 fields = await one.redis.hlen(f"soundpost:usage:{owner}")
-                assert fields <= 70, fields  # the live ten, at most 64 lapsed, the account's own fields
+                assert fields <= 30, fields  # the live ten, at most 16 lapsed, the account's own fields
         capped = ledger(quota=3000, pending=3, ttl=10)
         for n in range(3):
             assert await refusal(capped, "carol", f"c{n}", 1000) is None
