@@ -169,9 +169,10 @@ class MultipartCreated(
     checksum_algorithm: Literal["SHA256"] | None = None
 
 
-class SignedPart(msgspec.Struct):
+class SignedPart(msgspec.Struct, omit_defaults=True):
     url: str
     expires: int
+    headers: dict[str, str] | None = None  # what the URL signed besides the part: send each as given
 
 
 class SignedParts(msgspec.Struct, rename="camel"):

@@ -19,6 +19,7 @@ from service.core import keys
 from service.devstack import S3Endpoint
 from tests.conftest import signed_in
 from tests.support import audio_samples
+from tests.support.r2proxy import r2_like
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import object_keys, upload_id_of
 from tests.support.settings import s3_settings
@@ -194,3 +195,28 @@ def test_deleting_a_pending_upload_removes_its_parts_record_too(
     assert [u["id"] for u in alice.get("/api/uploads").json()["uploads"]] == [upload_id]  # one, not two
     assert alice.delete(f"/api/uploads/{upload_id}", headers=same_origin(alice)).status_code == 204
     assert [k for k in object_keys(*store) if f"/{upload_id}/" in k] == []
+
+
+def test_a_store_without_checksums_gets_the_upload_without_them_and_promotion_still_checks_each_part(
+    app_env: dict[str, str], s3: S3Endpoint, bucket: str, receiver: Receiver
+) -> None:
+    """A store that refuses checksum headers (501): created without the algorithm, parts signed without
+    theirs, the store never told; the declaration is kept, so a forged part is still refused at confirm."""
+    with r2_like(s3, refuse_checksums=True) as front:
+        env = webhook_env({**app_env, **s3_settings(front, bucket)}, receiver.url)
+        with signed_in(env) as alice:
+            good = Multipart.create(alice, "take.wav", "audio/wav", len(AUDIO), checksums=True)
+            assert good.upload_id.rsplit(".", 2)[1].endswith("k")  # kept for promotion, not the store's
+            signed = good.sign_part(1, checksum=sha256_of(FIRST))
+            assert "headers" not in signed.json() and "checksum" not in signed.json()["url"].lower()
+            parts = [good.put_part(1, FIRST, sha256_of(FIRST)), good.put_part(2, SECOND, sha256_of(SECOND))]
+            assert good.complete(parts).status_code == 200
+            assert confirm(alice, good.key).status_code == 200
+
+            forged = Multipart.create(alice, "take.wav", "audio/wav", len(AUDIO), checksums=True)
+            first = forged.put_part(1, FIRST, sha256_of(FIRST))
+            second = forged.put_part(2, SECOND[:-1] + b"\xff", sha256_of(SECOND))
+            assert forged.complete([first, second]).status_code == 200
+            refused = confirm(alice, forged.key)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["code"] == "checksum_mismatch"

@@ -65,7 +65,14 @@ def test_an_upload_in_parts_smaller_than_s3s_needs_more_of_them() -> None:
 def test_an_upload_asking_for_part_checksums_says_so_in_its_id_and_the_mac_covers_it() -> None:
     """Completion learns from the id alone that every part must name its SHA-256; dropping the mark breaks the id."""
     token = seal(SECRET, KEY, "upload", 1000, part_checksums=True)
-    assert unseal(SECRET, KEY, token) == SealedUpload("upload", 1000, part_checksums=True)
+    assert unseal(SECRET, KEY, token) == SealedUpload(
+        "upload", 1000, part_checksums=True, store_checksums=True
+    )
+    kept = seal(SECRET, KEY, "upload", 1000, part_checksums=True, store_checksums=False)
+    assert unseal(SECRET, KEY, kept) == SealedUpload(
+        "upload", 1000, part_checksums=True, store_checksums=False
+    )
+    assert unseal(SECRET, KEY, kept.replace(".1000k.", ".1000s.")) is None  # the store's answer is sealed too
     assert unseal(SECRET, KEY, token.replace(".1000s.", ".1000.")) is None
     plain = seal(SECRET, KEY, "upload", 1000)
     assert unseal(SECRET, KEY, plain.replace(".1000.", ".1000s.")) is None

@@ -121,13 +121,13 @@ export function listParts(mp, signal) {
   return api(`${mp.base}?${mp.query}`, { signal });
 }
 
-// Sign and PUT one part, with its SHA-256 signed and sent when the upload checks them (`checksum`, if
-// already known, else computed); resolves to { etag, checksum }. Network drops are retried by the caller.
+// Sign and PUT one part with its SHA-256 when the upload checks them (`checksum`, if already known,
+// else computed), sending the headers the signature names (the store may not take checksums); resolves
+// to { etag, checksum }. Network drops are retried by the caller.
 export async function putPart(mp, n, blob, { signal, onProgress = () => {}, checksum = null }) {
   const sha256 = checksum ?? await partChecksum(mp, blob);
   const pinned = sha256 ? `&checksumSha256=${encodeURIComponent(sha256)}` : "";
-  const { url } = await api(`${mp.base}/${n}?${mp.query}${pinned}`, { signal });
-  const headers = sha256 ? { "x-amz-checksum-sha256": sha256 } : {};
+  const { url, headers = {} } = await api(`${mp.base}/${n}?${mp.query}${pinned}`, { signal });
   const xhr = await send("PUT", url, blob, { signal, headers, onProgress: (f) => onProgress(f * blob.size) });
   if (xhr.status !== 200) throw storageRefused(xhr);
   const etag = xhr.getResponseHeader("ETag");

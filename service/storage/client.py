@@ -65,6 +65,8 @@ logger = logging.getLogger("soundpost.storage")
 # Few retries, and bounded waits (SOUNDPOST_S3_CONNECT_TIMEOUT, SOUNDPOST_S3_READ_TIMEOUT):
 # a slow S3 must not hold requests for minutes.
 RETRIES: dict[str, Any] = {"max_attempts": 2, "mode": "standard"}
+# What a store without (multipart) checksums answers a CreateMultipartUpload that names an algorithm.
+CHECKSUMS_REFUSED = frozenset({"InvalidArgument", "InvalidRequest", "NotImplemented", "NotSupported"})
 MAX_POOL_CONNECTIONS = 10  # botocore's default pool, for the listings' session too
 
 
@@ -447,26 +449,46 @@ class Storage:
 
     # --- multipart uploads --------------------------------------------------
 
-    async def create_multipart(self, key: str, content_type: str, part_checksums: bool = False) -> str:
-        """Start a multipart upload; with ``part_checksums`` its parts carry SHA-256 checksums.
+    async def create_multipart(
+        self, key: str, content_type: str, part_checksums: bool = False
+    ) -> tuple[str, bool]:
+        """Start a multipart upload: S3's id, and whether the store took SHA-256 part checksums.
 
         S3 wants the algorithm named at creation for part checksums to be accepted at
-        completion; the metadata tells promotion to look for the parts record.
+        completion; the metadata tells promotion to look for the parts record. A store
+        that refuses the algorithm (not every S3-compatible one has checksums) gets the
+        upload without it: promotion still checks each part against the record.
         """
+        bucket = self.settings.s3_bucket
+        marker = {PART_CHECKSUMS_METADATA: PART_CHECKSUMS_SHA256}
         with translated(self.bucket):
-            if part_checksums:
+            if not part_checksums:
                 created = await self.s3.create_multipart_upload(
-                    Bucket=self.settings.s3_bucket,
+                    Bucket=bucket, Key=key, ContentType=content_type
+                )
+                return str(created["UploadId"]), False
+            try:
+                created = await self.s3.create_multipart_upload(
+                    Bucket=bucket,
                     Key=key,
                     ContentType=content_type,
                     ChecksumAlgorithm="SHA256",
-                    Metadata={PART_CHECKSUMS_METADATA: PART_CHECKSUMS_SHA256},
+                    Metadata=marker,
                 )
-            else:
-                created = await self.s3.create_multipart_upload(
-                    Bucket=self.settings.s3_bucket, Key=key, ContentType=content_type
+                return str(created["UploadId"]), True
+            except ClientError as exc:
+                code, status = error_code(exc)
+                if code not in CHECKSUMS_REFUSED and status not in (400, 501):
+                    raise
+                logger.warning(
+                    "the store refused SHA-256 part checksums at CreateMultipartUpload (%s): "
+                    "parts are checked at promotion only",
+                    code,
                 )
-        return str(created["UploadId"])
+            created = await self.s3.create_multipart_upload(
+                Bucket=bucket, Key=key, ContentType=content_type, Metadata=marker
+            )
+            return str(created["UploadId"]), False
 
     async def presign_part(
         self, key: str, upload_id: str, part_number: int, checksum: str | None = None

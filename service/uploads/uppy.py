@@ -135,10 +135,10 @@ async def create_multipart(request: Request) -> Response:
         FieldPaths(content_type="$.type", size="$.metadata.size"),
     )
     await resources(request)["reservations"].admit(user.user_id, upload.upload_id, size, "$.metadata.size")
-    s3_upload_id = await storage.create_multipart(upload.key, upload.content_type, checksums)
+    s3_upload_id, store_checksums = await storage.create_multipart(upload.key, upload.content_type, checksums)
     PRESIGNED["multipart"].inc()
     upload_id = upload_tokens.seal(
-        settings.session_secret, upload.key, s3_upload_id, upload.max_bytes, checksums
+        settings.session_secret, upload.key, s3_upload_id, upload.max_bytes, checksums, store_checksums
     )
     return json_response(
         MultipartCreated(
@@ -214,14 +214,21 @@ def _part_number(value: str) -> int:
 
 
 async def sign_part(request: Request) -> Response:
-    """``GET /s3/multipart/{uploadId}/{partNumber}``: a presigned UploadPart URL."""
+    """``GET /s3/multipart/{uploadId}/{partNumber}``: a presigned UploadPart URL, and the headers it signed.
+
+    A part's SHA-256 is signed (and so must be sent) unless the store refused part
+    checksums when the upload was created: then promotion alone checks it.
+    """
     number = decode_path(request, PartPath).part_number
     checksum = decode_query(request, PartChecksumQuery).checksum_sha256
     upload = _owned_upload(request)
+    if upload.sealed.part_checksums and not upload.sealed.store_checksums:
+        checksum = None
     await _spend_signatures(request, upload, [number], "partNumber")
     url = await upload.storage.presign_part(upload.key, upload.s3_upload_id, number, checksum)
     PRESIGNED["part"].inc()
-    return json_response(SignedPart(url, upload.settings.presign_ttl))
+    headers = None if checksum is None else {"x-amz-checksum-sha256": checksum}
+    return json_response(SignedPart(url, upload.settings.presign_ttl, headers))
 
 
 async def sign_parts(request: Request) -> Response:
@@ -288,7 +295,12 @@ async def complete(request: Request) -> Response:
         await storage.put_plain(parts_key, parts_encoder.encode(record))
     try:
         location = await storage.complete_multipart(
-            key, upload.s3_upload_id, [Chosen(p.number, p.etag, declared.get(p.number)) for p in chosen]
+            key,
+            upload.s3_upload_id,
+            [
+                Chosen(p.number, p.etag, declared.get(p.number) if upload.sealed.store_checksums else None)
+                for p in chosen
+            ],
         )
     except PartsRejected as exc:
         raise ApiError(400, "invalid_part", f"Storage refused the parts ({exc}).", "$.parts") from None

@@ -34,7 +34,20 @@ def is_post_object(method: str, content_type: str) -> bool:
     return method == "POST" and content_type.lower().startswith("multipart/form-data")
 
 
-def _handler(upstream: str, ignore_conditions: bool, drop_abort_rule: bool) -> type[BaseHTTPRequestHandler]:
+CHECKSUMS_NOT_IMPLEMENTED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
+    b"<Message>Checksums are not supported</Message></Error>"
+)
+
+
+def names_checksums(headers: dict[str, str]) -> bool:
+    """A request carrying an S3 checksum or checksum algorithm header."""
+    return any(name.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum-")) for name in headers)
+
+
+def _handler(
+    upstream: str, ignore_conditions: bool, drop_abort_rule: bool, refuse_checksums: bool
+) -> type[BaseHTTPRequestHandler]:
     target = urlsplit(upstream)
 
     class Forward(BaseHTTPRequestHandler):
@@ -48,6 +61,9 @@ def _handler(upstream: str, ignore_conditions: bool, drop_abort_rule: bool) -> t
             body = self.rfile.read(length) if length else b""
             if is_post_object(self.command, self.headers.get("Content-Type", "")):
                 self._answer(501, {"Content-Type": "application/xml"}, NOT_IMPLEMENTED)
+                return
+            if refuse_checksums and names_checksums(dict(self.headers.items())):
+                self._answer(501, {"Content-Type": "application/xml"}, CHECKSUMS_NOT_IMPLEMENTED)
                 return
             connection = http.client.HTTPConnection(target.netloc, timeout=30)
             try:
@@ -83,15 +99,22 @@ def _handler(upstream: str, ignore_conditions: bool, drop_abort_rule: bool) -> t
 
 @contextlib.contextmanager
 def r2_like(
-    upstream: S3Endpoint, *, ignore_conditions: bool = False, drop_abort_rule: bool = False
+    upstream: S3Endpoint,
+    *,
+    ignore_conditions: bool = False,
+    drop_abort_rule: bool = False,
+    refuse_checksums: bool = False,
 ) -> Iterator[S3Endpoint]:
     """The upstream S3 behind an R2-like front on a free loopback port: same keys, its own URL.
 
     With ``ignore_conditions`` it also drops If-None-Match and If-Match, as a store that
     silently ignores conditional writes would; with ``drop_abort_rule`` lifecycle rules read
-    back without their AbortIncompleteMultipartUpload, as MinIO keeps them.
+    back without their AbortIncompleteMultipartUpload, as MinIO keeps them; with
+    ``refuse_checksums`` any request naming a checksum (algorithm) is a 501, as a store
+    without S3's checksums answers.
     """
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream.url, ignore_conditions, drop_abort_rule))
+    handler = _handler(upstream.url, ignore_conditions, drop_abort_rule, refuse_checksums)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
