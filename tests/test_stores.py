@@ -372,7 +372,8 @@ def checked_store(
     elif request.param == "rgw":
         yield request.getfixturevalue("rgw_store")
     else:
-        with r2_like(s3, ignore_conditions=request.param == "ignoring") as front:
+        refusing = request.param == "no-checksums"
+        with r2_like(s3, ignore_conditions=request.param == "ignoring", refuse_checksums=refusing) as front:
             yield front, bucket
 
 
@@ -397,9 +398,11 @@ def checked_store(
                 "presigned PUT with signed length": "yes",
                 "If-None-Match: * honoured": "yes",
                 "checksums enforced": "NO",
+                "multipart part checksums taken": "yes",
             },
         ),
         ("r2", 0, {"POST-policy uploads": "NO", "If-None-Match: * honoured": "yes"}),
+        ("no-checksums", 0, {"multipart part checksums taken": "NO", "If-None-Match: * honoured": "yes"}),
         ("ignoring", 1, {"If-None-Match: * honoured": "NO", "If-Match honoured": "NO"}),
     ],
     indirect=["checked_store"],
@@ -419,6 +422,7 @@ def test_bucket_check_prints_what_the_store_does_and_exits_non_zero_when_a_need_
         "If-Match honoured",
         "CopySourceIfMatch honoured",
         "checksums enforced",
+        "multipart part checksums taken",
         "abort-multipart lifecycle rule kept",
         "bucket notifications",
     }

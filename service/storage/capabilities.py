@@ -137,6 +137,21 @@ async def checksums_enforced(storage: Storage) -> bool | None:
     return not answer.is_success
 
 
+async def part_checksums_taken(storage: Storage) -> bool | None:
+    """A multipart upload created with ChecksumAlgorithm=SHA256: accepted (True) or refused (False)."""
+    key = probe_key(storage)
+    try:
+        upload_id, taken = await storage.create_multipart(
+            key, "application/octet-stream", part_checksums=True
+        )
+    except StorageError as exc:
+        logger.warning("part checksum probe failed: %s", exc.advice)
+        return None
+    with contextlib.suppress(StorageError):
+        await storage.abort_multipart(key, upload_id)
+    return taken
+
+
 OTHER_ETAG = '"0123456789abcdef0123456789abcdef"'
 Attempt = Callable[[Storage, str, str], Awaitable[object]]
 
@@ -253,6 +268,13 @@ CHECKS: tuple[tuple[str, Probe, str, str, bool], ...] = (
         checksums_enforced,
         "the store refuses a wrong SHA-256",
         "promotion alone refuses a wrong SHA-256 (checksum_mismatch)",
+        False,
+    ),
+    (
+        "multipart part checksums taken",
+        part_checksums_taken,
+        "parts are signed with their SHA-256 and named at completion",
+        "uploads are created without them; promotion alone checks each part",
         False,
     ),
     (
