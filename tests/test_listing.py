@@ -3,71 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
-from datetime import UTC, datetime
 from typing import Any
 
-import botocore.auth
-import botocore.config
 import pytest
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import ReadOnlyCredentials
 
 from service import devstack
 from service.settings import load_settings
-from service.storage import listing
+from service.storage import listing, signed
 from service.storage.client import open_storage
 from service.storage.errors import StorageUnavailable
 from tests.support.rgw import rgw_endpoint  # noqa: F401 - fixture
+from tests.support.s3 import AWKWARD_NAMES, store_bucket
 from tests.support.s3_errors import RefusingS3
 from tests.support.settings import MINIMAL_SETTINGS, s3_settings
-
-CREDENTIALS = ReadOnlyCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)
-AT = datetime(2026, 12, 7, 6, 30, 15, tzinfo=UTC)
-# Keys a user's filenames can make: spaces, '+', '%', '~', '=', '&', accents, CJK, an emoji.
-AWKWARD_NAMES = ["take 1.wav", "a+b=c&d.wav", "100%.wav", "~tilde.wav", "café.wav", "録音.wav", "🎙️ mic.wav"]
-
-
-def botocore_authorization(target: listing.ListTarget, query: str, credentials: ReadOnlyCredentials) -> str:
-    """botocore's own SigV4 header for the same GET at the same second."""
-    request = AWSRequest(method="GET", url=f"{target.origin}{target.path}?{query}", headers={})
-    request.context["client_config"] = botocore.config.Config(s3={"payload_signing_enabled": True})
-    request.context["timestamp"] = AT.strftime("%Y%m%dT%H%M%SZ")
-    signer = botocore.auth.S3SigV4Auth(credentials, target.service, target.region)
-    signer._modify_request_before_signing(request)  # add_auth, without reading its clock
-    canonical = signer.canonical_request(request)
-    to_sign = signer.string_to_sign(request, canonical)
-    return f"{signer.scope(request)}|{signer.signature(to_sign, request)}"
-
-
-@pytest.mark.parametrize(
-    "target",
-    [
-        listing.ListTarget("http://127.0.0.1:9000", "127.0.0.1:9000", "/soundpost", "us-east-1", "s3"),
-        listing.ListTarget(
-            "https://soundpost.s3.eu-west-3.amazonaws.com",
-            "soundpost.s3.eu-west-3.amazonaws.com",
-            "/",
-            "eu-west-3",
-            "s3",
-        ),
-    ],
-    ids=["path-style", "host-style"],
-)
-@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzEB4aDK+token/with=chars"], ids=["keys", "session"])
-@pytest.mark.parametrize("start_after", [None, "uploads/library/u/01/café+1.wav"])
-def test_the_signature_is_the_one_botocore_makes(
-    target: listing.ListTarget, token: str | None, start_after: str | None
-) -> None:
-    """Same request, same second: the same scope and signature as botocore's S3SigV4Auth."""
-    credentials = ReadOnlyCredentials(CREDENTIALS.access_key, CREDENTIALS.secret_key, token)
-    query = listing.list_query("uploads/library/u/ a+b~c=d&e/", 150, start_after)
-    headers = listing.signed_headers(target, query, credentials, int(AT.timestamp()))
-    fields = dict(part.strip().split("=", 1) for part in headers["Authorization"].split(" ", 1)[1].split(","))
-    ours = f"{fields['Credential']}|{fields['Signature']}"
-    assert ours == botocore_authorization(target, query, credentials)
-    assert headers["host"] == target.host
-    assert ("x-amz-security-token" in headers) == (token is not None)
 
 
 def test_an_answer_is_read_as_botocore_reads_it() -> None:
@@ -106,9 +54,7 @@ def test_a_page_lists_what_botocore_lists_on_a_real_store(
     store: str, s3: devstack.S3Endpoint, request: pytest.FixtureRequest
 ) -> None:
     """Awkward names, a page boundary and a start-after, against moto and radosgw (which checks signatures)."""
-    endpoint = s3 if store == "moto" else request.getfixturevalue("rgw_endpoint")
-    bucket = f"listing-{secrets.token_hex(4)}"
-    devstack.create_bucket(endpoint, bucket, ["http://127.0.0.1"])
+    endpoint, bucket = store_bucket(store, s3, request)
     admin = devstack.s3_admin(endpoint)
     prefix = "uploads/library/someone/"
     for index, name in enumerate(AWKWARD_NAMES):
@@ -142,4 +88,4 @@ def test_an_unreadable_or_failing_answer_is_the_stores_fault_not_ours() -> None:
         before = refusing.requests
         with pytest.raises(StorageUnavailable):
             asyncio.run(listed())
-        assert refusing.requests - before == listing.ATTEMPTS  # retried once, as botocore would
+        assert refusing.requests - before == signed.ATTEMPTS  # retried once, as botocore would

@@ -4,7 +4,10 @@ Two clients share one aioboto3 session. ``s3`` talks to the endpoint the server
 reaches; ``signer`` is configured with the endpoint the *browser* reaches (they
 differ under docker-compose, where the app sees ``minio:9000`` and the browser
 sees ``localhost:9000``). Presigning is local computation, so ``signer`` never
-opens a connection.
+opens a connection. The calls promotion and listing make on every upload and page
+(HEAD, GET, PUT, DELETE, copy, ListObjectsV2) go out signed by ``storage.signed`` on
+one aiohttp session instead, at about a third of botocore's CPU; a Storage made
+without that session (tools, tests) makes them through botocore.
 """
 
 from __future__ import annotations
@@ -12,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email.utils
 import hashlib
 import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator
+import xml.etree.ElementTree as ElementTree
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from urllib.parse import quote
 
 import aioboto3
 import aiobotocore.session
@@ -35,7 +41,7 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from service.core.checksums import PART_CHECKSUMS_METADATA, PART_CHECKSUMS_SHA256, declared_metadata
 from service.core.post_policy import PostTarget, sign_post, signing_moment
 from service.settings import Settings
-from service.storage import listing
+from service.storage import listing, signed
 from service.storage.errors import (
     CREDENTIALS_REFUSED,
     REFUSALS,
@@ -67,7 +73,9 @@ logger = logging.getLogger("soundpost.storage")
 RETRIES: dict[str, Any] = {"max_attempts": 2, "mode": "standard"}
 # What a store without (multipart) checksums answers a CreateMultipartUpload that names an algorithm.
 CHECKSUMS_REFUSED = frozenset({"InvalidArgument", "InvalidRequest", "NotImplemented", "NotSupported"})
-MAX_POOL_CONNECTIONS = 10  # botocore's default pool, for the listings' session too
+# The lean calls' pool: 32 promotions at once each wait on one request at a time, with listings
+# beside them; botocore's default of 10 would make them queue for a connection, not for the store.
+LEAN_POOL_CONNECTIONS = 64
 
 
 class PresignedPost(msgspec.Struct, frozen=True):
@@ -186,8 +194,8 @@ class Storage:
         self.credentials = credentials  # the session's (and so both clients') credentials; None if none found
         self.bucket = settings.s3_bucket
         self.post_target: PostTarget | None = None
-        self.http = http  # listings' own session (service.storage.listing); None: botocore lists
-        self.lister: listing.Lister | None = None
+        self.http = http  # the hot calls' own session (service.storage.signed); None: botocore makes them
+        self.requests: signed.SignedRequests | None = None
         # How browsers upload simple files: settled at start-up by service.storage.capabilities.
         self.upload_method: Literal["POST", "PUT"] = "PUT" if settings.upload_method == "put" else "POST"
 
@@ -271,9 +279,31 @@ class Storage:
 
     # --- objects ----------------------------------------------------------
 
+    async def lean(self) -> signed.SignedRequests | None:
+        """The bucket's lean requests (learning its URL from botocore once), or None without a session."""
+        if self.http is None:
+            return None
+        if self.requests is None:
+            url = await self.s3.generate_presigned_url("list_objects_v2", Params={"Bucket": self.bucket})
+            target = signed.BucketTarget.from_presigned(url)
+            self.requests = signed.SignedRequests(self.http, target, self.frozen_credentials)
+        return self.requests
+
+    async def _object(
+        self, operation: str, method: str, key: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> signed.Answer | None:
+        """One object request sent lean, or None when this Storage has no session (the caller asks botocore)."""
+        requests = await self.lean()
+        if requests is None:
+            return None
+        return await requests.send(operation, method, requests.target.object_path(key), "", headers, body)
+
     async def read_head(self, key: str, length: int) -> bytes:
         """The first ``length`` bytes of an object (a ranged GET)."""
         with translated(self.bucket):
+            answer = await self._object("GetObject", "GET", key, {"range": f"bytes=0-{length - 1}"})
+            if answer is not None:
+                return answer.body[:length]
             got = await self.s3.get_object(
                 Bucket=self.settings.s3_bucket, Key=key, Range=f"bytes=0-{length - 1}"
             )
@@ -295,11 +325,15 @@ class Storage:
 
     async def delete(self, key: str) -> None:
         with translated(self.bucket):
-            await self.s3.delete_object(Bucket=self.settings.s3_bucket, Key=key)
+            if await self._object("DeleteObject", "DELETE", key) is None:
+                await self.s3.delete_object(Bucket=self.settings.s3_bucket, Key=key)
 
     async def facts(self, key: str) -> ObjectFacts:
         """HEAD with the ETag and user metadata, for promotion's checks."""
         with translated(self.bucket):
+            answer = await self._object("HeadObject", "HEAD", key)
+            if answer is not None:
+                return facts_from_headers(key, answer.headers)
             head = await self.s3.head_object(Bucket=self.settings.s3_bucket, Key=key)
         return ObjectFacts(
             key,
@@ -318,7 +352,18 @@ class Storage:
         A single CopyObject handles up to 5 GiB, which SOUNDPOST_MAX_UPLOAD_BYTES never exceeds.
         Returns the copy's ETag.
         """
+        headers = {
+            "content-type": content_type,
+            # botocore's encoding of CopySource={"Bucket", "Key"}
+            "x-amz-copy-source": quote(f"{self.bucket}/{source}", safe="/-._~"),
+            "x-amz-copy-source-if-match": etag,
+            "x-amz-metadata-directive": "REPLACE",
+            **{f"x-amz-meta-{name}": value for name, value in metadata.items()},
+        }
         with translated(self.bucket, conditional=True):
+            answer = await self._object("CopyObject", "PUT", target, headers)
+            if answer is not None:
+                return copied_etag(answer.body)
             copied = await self.s3.copy_object(
                 Bucket=self.settings.s3_bucket,
                 Key=target,
@@ -333,6 +378,12 @@ class Storage:
     async def get_record(self, key: str) -> Record:
         """A small JSON object of ours and its ETag; NotFound if absent."""
         with translated(self.bucket):
+            answer = await self._object("GetObject", "GET", key)
+            if answer is not None:
+                headers = answer.headers
+                return Record(
+                    answer.body, headers.get("ETag", ""), http_date(headers.get("Last-Modified", ""))
+                )
             got = await self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)
             async with got["Body"] as body:
                 data: bytes = await body.read()
@@ -345,40 +396,47 @@ class Storage:
         how replicas agree on who promotes an upload and who delivers its announcement.
         """
         # radosgw 16.2 matches If-Match only against the bare hex ETag; moto and S3 accept it too.
-        request: PutObjectRequestTypeDef = {
-            "Bucket": self.settings.s3_bucket,
-            "Key": key,
-            "Body": body,
-            "ContentType": "application/json",
-        }
-        if if_match is not None:
-            request["IfMatch"] = if_match.strip('"')
-        else:
-            request["IfNoneMatch"] = "*"
+        condition = {"if-none-match": "*"} if if_match is None else {"if-match": if_match.strip('"')}
         with translated(self.bucket, conditional=True):
+            answer = await self._object(
+                "PutObject", "PUT", key, {"content-type": "application/json", **condition}, body
+            )
+            if answer is not None:
+                return written_etag(answer.headers.get("ETag"))
+            request: PutObjectRequestTypeDef = {
+                "Bucket": self.settings.s3_bucket,
+                "Key": key,
+                "Body": body,
+                "ContentType": "application/json",
+            }
+            if if_match is not None:
+                request["IfMatch"] = condition["if-match"]
+            else:
+                request["IfNoneMatch"] = "*"
             put = await self.s3.put_object(**request)
-        return str(put["ETag"])
+        return written_etag(put.get("ETag"))
 
     async def put_plain(self, key: str, body: bytes) -> None:
         """An unconditional write of one of our records (the last word on an upload id)."""
         with translated(self.bucket):
-            await self.s3.put_object(
-                Bucket=self.settings.s3_bucket, Key=key, Body=body, ContentType="application/json"
-            )
+            if (
+                await self._object("PutObject", "PUT", key, {"content-type": "application/json"}, body)
+                is None
+            ):
+                await self.s3.put_object(
+                    Bucket=self.settings.s3_bucket, Key=key, Body=body, ContentType="application/json"
+                )
 
     async def _list_page(self, prefix: str, limit: int, start_after: str | None) -> listing.Page:
         """One ListObjectsV2 call: up to ``limit`` objects under ``prefix``, after ``start_after`` if given."""
         with translated(self.bucket):
-            if self.http is None:
+            requests = await self.lean()
+            if requests is None:
                 return await self._botocore_page(prefix, limit, start_after)
-            if self.lister is None:
-                url = await self.s3.generate_presigned_url("list_objects_v2", Params={"Bucket": self.bucket})
-                target = listing.ListTarget.from_presigned(url)
-                self.lister = listing.Lister(self.http, target, self.frozen_credentials)
-            return await self.lister.page(prefix, limit, start_after)
+            return await listing.page(requests, prefix, limit, start_after)
 
     async def _botocore_page(self, prefix: str, limit: int, start_after: str | None) -> listing.Page:
-        """The same page through botocore: for a Storage made without a listing session (tools, tests)."""
+        """The same page through botocore: for a Storage made without a session of its own (tools, tests)."""
         request: ListObjectsV2RequestTypeDef = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
         if start_after:
             request["StartAfter"] = start_after
@@ -546,6 +604,51 @@ class Storage:
             await self.s3.abort_multipart_upload(Bucket=self.settings.s3_bucket, Key=key, UploadId=upload_id)
 
 
+def http_date(value: str) -> datetime:
+    """A Last-Modified header (RFC 7231's date) as an aware datetime; botocore parses what else a store sends."""
+    try:
+        return email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return timestamp(value)
+
+
+def facts_from_headers(key: str, headers: Mapping[str, str]) -> ObjectFacts:
+    """HEAD's headers as botocore's head_object reads them; a store that omits the length is failing."""
+    length = headers.get("Content-Length")
+    if length is None or not length.isdigit():
+        raise StorageUnavailable(f"S3's HEAD of an object states no length ({length!r})")
+    prefix = "x-amz-meta-"
+    metadata = {
+        name.lower()[len(prefix) :]: value
+        for name, value in headers.items()
+        if name.lower().startswith(prefix)
+    }
+    return ObjectFacts(
+        key,
+        int(length),
+        headers.get("Content-Type", ""),
+        http_date(headers.get("Last-Modified", "")),
+        headers.get("ETag", ""),
+        metadata,
+    )
+
+
+def written_etag(etag: str | None) -> str:
+    """A write's ETag, which conditional writes name later: an answer without one is not S3's success."""
+    if not etag:
+        raise StorageUnavailable("S3 answered a PutObject without an ETag")
+    return etag
+
+
+def copied_etag(body: bytes) -> str:
+    """The new object's ETag from a CopyObjectResult (empty when a store leaves it out)."""
+    try:
+        root = ElementTree.fromstring(body)  # noqa: S314 - the store's answer, parsed as botocore parses it
+    except ElementTree.ParseError:
+        return ""
+    return next((child.text or "" for child in root if signed.local(child.tag) == "ETag"), "")
+
+
 def timestamp(value: str) -> datetime:
     """S3's times as datetimes: ISO 8601 (every listed object's) by the standard library, the rest by botocore.
 
@@ -604,16 +707,16 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
         # boto3's public Session.get_credentials: the session's cached credentials object, which
         # the clients were made with (neither was given keys of its own), refreshed when due.
         credentials = await session.get_credentials()
-        http = await stack.enter_async_context(listing_session(settings))
+        http = await stack.enter_async_context(lean_session(settings))
         yield Storage(settings, s3, signer, credentials, http)
 
 
-def listing_session(settings: Settings) -> aiohttp.ClientSession:
-    """The listings' HTTP session: botocore's timeouts and CA bundle, a pool as large as botocore's."""
+def lean_session(settings: Settings) -> aiohttp.ClientSession:
+    """The lean calls' HTTP session: botocore's timeouts and CA bundle."""
     verify = botocore.httpsession.get_cert_path(True)
     context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or verify)
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=MAX_POOL_CONNECTIONS, ssl=context),
+        connector=aiohttp.TCPConnector(limit=LEAN_POOL_CONNECTIONS, ssl=context),
         timeout=aiohttp.ClientTimeout(
             sock_connect=settings.s3_connect_timeout, sock_read=settings.s3_read_timeout
         ),

@@ -14,6 +14,9 @@ from service import devstack
 from service.core import keys
 from service.devstack import S3Endpoint
 
+# Keys a user's filenames can make: spaces, '+', '%', '~', '=', '&', accents, CJK, an emoji.
+AWKWARD_NAMES = ["take 1.wav", "a+b=c&d.wav", "100%.wav", "~tilde.wav", "café.wav", "録音.wav", "🎙️ mic.wav"]
+
 # moto's server in a process of its own: it reads S3_UPLOAD_PART_MIN_SIZE once, when it is imported.
 _MOTO_PROCESS = """
 import sys
@@ -39,6 +42,14 @@ def new_bucket(endpoint: S3Endpoint) -> str:
     with admin(endpoint) as client:
         client.create_bucket(Bucket=bucket)
     return bucket
+
+
+def store_bucket(store: str, s3: S3Endpoint, request: Any) -> tuple[S3Endpoint, str]:
+    """A fresh bucket on moto (the ``s3`` fixture's) or radosgw (``store == "radosgw"``, started on demand)."""
+    endpoint = s3 if store == "moto" else request.getfixturevalue("rgw_endpoint")
+    bucket = f"store-{secrets.token_hex(4)}"
+    devstack.create_bucket(endpoint, bucket, ["http://127.0.0.1"])
+    return endpoint, bucket
 
 
 def object_keys(endpoint: S3Endpoint, bucket: str) -> list[str]:

@@ -1,8 +1,9 @@
 """A loopback HTTP server that answers like an S3 that refuses: the error a test sets, as S3's XML.
 
 moto and radosgw cannot be made to throttle, fail with a 5xx or see a skewed clock on
-demand; this server answers every request with the error a test asks for (an empty
-listing until then, so the app's start-up check passes).
+demand; this server answers every request with the error a test asks for (until
+then, an empty listing with an ETag, and a create-only write of a key written
+before refused, so the app's start-up checks pass).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class RefusingS3:
         self.error: tuple[int, str] | None = None
         self.body: str | None = None
         self.requests = 0
+        self.created: set[str] = set()  # keys written with If-None-Match: *
 
     def answer(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
@@ -48,8 +50,13 @@ class RefusingS3:
             if self.error is None
             else (self.error[0], error_xml(self.error[1]))
         )
+        if status == 200 and handler.command == "PUT" and handler.headers.get("If-None-Match") == "*":
+            if handler.path in self.created:
+                status, body = 412, error_xml("PreconditionFailed")
+            self.created.add(handler.path)
         data = body.encode()
         handler.send_response(status)
+        handler.send_header("ETag", '"d41d8cd98f00b204e9800998ecf8427e"')
         handler.send_header("Content-Type", "application/xml")
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
