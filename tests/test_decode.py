@@ -350,6 +350,17 @@ def test_the_web_process_never_imports_the_decoder() -> None:
     assert done.stdout.strip() == b"False"
 
 
+def test_a_job_runs_below_the_web_process_priority() -> None:
+    """Decoding is batch work: a job's limits lower its priority, so a busy machine still serves requests first."""
+    probe = (
+        "import os; from service.media.worker import limit; before = os.nice(0); "
+        "limit(60, 1 << 30); print(before, os.nice(0))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True)
+    before, after = map(int, done.stdout.split())
+    assert after == min(19, before + 10)  # the kernel's lowest priority is 19
+
+
 def test_a_forked_job_past_its_cpu_budget_is_stopped_by_the_kernel(store: Store) -> None:
     """One CPU second for half an hour of Opus (about 2 s to decode here): the job ends on SIGXCPU.
 
