@@ -598,9 +598,17 @@ async def _staging_key(resources: Resources, owner: str, upload_id: str) -> str 
     return next((k for k in found.keys if keys.parse_key(prefix, k) is not None), None)
 
 
-async def _gone(resources: Resources, upload_id: str) -> Promotion | None:
-    """No staging object: a racer may have promoted it since we looked for a decision, so look once more."""
-    return None if await read_decision(resources, upload_id) is not None else Promotion("missing")
+async def _gone(
+    resources: Resources, owner: str, upload_id: str, key: str | None, deliver: Delivery
+) -> Promotion | None:
+    """No staging object: decided already (its answer), being decided by a racer (None: look again), or missing."""
+    found = await read_decision(resources, upload_id)
+    if found is None or found[0].owner != owner:
+        return Promotion("missing")
+    decision, etag = found
+    if etag is not None:
+        return None  # the holder is between deleting staging and its final record
+    return await _settle(resources, decision, None, key, deliver)
 
 
 async def _round(
@@ -608,21 +616,16 @@ async def _round(
 ) -> Promotion | None:
     """One look at an upload id; None when another replica changed things under us and we must look again."""
     storage, settings = resources["storage"], resources["settings"]
-    # Only the final record is looked for first (one GET, not two): a pending one is found by the
-    # claim below failing, and then read by the next round.
-    found = await _read(storage, keys.decided_key(settings.s3_key_prefix, upload_id))
-    if found is not None:
-        decision = found[0]
-        if decision.owner != owner:
-            return Promotion("missing")
-        return await _settle(resources, decision, None, key, deliver)
+    # No record is read first: an upload is usually promoted once, while its staging object exists.
+    # One already decided has none (promotion deletes it) and is answered from its record in
+    # ``_gone``; a staging object sent again after its id was decided is caught by the claim below.
     key = key or await _staging_key(resources, owner, upload_id)
     if key is None:
-        return await _gone(resources, upload_id)
+        return await _gone(resources, owner, upload_id, None, deliver)
     try:
         facts = await storage.facts(key)
     except NotFound:
-        return await _gone(resources, upload_id)
+        return await _gone(resources, owner, upload_id, key, deliver)
     parts_key = _parts_key(resources, owner, upload_id, facts)
     if keys.upload_time(upload_id) + settings.staging_lifetime < time.time():
         await storage.delete(key)  # past its lifetime: a leftover, not an upload to announce now
@@ -660,11 +663,13 @@ async def _round(
         await _drop_stale_facts(resources, decision, standing[0] if standing else None)
         return None
     if (decided := await _read(storage, keys.decided_key(settings.s3_key_prefix, upload_id))) is not None:
-        # Another racer claimed, announced and released the outbox while we verified: its
-        # decided record is final, so ours must not announce again.
+        # Another racer claimed, announced and released the outbox while we verified, or this is the
+        # same upload sent again after it was decided: the decided record is final, ours must not announce.
         await storage.delete(outbox)
         await _drop_stale_facts(resources, decision, decided[0])
-        return None
+        if decided[0].owner != owner:
+            return Promotion("missing")
+        return await _settle(resources, decided[0], None, key, deliver)
     result = await finish(resources, decision, etag, deliver, claimed=True)
     return None if result.outcome == "missing" else result
 
