@@ -6,8 +6,9 @@ into uploads, totals a user's library for the quotas, and removes a folder.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from service.core import keys, sidecars
@@ -15,9 +16,11 @@ from service.settings import Settings
 from service.storage.client import Listed, Storage
 
 
-@dataclass(frozen=True)
-class Folder:
-    """One upload id's objects in the library, as a listing met them."""
+class Folder(NamedTuple):
+    """One upload id's objects in the library, as a listing met them.
+
+    A named tuple: a listing page makes one per upload, and a frozen dataclass costs three times more to make.
+    """
 
     upload_id: str
     upload: Listed | None  # None while (or if) only sidecars are there
@@ -33,44 +36,50 @@ def _name(key: str) -> str:
 
 
 def folders(objects: list[Listed], prefix: str) -> Iterator[Folder]:
-    """The listed objects of one user's library, folder by folder, in the listing's order."""
+    """The listed objects of one user's library, folder by folder, in the listing's order.
+
+    Each key is cut once here (a page holds up to a thousand): its "owner/upload id"
+    groups it, and the folder's two ids are checked once for all its objects.
+    """
     head = keys.area_prefix(prefix, keys.LIBRARY)
+    start = len(head)
     current: list[Listed] = []
     current_folder: str | None = None
     for item in objects:
-        folder = _folder_of(head, item.key)
+        key = item.key
+        folder = None
+        if key.startswith(head):
+            rest = key[start:]
+            if rest.count("/") == 2:  # owner/upload id/name
+                folder = rest[: rest.rindex("/")]
         if current and folder != current_folder:
-            yield _fold(current, prefix, current_folder)
+            yield _fold(current, current_folder)
             current = []
         if not current:
             current_folder = folder
         current.append(item)
     if current:
-        yield _fold(current, prefix, current_folder)
+        yield _fold(current, current_folder)
 
 
-def _folder_of(head: str, key: str) -> str | None:
-    """The "owner/upload id" of a key under ``head`` (the library), else None."""
-    if not key.startswith(head):
-        return None
-    parts = key[len(head) :].split("/")
-    return f"{parts[0]}/{parts[1]}" if len(parts) == 3 else None
-
-
-def _fold(items: list[Listed], prefix: str, folder: str | None) -> Folder:
+def _fold(items: list[Listed], folder: str | None) -> Folder:
+    """One folder's objects: ``folder`` is their "owner/upload id" (None: keys this service did not build)."""
     upload = facts = peaks = rendition = None
     undecodable = False
+    owner, _, upload_id = folder.partition("/") if folder else ("", "", "")
+    # An upload is a key parse_library_key accepts: both ids well formed, a name that is not a sidecar's.
+    ours = folder is not None and bool(keys.USER_ID.match(owner) and keys.UPLOAD_ID.match(upload_id))
     for item in items:
         name = _name(item.key)
-        if name == sidecars.RENDITION:
-            rendition = item.key
-        elif name == sidecars.UNDECODABLE:
-            undecodable = True
-        elif (found := sidecars.parse_facts(name)) is not None:
-            facts, peaks = found, item.key
-        elif keys.parse_library_key(prefix, item.key) is not None:
+        if name.startswith(keys.SIDECAR_MARK):
+            if name == sidecars.RENDITION:
+                rendition = item.key
+            elif name == sidecars.UNDECODABLE:
+                undecodable = True
+            elif (found := sidecars.parse_facts(name)) is not None:
+                facts, peaks = found, item.key
+        elif ours and name:
             upload = item
-    upload_id = folder.split("/")[1] if folder else ""
     return Folder(upload_id, upload, facts, peaks, rendition, items[-1].key, undecodable)
 
 
@@ -101,8 +110,14 @@ def list_size(limit: int) -> int:
 
 def links(settings: Settings, upload_id: str, rendition: bool) -> tuple[str, str | None]:
     """(peaks path, rendition path or None when the upload has none), under the public URL's path."""
-    base = f"{urlsplit(settings.public_url).path.rstrip('/')}/api/uploads/{upload_id}"
+    base = f"{_uploads_path(settings.public_url)}{upload_id}"
     return f"{base}/peaks", f"{base}/rendition" if rendition else None
+
+
+@functools.lru_cache(maxsize=8)
+def _uploads_path(public_url: str) -> str:
+    """``/api/uploads/`` under the public URL's path: parsed once, not once per listed upload."""
+    return f"{urlsplit(public_url).path.rstrip('/')}/api/uploads/"
 
 
 async def library_totals(storage: Storage, prefix: str, owner: str) -> tuple[int, float]:

@@ -79,22 +79,44 @@ def decode_cursor(cursor: str) -> str:
     return after
 
 
+def _name(key: str) -> str:
+    return key.rsplit("/", 1)[1]
+
+
 def type_of(filename: str) -> str:
     """A library object's Content-Type, from its name alone (promotion stores it that way)."""
     return audio.type_for_extension(keys.split_extension(filename)[1]) or "application/octet-stream"
 
 
 def described(folder: folders.Folder, settings: Settings) -> Upload | None:
-    """A library upload with the facts its sidecars' names state (no HEAD, no GET)."""
-    if folder.upload is None:
+    """A library upload with the facts its sidecars' names state (no HEAD, no GET).
+
+    The folder's keys were parsed when it was read (``folders.folders``), so the
+    upload is built from its fields directly: what ``describe`` would give, and
+    once per listed upload.
+    """
+    item = folder.upload
+    if item is None:
         return None
-    upload = describe(folder.upload, keys.LIBRARY, settings.s3_key_prefix)
-    if upload is None or folder.facts is None:
-        return upload
-    peaks_url, rendition_url = folders.links(settings, upload.id, folder.rendition_key is not None)
-    upload.duration_seconds, upload.audio = folder.facts.duration_seconds, folder.facts.audio
-    upload.peaks_url, upload.rendition_url = peaks_url, rendition_url
-    return upload
+    filename = _name(item.key)
+    facts = folder.facts
+    peaks_url, rendition_url = (
+        (None, None)
+        if facts is None
+        else folders.links(settings, folder.upload_id, folder.rendition_key is not None)
+    )
+    return Upload(
+        id=folder.upload_id,
+        key=item.key,
+        filename=filename,
+        size=item.size,
+        content_type=type_of(filename),
+        uploaded_at=item.last_modified,
+        duration_seconds=None if facts is None else facts.duration_seconds,
+        audio=None if facts is None else facts.audio,
+        peaks_url=peaks_url,
+        rendition_url=rendition_url,
+    )
 
 
 def describe(item: Listed, area: keys.Area, prefix: str) -> Upload | None:
