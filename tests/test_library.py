@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from service import devstack
 from service.core import keys
 from service.lifecycle.library import content_disposition, decode_cursor, encode_cursor
+from tests.conftest import signed_in
 from tests.support import audio_samples, uppy
 from tests.support.encoded import encoded
 from tests.support.s3 import SOME_UPLOAD_ID
@@ -246,6 +247,14 @@ def test_library_needs_a_signed_in_user(client: httpx.Client) -> None:
         client.delete(f"/api/uploads/{some}"),
     ]
     assert [a.status_code for a in answers] == [401] * 4
+
+
+def test_without_a_pending_cap_waiting_uploads_are_still_listed(app_env: dict[str, str]) -> None:
+    """SOUNDPOST_MAX_PENDING_UPLOADS=0 lifts the cap; the listing still shows what waits to be verified."""
+    with signed_in({**app_env, "SOUNDPOST_MAX_PENDING_UPLOADS": "0"}) as alice:
+        waiting = upload(alice, "waiting.wav", audio_samples.wav(0.1), "audio/wav")
+        listed = alice.get("/api/uploads").json()["uploads"]
+    assert [(u["id"], u["status"]) for u in listed] == [(waiting, "pending")]
 
 
 def test_a_listing_page_costs_one_s3_list_whatever_its_length(

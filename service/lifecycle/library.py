@@ -198,7 +198,8 @@ async def list_uploads(request: Request) -> Response:
     pending: list[Upload] = []
     if ask.cursor is None:
         staging = keys.user_prefix(settings.s3_key_prefix, user.user_id, keys.STAGING)
-        shown = min(settings.max_pending_uploads, MAX_PENDING_LISTED)
+        cap = settings.max_pending_uploads  # 0: no cap, and still no more than a page's worth listed
+        shown = min(cap, MAX_PENDING_LISTED) if cap else MAX_PENDING_LISTED
         # Twice as many: a multipart upload's parts record lies beside it (and is no upload).
         waiting = await storage.list_objects(staging, 2 * shown)
         ids = {u.id for u in verified}
