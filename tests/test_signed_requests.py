@@ -207,3 +207,23 @@ def test_a_failing_store_is_retried_once_then_unavailable_and_a_refusal_names_it
         refusing.error = (412, "PreconditionFailed")
         failed, sent = attempt(refusing, url, copy)
         assert isinstance(failed, PreconditionFailed) and sent == 1
+
+
+@pytest.mark.parametrize(
+    ("environment", "origin", "proxy"),
+    [
+        ({}, "https://s3.eu-west-3.amazonaws.com", None),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://s3.eu-west-3.amazonaws.com", "http://proxy:3128"),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://minio:9000", None),
+        ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "minio"}, "http://minio:9000", None),
+    ],
+)
+def test_the_store_is_reached_through_the_proxy_botocore_would_use(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], origin: str, proxy: str | None
+) -> None:
+    """The proxy environment variables apply to the lean calls as to botocore's: by scheme, NO_PROXY honoured."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert signed.proxy_for(origin) == proxy

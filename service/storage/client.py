@@ -712,7 +712,7 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
 
 
 def lean_session(settings: Settings) -> aiohttp.ClientSession:
-    """The lean calls' HTTP session: botocore's timeouts and CA bundle."""
+    """The lean calls' HTTP session: botocore's timeouts and CA bundle (proxies: ``signed.proxy_for``)."""
     verify = botocore.httpsession.get_cert_path(True)
     context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or verify)
     return aiohttp.ClientSession(

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import random
 import time
+import urllib.request
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -70,6 +71,14 @@ class BucketTarget:
     def object_path(self, key: str) -> str:
         """The URI-encoded path of ``key`` in the bucket, as signed and as sent."""
         return f"{self.path.rstrip('/')}/{quote(key, safe='/-_.~')}"
+
+
+def proxy_for(origin: str) -> str | None:
+    """The proxy botocore would use for ``origin`` (HTTPS_PROXY / HTTP_PROXY unless NO_PROXY names it)."""
+    parts = urlsplit(origin)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies_environment().get(parts.scheme)
 
 
 def encode(value: str) -> str:
@@ -171,6 +180,7 @@ class SignedRequests:
         self.target = target
         self.credentials = credentials  # frozen credentials, asked for per call (rotation, refresh)
         self.clock = clock
+        self.proxy = proxy_for(target.origin)
 
     async def send(
         self,
@@ -221,7 +231,7 @@ class SignedRequests:
         )
         signed["Accept-Encoding"] = "identity"  # the bytes as stored, never recompressed on the way
         async with self.session.request(
-            method, url, headers=signed, data=body or None, allow_redirects=False
+            method, url, headers=signed, data=body or None, allow_redirects=False, proxy=self.proxy
         ) as response:
             chunks, size = [], 0
             async for chunk in response.content.iter_any():  # read to the end: the connection is kept
