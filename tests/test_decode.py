@@ -108,6 +108,15 @@ def test_a_webm_is_read_in_one_streamed_request(store: Store) -> None:
     assert [r[0] for r in store.requests[before:]] == ["GET"]
 
 
+def test_a_wav_is_read_in_one_streamed_request(store: Store) -> None:
+    """FFmpeg reads ahead while probing a WAV, then seeks back to its data: served from the kept head, not a second GET."""
+    data = audio_samples.wav(20.0)
+    before = len(store.requests)
+    answer = decoded(run(store, data, "audio/wav"))
+    assert [r[0] for r in store.requests[before:]] == ["GET"]
+    assert answer.bytes_read == len(data) and abs(answer.duration_seconds - 20.0) <= bound(20.0)
+
+
 def test_a_long_recording_keeps_its_peaks_bounded_and_its_length_exact(store: Store) -> None:
     """Ten minutes: at most MAX_PEAK_PAIRS pairs of 8-bit values, the tone's swing visible, exact length."""
     answer = decoded(run(store, encoded("opus", seconds=600.0), "audio/opus"))

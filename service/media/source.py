@@ -19,8 +19,10 @@ from http.client import HTTPResponse
 # A seek forward by at most this much reads and hashes the gap instead of opening a new request.
 SKIP_BYTES = 64 * 1024
 CHUNK = 64 * 1024
-# The object's first bytes, kept for the few header checks made beside FFmpeg's.
-HEAD_BYTES = 4096
+# The object's first bytes, kept for the few header checks made beside FFmpeg's and for demuxers
+# that read ahead while probing and then seek back (FFmpeg's WAV demuxer reads 64 KiB, then returns
+# to the data chunk): a seek back into them is served from memory, not by a second request.
+HEAD_BYTES = 128 * 1024
 
 
 class SourceChanged(Exception):
@@ -138,12 +140,23 @@ class RemoteObject(io.RawIOBase):
         if self.pos >= self.size:
             return b""
         wanted = self.size - self.pos if size is None or size < 0 else min(size, self.size - self.pos)
+        if self.pos < len(self.head) and (self._body is None or self.pos < self._body_pos):
+            return self._reread(wanted)
         data = self._body_at_pos().read(wanted)
         if not data:
             raise OSError("the store ended the object early")
         self._take(data, self.pos)
         self.pos += len(data)
         self._body_pos = self.pos
+        return data
+
+    def _reread(self, wanted: int) -> bytes:
+        """Bytes already read, again, from the kept head (up to where the open response stands)."""
+        end = min(self.pos + wanted, len(self.head))
+        if self._body is not None:
+            end = min(end, self._body_pos)
+        data = self.head[self.pos : end]
+        self.pos = end
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
