@@ -31,7 +31,8 @@ class Folder(NamedTuple):
     undecodable: bool = False  # promoted before uploads were decoded, and refused by decoding since
 
 
-def _name(key: str) -> str:
+def name_of(key: str) -> str:
+    """The last segment of a key: an upload's filename, or a sidecar's name."""
     return key.rsplit("/", 1)[1]
 
 
@@ -70,7 +71,7 @@ def _fold(items: list[Listed], folder: str | None) -> Folder:
     # An upload is a key parse_library_key accepts: both ids well formed, a name that is not a sidecar's.
     ours = folder is not None and bool(keys.USER_ID.match(owner) and keys.UPLOAD_ID.match(upload_id))
     for item in items:
-        name = _name(item.key)
+        name = name_of(item.key)
         if name.startswith(keys.SIDECAR_MARK):
             if name == sidecars.RENDITION:
                 rendition = item.key
@@ -128,7 +129,7 @@ async def library_totals(storage: Storage, prefix: str, owner: str) -> tuple[int
     while True:
         page = await storage.list_objects(area, 1000, after)
         for item in page.objects:
-            name = _name(item.key)
+            name = name_of(item.key)
             if (facts := sidecars.parse_facts(name)) is not None:
                 seconds += facts.duration_seconds
             elif not sidecars.is_sidecar(name):
@@ -142,5 +143,5 @@ async def remove_sidecars(storage: Storage, prefix: str, owner: str, upload_id: 
     """Delete what lies beside an upload (its facts and peaks, its rendition)."""
     found = await storage.list_keys(keys.upload_prefix(prefix, owner, upload_id, keys.LIBRARY), 10)
     for key in found.keys:
-        if sidecars.is_sidecar(_name(key)):
+        if sidecars.is_sidecar(name_of(key)):
             await storage.delete(key)

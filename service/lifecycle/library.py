@@ -79,10 +79,6 @@ def decode_cursor(cursor: str) -> str:
     return after
 
 
-def _name(key: str) -> str:
-    return key.rsplit("/", 1)[1]
-
-
 def type_of(filename: str) -> str:
     """A library object's Content-Type, from its name alone (promotion stores it that way)."""
     return audio.type_for_extension(keys.split_extension(filename)[1]) or "application/octet-stream"
@@ -92,31 +88,18 @@ def described(folder: folders.Folder, settings: Settings) -> Upload | None:
     """A library upload with the facts its sidecars' names state (no HEAD, no GET).
 
     The folder's keys were parsed when it was read (``folders.folders``), so the
-    upload is built from its fields directly: what ``describe`` would give, and
-    once per listed upload.
+    upload is made from its fields directly, not by parsing its key again.
     """
     item = folder.upload
     if item is None:
         return None
-    filename = _name(item.key)
-    facts = folder.facts
-    peaks_url, rendition_url = (
-        (None, None)
-        if facts is None
-        else folders.links(settings, folder.upload_id, folder.rendition_key is not None)
-    )
-    return Upload(
-        id=folder.upload_id,
-        key=item.key,
-        filename=filename,
-        size=item.size,
-        content_type=type_of(filename),
-        uploaded_at=item.last_modified,
-        duration_seconds=None if facts is None else facts.duration_seconds,
-        audio=None if facts is None else facts.audio,
-        peaks_url=peaks_url,
-        rendition_url=rendition_url,
-    )
+    upload = _listed_upload(item, folder.upload_id, folders.name_of(item.key), keys.LIBRARY)
+    if folder.facts is not None:
+        upload.duration_seconds, upload.audio = folder.facts.duration_seconds, folder.facts.audio
+        upload.peaks_url, upload.rendition_url = folders.links(
+            settings, folder.upload_id, folder.rendition_key is not None
+        )
+    return upload
 
 
 def describe(item: Listed, area: keys.Area, prefix: str) -> Upload | None:
@@ -125,7 +108,10 @@ def describe(item: Listed, area: keys.Area, prefix: str) -> Upload | None:
     if parsed is None:
         return None
     _, upload_id, filename = parsed
-    verified = area == keys.LIBRARY
+    return _listed_upload(item, upload_id, filename, area)
+
+
+def _listed_upload(item: Listed, upload_id: str, filename: str, area: keys.Area) -> Upload:
     return Upload(
         id=upload_id,
         key=item.key,
@@ -133,7 +119,7 @@ def describe(item: Listed, area: keys.Area, prefix: str) -> Upload | None:
         size=item.size,
         content_type=type_of(filename),
         uploaded_at=item.last_modified,
-        status="verified" if verified else "pending",
+        status="verified" if area == keys.LIBRARY else "pending",
     )
 
 
