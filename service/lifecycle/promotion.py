@@ -598,9 +598,7 @@ async def _staging_key(resources: Resources, owner: str, upload_id: str) -> str 
     return next((k for k in found.keys if keys.parse_key(prefix, k) is not None), None)
 
 
-async def _gone(
-    resources: Resources, owner: str, upload_id: str, key: str | None, deliver: Delivery
-) -> Promotion | None:
+async def _gone(resources: Resources, owner: str, upload_id: str, deliver: Delivery) -> Promotion | None:
     """No staging object: decided already (its answer), being decided by a racer (None: look again), or missing."""
     found = await read_decision(resources, upload_id)
     if found is None or found[0].owner != owner:
@@ -608,7 +606,7 @@ async def _gone(
     decision, etag = found
     if etag is not None:
         return None  # the holder is between deleting staging and its final record
-    return await _settle(resources, decision, None, key, deliver)
+    return await _settle(resources, decision, None, None, deliver)
 
 
 async def _round(
@@ -621,11 +619,11 @@ async def _round(
     # ``_gone``; a staging object sent again after its id was decided is caught by the claim below.
     key = key or await _staging_key(resources, owner, upload_id)
     if key is None:
-        return await _gone(resources, owner, upload_id, None, deliver)
+        return await _gone(resources, owner, upload_id, deliver)
     try:
         facts = await storage.facts(key)
     except NotFound:
-        return await _gone(resources, owner, upload_id, key, deliver)
+        return await _gone(resources, owner, upload_id, deliver)
     parts_key = _parts_key(resources, owner, upload_id, facts)
     if keys.upload_time(upload_id) + settings.staging_lifetime < time.time():
         await storage.delete(key)  # past its lifetime: a leftover, not an upload to announce now
