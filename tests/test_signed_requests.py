@@ -135,9 +135,9 @@ def test_every_object_call_does_what_botocore_does_on_a_real_store(
                 await storage.put_record(record, b"{}", if_match='"0123456789abcdef0123456789abcdef"')
             facts = await storage.facts(record)
             copied = await storage.copy_verified(record, etag, copy, "audio/wav", {"upload-id": f"u{index}"})
-            copy_facts, head, got = (
+            copy_facts, copied_bytes, got = (
                 await storage.facts(copy),
-                await storage.read_head(copy, 3),
+                await storage.get_record(copy),
                 await storage.get_record(record),
             )
             lean(False)
@@ -149,7 +149,8 @@ def test_every_object_call_does_what_botocore_does_on_a_real_store(
                 "upload-id": f"u{index}"
             }
             assert copied.strip('"') == copy_facts.etag.strip('"')
-            assert head == await storage.read_head(copy, 3) == b'{"n'
+            assert copied_bytes == await storage.get_record(copy)
+            assert copied_bytes.body == got.body
             replaced = await storage.put_record(record, b"[]", if_match=etag)
             lean(True)
             assert (await storage.get_record(record)).etag == replaced

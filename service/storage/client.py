@@ -13,10 +13,8 @@ without that session (tools, tests) makes them through botocore.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import email.utils
-import hashlib
 import logging
 import os
 import ssl
@@ -297,31 +295,6 @@ class Storage:
         if requests is None:
             return None
         return await requests.send(operation, method, requests.target.object_path(key), "", headers, body)
-
-    async def read_head(self, key: str, length: int) -> bytes:
-        """The first ``length`` bytes of an object (a ranged GET)."""
-        with translated(self.bucket):
-            answer = await self._object("GetObject", "GET", key, {"range": f"bytes=0-{length - 1}"})
-            if answer is not None:
-                return answer.body[:length]
-            got = await self.s3.get_object(
-                Bucket=self.settings.s3_bucket, Key=key, Range=f"bytes=0-{length - 1}"
-            )
-            async with got["Body"] as body:
-                data: bytes = await body.read()
-        return data
-
-    async def digest(self, key: str, chunk_bytes: int = 1024 * 1024) -> Digest:
-        """SHA-256 and length of a whole object, streamed in chunks and hashed off the event loop."""
-        hasher, size = hashlib.sha256(), 0
-        with translated(self.bucket):
-            got = await self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)
-            stream = got["Body"]
-            async with stream:  # closes the connection; iter_chunks is the StreamingBody's own
-                async for chunk in stream.iter_chunks(chunk_bytes):
-                    size += len(chunk)
-                    await asyncio.to_thread(hasher.update, chunk)  # hashlib drops the GIL on large chunks
-        return Digest(base64.b64encode(hasher.digest()).decode(), size)
 
     async def delete(self, key: str) -> None:
         with translated(self.bucket):
