@@ -1,10 +1,10 @@
 """Signed completion webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature).
 
-Delivery is at-least-once, by whoever holds the upload's outbox lease
+Delivery is at-least-once, by whoever holds the lease in the upload id's record
 (``service.lifecycle.promotion``; after a confirm, in a background task, so the
 answer never waits for the receiver): retries with backoff inside a bounded time,
-and if the receiver never answers 2xx the announcement stays in the outbox and the
-sweeper delivers it later under the same webhook-id, so receivers dedupe and
+and if the receiver never answers 2xx the announcement is queued in the outbox and
+the sweeper delivers it later under the same webhook-id, so receivers dedupe and
 nothing is lost. Signing is the ``standardwebhooks`` reference library's.
 """
 

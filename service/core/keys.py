@@ -10,10 +10,11 @@ Everything lives under the configured prefix, in four areas:
   server's own CopyObject writes here; no presigned request can. Beside each, the
   server's sidecars, named with a leading ``.`` (which no safe filename has), so
   they sort before the upload in its folder (``service.core.sidecars``).
-- ``{prefix}outbox/{upload_id}.json``: an announcement not yet acknowledged, and the
-  claim that decides which replica promotes an upload.
-- ``{prefix}decided/{upload_id}.json``: what became of an upload id once its
-  announcement was acknowledged (a staging object that reuses the id is a replacement).
+- ``{prefix}decided/{upload_id}.json``: the record of an upload id, created once by
+  the replica that claims its promotion: what became of it, and whether that was
+  announced yet (a staging object that reuses a decided id is a replacement).
+- ``{prefix}outbox/{upload_id}.json``: an announcement whose delivery failed, queued
+  for the sweeper.
 
 The parts:
 
@@ -157,12 +158,12 @@ def parse_parts_key(prefix: str, key: str) -> ParsedKey | None:
 
 
 def outbox_key(prefix: str, upload_id: str) -> str:
-    """The pending announcement (and promotion claim) of an upload."""
+    """An announcement queued for the sweeper after its delivery failed."""
     return f"{prefix}{OUTBOX}/{upload_id}{RECORD_SUFFIX}"
 
 
 def decided_key(prefix: str, upload_id: str) -> str:
-    """The record of an upload id that was promoted or refused and announced."""
+    """The record of an upload id: the claim on its promotion, then what it became."""
     return f"{prefix}{DECIDED}/{upload_id}{RECORD_SUFFIX}"
 
 

@@ -35,7 +35,7 @@ from service.storage.errors import NotFound, PreconditionFailed
 DEFAULT_PAGE = 50
 # Pending uploads shown on a listing's first page: one more LIST, at most this many items.
 MAX_PENDING_LISTED = 100
-# DELETE looks again when an announcement or a promotion moves the outbox under it, then answers 409.
+# DELETE looks again when an announcement or a promotion moves the id's record under it, then answers 409.
 DELETE_ROUNDS = 3
 DELETE_RETRY_SECONDS = 0.1
 
@@ -214,10 +214,9 @@ async def playback_url(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     """``DELETE /api/uploads/{id}``: the library object, any staging leftover and the pending announcement.
 
-    The deletion first takes the id's outbox slot (the same conditional write a
-    promotion claims it with), so no promotion can copy the upload back while it
-    runs; afterwards the id's record says "deleted" and a reused POST policy
-    cannot bring it back.
+    The deletion first writes the id's record (conditionally, as a promotion claims
+    it), so no promotion can copy the upload back while it runs; the record says
+    "deleted" from then on, and a reused POST policy cannot bring the upload back.
     """
     state, user = resources(request), require_user(request)
     storage, prefix = state["storage"], state["settings"].s3_key_prefix
@@ -234,17 +233,16 @@ async def delete(request: Request) -> Response:
         tombstone = encoder.encode(
             promotion.deleted_record(user.user_id, upload_id, staging or library or "")
         )
-        outbox = keys.outbox_key(prefix, upload_id)
-        pending = found is not None and found[1] is not None
+        pending = found is not None and found[0].pending
         if pending and library is None and found is not None and found[0].lease_until > time.time():
             raise _pending()  # mid-promotion: its copy may be on the way
         try:
             await storage.put_record(
-                outbox, tombstone, if_match=found[1] if found is not None and pending else None
+                keys.decided_key(prefix, upload_id), tombstone, if_match=found[1] if found else None
             )
             break
         except (PreconditionFailed, NotFound):
-            # The outbox moved this instant: an announcement was delivered, or a promotion claimed the id.
+            # The record moved this instant: an announcement was delivered, or a promotion claimed the id.
             await asyncio.sleep(DELETE_RETRY_SECONDS)
     else:
         raise _pending()
@@ -253,8 +251,8 @@ async def delete(request: Request) -> Response:
     for key in {k for k in (library, staging, decided.key if decided else None, *parts) if k is not None}:
         await storage.delete(key)
     await folders.remove_sidecars(storage, prefix, user.user_id, upload_id)
-    await storage.put_plain(keys.decided_key(prefix, upload_id), tombstone)
-    await storage.delete(outbox)
+    if pending:
+        await storage.delete(keys.outbox_key(prefix, upload_id))  # its announcement may be queued
     if library is not None and decided is not None:
         await state["reservations"].removed(
             user.user_id, Amount(decided.size, decided.duration_seconds or 0.0)

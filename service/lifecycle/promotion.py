@@ -6,20 +6,25 @@ step is idempotent and every choice between replicas is made by a conditional
 write in the bucket, so concurrent or repeated runs converge on one library
 object and one announcement per upload id:
 
-1. An upload id is *decided* once: by whoever creates ``{prefix}outbox/{id}.json``
+1. An upload id is *decided* once: by whoever creates ``{prefix}decided/{id}.json``
    with ``If-None-Match: *`` after verifying the staging object. The record holds
    the outcome (confirmed or rejected), the announcement's body, the verified
-   ETag and a lease.
+   ETag and a lease, and says ``pending`` until the announcement is acknowledged.
+   It stays while a staging object could reuse its id, so a late racer's or a
+   re-POST's claim fails on it: nothing is read before claiming.
 2. Confirmed: a server-side copy of exactly the verified version to the library
    key, with the canonical Content-Type and the facts learnt as metadata. Rejected:
-   nothing is copied. Either way the staging object is then deleted.
+   nothing is copied.
 3. The lease holder delivers the announcement (``msg_{id}``); once the receiver
-   acknowledged, the record moves to ``{prefix}decided/{id}.json`` and the outbox
-   entry is deleted. A failed delivery releases the lease, and the sweeper takes
-   over stale leases with ``If-Match`` and delivers later.
-4. A staging object whose id is already decided is a replacement (POST policies
-   are reusable until they expire) or a duplicate: it is deleted, and the library
-   is never overwritten.
+   acknowledged, the record is rewritten final (``If-Match``) and only then is the
+   staging object deleted. A staging object is therefore the mark of a promotion
+   still under way: if its holder dies, the sweeper finds the object, meets the
+   stale lease, takes it over with ``If-Match`` and finishes. A failed delivery
+   releases the lease, queues ``{prefix}outbox/{id}.json`` for the sweeper and
+   deletes the staging object.
+4. A staging object whose id is already decided and final is a replacement (POST
+   policies are reusable until they expire) or a duplicate: it is deleted, and
+   the library is never overwritten.
 
 Verification decodes the whole staging object in a worker process
 (``service.lifecycle.decoding``), which streams it from the store, so a crafted
@@ -113,7 +118,7 @@ class Refusal(msgspec.Struct):
 
 
 class Decision(msgspec.Struct):
-    """The outbox (and later decided) record of one upload id."""
+    """The record of one upload id: who promotes it, what it became, whether it was announced."""
 
     upload_id: str
     owner: str
@@ -125,6 +130,9 @@ class Decision(msgspec.Struct):
     refusal: Refusal | None = None  # why it was deleted, when rejected
     attempts: int = 0
     parts_key: str | None = None  # the staging object's parts record, deleted with it
+    # Claimed and not yet announced. Records written before claims and records were one
+    # (a final one moved to decided/ once announced) have no such field: final.
+    pending: bool = False
 
     @property
     def confirmed(self) -> bool:
@@ -146,9 +154,7 @@ class Verified:
 def deleted_record(owner: str, upload_id: str, key: str) -> Decision:
     """What DELETE leaves behind: the id is spent, and a reused POST policy cannot bring it back."""
     gone = Refusal(404, "not_found", "There is no such upload.")
-    # A live lease: a promoter that meets this record in the outbox takes it as final, not as stalled.
-    lease = time.time() + LEASE_MARGIN_SECONDS
-    return Decision(upload_id, owner, key, source_etag="", message="", lease_until=lease, refusal=gone)
+    return Decision(upload_id, owner, key, source_etag="", message="", lease_until=0.0, refusal=gone)
 
 
 def lease_seconds(resources: Resources, size: int) -> float:
@@ -304,14 +310,9 @@ async def _read(storage: Storage, key: str) -> tuple[Decision, str] | None:
     return _decision_decoder.decode(record.body), record.etag
 
 
-async def read_decision(resources: Resources, upload_id: str) -> tuple[Decision, str | None] | None:
-    """(record, outbox ETag) while the announcement is pending, (record, None) once decided, else None."""
-    storage, prefix = resources["storage"], resources["settings"].s3_key_prefix
-    pending = await _read(storage, keys.outbox_key(prefix, upload_id))
-    if pending is not None:
-        return pending
-    done = await _read(storage, keys.decided_key(prefix, upload_id))
-    return (done[0], None) if done is not None else None
+async def read_decision(resources: Resources, upload_id: str) -> tuple[Decision, str] | None:
+    """The id's record and its ETag (for ``If-Match``), or None when nobody decided it."""
+    return await _read(resources["storage"], keys.decided_key(resources["settings"].s3_key_prefix, upload_id))
 
 
 async def _rendition_link(resources: Resources, key: str | None) -> RenditionUrl | None:
@@ -446,22 +447,46 @@ async def _in_library(storage: Storage, upload: Upload) -> bool:
     return True
 
 
-async def _deliver(resources: Resources, decision: Decision, etag: str) -> bool:
-    """Announce as lease holder; on acknowledgement the record is final, otherwise the lease is released."""
-    storage, settings = resources["storage"], resources["settings"]
-    prefix, sender = settings.s3_key_prefix, resources["webhooks"]
-    outbox = keys.outbox_key(prefix, decision.upload_id)
-    if not decision.message:
-        sender = None  # a deletion: nothing to announce
-    if sender is not None and not await sender.deliver(f"msg_{decision.upload_id}", decision.message):
+async def _remove_staging(storage: Storage, decision: Decision) -> None:
+    """Delete the staging object (and its parts record): the promotion no longer needs its mark."""
+    await storage.delete(decision.staging_key)
+    if decision.parts_key is not None:
+        await storage.delete(decision.parts_key)
+
+
+async def _queue(resources: Resources, decision: Decision) -> None:
+    """The outbox entry that asks the sweeper to deliver an announcement (a copy of the record, for the operator)."""
+    outbox = keys.outbox_key(resources["settings"].s3_key_prefix, decision.upload_id)
+    await resources["storage"].put_plain(outbox, encoder.encode(decision))
+
+
+async def _deliver(
+    resources: Resources, decision: Decision, etag: str, *, send: bool = True, queued: bool = False
+) -> bool:
+    """Announce as lease holder, then make the record final and delete staging; on failure queue it instead.
+
+    ``queued``: an outbox entry exists for this id, to be deleted once it is announced.
+    """
+    storage, prefix = resources["storage"], resources["settings"].s3_key_prefix
+    record = keys.decided_key(prefix, decision.upload_id)
+    sender = resources["webhooks"] if decision.message else None
+    if not send or (
+        sender is not None and not await sender.deliver(f"msg_{decision.upload_id}", decision.message)
+    ):
         released = msgspec.structs.replace(decision, lease_until=0.0)
-        with contextlib.suppress(PreconditionFailed):  # someone took the lease over: theirs to deliver
-            await storage.put_record(outbox, encoder.encode(released), if_match=etag)
+        with contextlib.suppress(PreconditionFailed, NotFound):  # taken over (or deleted): theirs to finish
+            await storage.put_record(record, encoder.encode(released), if_match=etag)
+            if not queued:
+                await _queue(resources, released)
+            await _remove_staging(storage, decision)
         logger.warning("upload %s not announced yet; the sweeper will deliver it", decision.upload_id)
         return False
-    with contextlib.suppress(PreconditionFailed):  # created once: a DELETE's record keeps the last word
-        await storage.put_record(keys.decided_key(prefix, decision.upload_id), encoder.encode(decision))
-    await storage.delete(outbox)
+    final = msgspec.structs.replace(decision, pending=False)
+    with contextlib.suppress(PreconditionFailed, NotFound):  # a DELETE's record keeps the last word
+        await storage.put_record(record, encoder.encode(final), if_match=etag)
+    await _remove_staging(storage, decision)
+    if queued:
+        await storage.delete(keys.outbox_key(prefix, decision.upload_id))
     return sender is not None
 
 
@@ -469,16 +494,18 @@ async def _deliver(resources: Resources, decision: Decision, etag: str) -> bool:
 _later: set[asyncio.Task[None]] = set()
 
 
-async def _announce(resources: Resources, decision: Decision, etag: str) -> None:
+async def _announce(resources: Resources, decision: Decision, etag: str, queued: bool) -> None:
     try:
-        await _deliver(resources, decision, etag)
+        await _deliver(resources, decision, etag, queued=queued)
     except Exception:  # the lease runs out and the sweeper delivers: log, never lose the task's error
         logger.exception("upload %s not announced yet; the sweeper will deliver it", decision.upload_id)
 
 
-def _deliver_later(resources: Resources, decision: Decision, etag: str) -> None:
-    """Announce as lease holder in a task of its own; a failure leaves the outbox entry to the sweeper."""
-    task = asyncio.create_task(_announce(resources, decision, etag), name=f"announce-{decision.upload_id}")
+def _deliver_later(resources: Resources, decision: Decision, etag: str, queued: bool) -> None:
+    """Announce as lease holder in a task of its own; a failure leaves it to the sweeper."""
+    task = asyncio.create_task(
+        _announce(resources, decision, etag, queued), name=f"announce-{decision.upload_id}"
+    )
     _later.add(task)
     task.add_done_callback(_later.discard)
 
@@ -486,7 +513,8 @@ def _deliver_later(resources: Resources, decision: Decision, etag: str) -> None:
 async def announcements_finished(grace: float) -> None:
     """At shutdown: let announcements under way finish for ``grace`` seconds, then stop them.
 
-    A stopped one keeps its outbox entry, whose lease runs out; the sweeper delivers it.
+    A stopped one leaves its record pending and its staging object (or outbox entry) in place;
+    its lease runs out and the sweeper delivers it.
     """
     loop = asyncio.get_running_loop()
     mine = {task for task in _later if task.get_loop() is loop}
@@ -507,39 +535,41 @@ async def take_over(resources: Resources, decision: Decision, etag: str) -> tupl
         lease_until=time.time() + lease_seconds(resources, decision.upload.size if decision.upload else 0),
         attempts=decision.attempts + 1,
     )
-    outbox = keys.outbox_key(resources["settings"].s3_key_prefix, decision.upload_id)
+    record = keys.decided_key(resources["settings"].s3_key_prefix, decision.upload_id)
     try:
-        return mine, await resources["storage"].put_record(outbox, encoder.encode(mine), if_match=etag)
+        return mine, await resources["storage"].put_record(record, encoder.encode(mine), if_match=etag)
     except (PreconditionFailed, NotFound):
         return None
 
 
 async def finish(
-    resources: Resources, decision: Decision, etag: str, deliver: Delivery = True, claimed: bool = False
+    resources: Resources,
+    decision: Decision,
+    etag: str,
+    deliver: Delivery = True,
+    claimed: bool = False,
+    queued: bool = False,
 ) -> Promotion:
-    """As lease holder: copy if not yet in the library, delete staging, announce.
+    """As lease holder: copy if not yet in the library, announce, then delete staging.
 
-    ``claimed``: this holder created the outbox record itself with no decided record
-    beside it, so no earlier holder can have copied (one that did either still holds
-    the outbox or has decided): the copy goes ahead without a HEAD of the library.
+    ``claimed``: this holder created the record itself, so no earlier holder can
+    have copied: the copy goes ahead without a HEAD of the library. ``queued``: the
+    sweeper found the id in the outbox.
     """
     storage, ledger = resources["storage"], resources["reservations"]
     copy_needed = decision.upload is not None and (claimed or not await _in_library(storage, decision.upload))
     if copy_needed and not await _copy(resources, decision):
         assert decision.upload is not None
         if await _in_library(storage, decision.upload):
-            # Another holder copied it and deleted staging: radosgw's If-None-Match is not atomic under
-            # concurrent claims, so two can hold one id. The first announces; voiding its record here
+            # Another holder copied it: radosgw's If-None-Match is not atomic under concurrent
+            # claims, so two can hold one id. The first announces; voiding the record here
             # would leave the upload with neither a staging object nor a decision (confirm's 404).
             return _answer(decision)
         # The verified version is gone (deleted or replaced): the decision is void, start again.
         await _drop_stale_facts(resources, decision, None)
-        await storage.delete(keys.outbox_key(resources["settings"].s3_key_prefix, decision.upload_id))
+        await storage.delete(keys.decided_key(resources["settings"].s3_key_prefix, decision.upload_id))
         await ledger.release(decision.owner, decision.upload_id)
         return Promotion("missing")
-    await storage.delete(decision.staging_key)
-    if decision.parts_key is not None:
-        await storage.delete(decision.parts_key)
     if decision.upload is not None:
         UPLOADS_CONFIRMED.inc()
         await ledger.copied(
@@ -547,10 +577,16 @@ async def finish(
         )
     else:
         await ledger.release(decision.owner, decision.upload_id)  # its pending slot (and nothing else)
+        if deliver == "later" and not queued:
+            # Refused: nothing in the library stands for it, so its staging object goes before the
+            # answer (the listing would show it pending); the outbox entry marks the announcement.
+            await _queue(resources, decision)
+            await _remove_staging(storage, decision)
+            queued = True
     if deliver == "later":
-        _deliver_later(resources, decision, etag)
+        _deliver_later(resources, decision, etag, queued)
         return _answer(decision)
-    announced = await _deliver(resources, decision, etag) if deliver else False
+    announced = await _deliver(resources, decision, etag, send=bool(deliver), queued=queued)
     return _answer(decision, announced)
 
 
@@ -562,20 +598,22 @@ def _answer(decision: Decision, announced: bool = False, outcome: Outcome | None
 
 
 async def _settle(
-    resources: Resources, decision: Decision, etag: str | None, key: str | None, deliver: Delivery
+    resources: Resources, decision: Decision, etag: str, key: str | None, deliver: Delivery
 ) -> Promotion | None:
-    """An id already decided: clear a replacement, help a stalled promoter; None to look again."""
+    """An id already decided: finish a stalled promotion, clear a replacement; None to look again."""
     storage = resources["storage"]
-    if etag is not None and decision.lease_until <= time.time():
-        taken = await take_over(resources, decision, etag)
-        if taken is None:
-            return None  # another replica took it first: look again
-        result = await finish(resources, *taken, deliver=deliver)
-        return None if result.outcome == "missing" else result
-    settled = etag is None or decision.refusal is not None
-    if not settled and decision.upload is not None:
-        settled = await _in_library(storage, decision.upload)
-    if not settled:
+    if decision.pending:
+        if decision.lease_until <= time.time():
+            taken = await take_over(resources, decision, etag)
+            if taken is None:
+                return None  # another replica took it first: look again
+            result = await finish(resources, *taken, deliver=deliver)
+            return None if result.outcome == "missing" else result
+        # Its holder is at work and removes the staging object itself once it announced.
+        if decision.refusal is not None or (
+            decision.upload is not None and await _in_library(storage, decision.upload)
+        ):
+            return _answer(decision)
         return Promotion("pending")  # the holder is between claim and copy
     replaced = False
     if key is not None:
@@ -599,14 +637,11 @@ async def _staging_key(resources: Resources, owner: str, upload_id: str) -> str 
 
 
 async def _gone(resources: Resources, owner: str, upload_id: str, deliver: Delivery) -> Promotion | None:
-    """No staging object: decided already (its answer), being decided by a racer (None: look again), or missing."""
+    """No staging object: decided already (its answer, or its stalled announcement finished), or missing."""
     found = await read_decision(resources, upload_id)
     if found is None or found[0].owner != owner:
         return Promotion("missing")
-    decision, etag = found
-    if etag is not None:
-        return None  # the holder is between deleting staging and its final record
-    return await _settle(resources, decision, None, None, deliver)
+    return await _settle(resources, *found, None, deliver)
 
 
 async def _round(
@@ -615,8 +650,8 @@ async def _round(
     """One look at an upload id; None when another replica changed things under us and we must look again."""
     storage, settings = resources["storage"], resources["settings"]
     # No record is read first: an upload is usually promoted once, while its staging object exists.
-    # One already decided has none (promotion deletes it) and is answered from its record in
-    # ``_gone``; a staging object sent again after its id was decided is caught by the claim below.
+    # One already decided has none (promotion deletes it last) and is answered from its record in
+    # ``_gone``; a staging object sent again after its id was decided loses the claim below.
     key = key or await _staging_key(resources, owner, upload_id)
     if key is None:
         return await _gone(resources, owner, upload_id, deliver)
@@ -652,22 +687,21 @@ async def _round(
         upload=upload,
         refusal=refusal,
         parts_key=parts_key,
+        pending=True,
     )
-    outbox = keys.outbox_key(settings.s3_key_prefix, upload_id)
     try:
-        etag = await storage.put_record(outbox, encoder.encode(decision))
-    except PreconditionFailed:  # another replica decided first: look again
+        etag = await storage.put_record(
+            keys.decided_key(settings.s3_key_prefix, upload_id), encoder.encode(decision)
+        )
+    except PreconditionFailed:
+        # Decided first by a racer, or before: the same upload sent again, or a DELETE's record.
         standing = await read_decision(resources, upload_id)
         await _drop_stale_facts(resources, decision, standing[0] if standing else None)
-        return None
-    if (decided := await _read(storage, keys.decided_key(settings.s3_key_prefix, upload_id))) is not None:
-        # Another racer claimed, announced and released the outbox while we verified, or this is the
-        # same upload sent again after it was decided: the decided record is final, ours must not announce.
-        await storage.delete(outbox)
-        await _drop_stale_facts(resources, decision, decided[0])
-        if decided[0].owner != owner:
+        if standing is None:
+            return None  # voided meanwhile: look again
+        if standing[0].owner != owner:
             return Promotion("missing")
-        return await _settle(resources, decided[0], None, key, deliver)
+        return await _settle(resources, *standing, key, deliver)
     result = await finish(resources, decision, etag, deliver, claimed=True)
     return None if result.outcome == "missing" else result
 

@@ -2,8 +2,9 @@
 
 A pass promotes staging objects older than SOUNDPOST_STAGING_GRACE that no confirm
 or event promoted, deletes staging objects and aborts multipart uploads older than
-SOUNDPOST_STAGING_LIFETIME, redelivers announcements whose lease went stale,
-forgets decided records once no staging object can reuse their id, recounts
+SOUNDPOST_STAGING_LIFETIME, redelivers queued announcements whose lease went stale,
+forgets records once no staging object can reuse their id (a staging object whose
+promoter died is promoted again: it finds the stale lease and finishes the job), recounts
 each user's library bytes, and decodes library uploads that predate decoding. Every step is the idempotent, conditional one that
 promotion uses, so two replicas sweeping at once converge.
 """
@@ -19,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import msgspec
+
 from service.core import audio_types as audio
 from service.core import keys, sidecars
 from service.core.media_job import Decoded, Refused
@@ -32,7 +35,7 @@ from service.resources import Resources
 from service.schemas import encoder
 from service.settings import Settings
 from service.storage.client import Listed, open_storage
-from service.storage.errors import NotFound, StorageUnavailable
+from service.storage.errors import NotFound, PreconditionFailed, StorageUnavailable
 from service.webhooks import open_webhooks
 
 logger = logging.getLogger("soundpost.sweeper")
@@ -127,34 +130,55 @@ async def _multipart(resources: Resources, report: SweepReport) -> None:
             report.aborted += 1
 
 
-async def _redeliver(resources: Resources, upload_id: str) -> promotion.Promotion:
-    """Deliver one outbox entry if its lease is stale and this replica wins the takeover."""
-    found = await promotion.read_decision(resources, upload_id)
-    if found is None or found[1] is None:
-        return promotion.Promotion("missing")  # delivered meanwhile
-    taken = await promotion.take_over(resources, found[0], found[1])
+async def _adopted(resources: Resources, upload_id: str, entry: str) -> tuple[promotion.Decision, str] | None:
+    """An outbox entry with no record beside it was written by an earlier version, where the
+    outbox held the pending record itself: it becomes the id's pending record."""
+    storage, prefix = resources["storage"], resources["settings"].s3_key_prefix
+    try:
+        legacy = msgspec.json.decode((await storage.get_record(entry)).body, type=promotion.Decision)
+    except (NotFound, msgspec.DecodeError):
+        return None
+    pending = msgspec.structs.replace(legacy, pending=True)
+    with contextlib.suppress(PreconditionFailed):  # another replica adopted it first
+        await storage.put_record(keys.decided_key(prefix, upload_id), encoder.encode(pending))
+    return await promotion.read_decision(resources, upload_id)
+
+
+async def _redeliver(resources: Resources, upload_id: str, entry: str) -> promotion.Promotion:
+    """Deliver one queued announcement if its lease is stale and this replica wins the takeover."""
+    found = await promotion.read_decision(resources, upload_id) or await _adopted(resources, upload_id, entry)
+    if found is None or not found[0].pending:
+        await resources["storage"].delete(entry)  # delivered meanwhile (or the upload deleted)
+        return promotion.Promotion("missing")
+    taken = await promotion.take_over(resources, *found)
     if taken is None:
         return promotion.Promotion("pending")  # its holder is alive, or another replica took it
-    return await promotion.finish(resources, *taken)
+    return await promotion.finish(resources, *taken, queued=True)
 
 
-async def _outbox(resources: Resources, report: SweepReport) -> None:
+async def _outbox(resources: Resources, report: SweepReport) -> set[str]:
+    """Deliver what is queued; the ids that were queued, whose records this pass must not forget."""
     prefix = resources["settings"].s3_key_prefix
+    queued = set()
     for item in await _objects(resources, keys.record_prefix(prefix, keys.OUTBOX)):
         upload_id = keys.parse_record_key(prefix, keys.OUTBOX, item.key)
         if upload_id is None:
             continue
-        result = await _guarded(_redeliver(resources, upload_id), item.key)
+        queued.add(upload_id)
+        result = await _guarded(_redeliver(resources, upload_id, item.key), item.key)
         if result is not None and result.announced:
             report.redelivered += 1
+    return queued
 
 
-async def _decided(resources: Resources, report: SweepReport) -> None:
-    """Decided records are kept while a staging object could still reuse their id, then dropped."""
+async def _decided(resources: Resources, report: SweepReport, queued: set[str]) -> None:
+    """Records are kept while a staging object could still reuse their id, then dropped (never while queued)."""
     settings, storage = resources["settings"], resources["storage"]
     horizon = time.time() - 2 * settings.staging_lifetime
     for item in await _objects(resources, keys.record_prefix(settings.s3_key_prefix, keys.DECIDED)):
         upload_id = keys.parse_record_key(settings.s3_key_prefix, keys.DECIDED, item.key)
+        if upload_id in queued:
+            continue
         if upload_id is None or keys.upload_time(upload_id) < horizon:
             await storage.delete(item.key)
             report.forgotten += 1
@@ -223,8 +247,8 @@ async def sweep(resources: Resources) -> SweepReport:
     report = SweepReport()
     await _staging(resources, report)
     await _multipart(resources, report)
-    await _outbox(resources, report)
-    await _decided(resources, report)
+    queued = await _outbox(resources, report)
+    await _decided(resources, report, queued)
     since = time.time() - RECOUNT_CLOCK_MARGIN
     library = await _objects(resources, keys.area_prefix(resources["settings"].s3_key_prefix, keys.LIBRARY))
     await _recount(resources, report, library, since)  # one LIST of the library serves both
