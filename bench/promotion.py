@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.promotion            # 20 promotions per file and concurrency, 5 decode repeats
     .venv/bin/python -m bench.promotion --quick    # smoke run: 4 promotions, 2 repeats
 
-Everything runs on 127.0.0.1 against moto's S3 server, in one run, so the ratios
-compare like with like; bench/README.md describes the method.
+Everything runs on 127.0.0.1 against one S3 store (``--store``: radosgw where it is
+installed, else moto's server in this process; bench/stores.py), in one run, so the
+ratios compare like with like; bench/README.md describes the method.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
-import logging
 import os
 import resource
 import statistics
@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from bench import stores
 from bench.run import TICKS, Server, process_tree, sign_in, stack
 from service import devstack
 from service.core.media_job import Job, job_encoder
@@ -138,32 +139,6 @@ def forked_cpu(url: str, size: int, etag: str, declared: str, rendition: str | N
     return statistics.median(runs)
 
 
-class S3Requests(logging.Handler):
-    """Counts requests moto's in-process server logs (werkzeug's access log) without printing them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
-
-    @contextlib.contextmanager
-    def counting(self) -> Iterator[S3Requests]:
-        log = logging.getLogger("werkzeug")
-        level, propagate, handlers = log.level, log.propagate, log.handlers
-        log.setLevel(logging.INFO)
-        log.propagate = False
-        log.handlers = [self]
-        self.count = 0
-        try:
-            yield self
-        finally:
-            log.handlers = handlers
-            log.setLevel(level)
-            log.propagate = propagate
-
-
 def upload(client: httpx.Client, path: Path, declared: str) -> str:
     signed = client.post(
         "/api/upload/presigned-url",
@@ -183,7 +158,7 @@ def upload(client: httpx.Client, path: Path, declared: str) -> str:
 
 
 def promotions(
-    server: Server, cookie: str, path: Path, declared: str, count: int, at_once: int
+    server: Server, store: stores.Store, cookie: str, path: Path, declared: str, count: int, at_once: int
 ) -> dict[str, float]:
     """Upload ``count`` copies, then confirm them ``at_once`` at a time; wall time and CPU per promotion."""
     headers = {"Cookie": cookie}
@@ -194,20 +169,23 @@ def promotions(
         )
         ids = [upload(client, path, declared) for _ in range(count)]
         assert server.process is not None
-        own_before, workers_before = process_cpu(server.process.pid)
-        started = time.perf_counter()
 
         def confirm(upload_id: str) -> int:
             return client.post(
                 f"/api/uploads/{upload_id}/confirm", headers={"Origin": server.url}
             ).status_code
 
-        machine_before = machine_times()
-        with S3Requests().counting() as requests, concurrent.futures.ThreadPoolExecutor(at_once) as pool:
-            statuses = list(pool.map(confirm, ids))
-        wall = time.perf_counter() - started
-        own_after, workers_after = process_cpu(server.process.pid)
-        busy, total = (after - before for after, before in zip(machine_times(), machine_before, strict=True))
+        # The count's window holds the measured one: reading radosgw's counter runs `ceph`, outside the time.
+        with store.counting() as requests:
+            own_before, workers_before = process_cpu(server.process.pid)
+            started = time.perf_counter()
+            machine_before = machine_times()
+            with concurrent.futures.ThreadPoolExecutor(at_once) as pool:
+                statuses = list(pool.map(confirm, ids))
+            wall = time.perf_counter() - started
+            own_after, workers_after = process_cpu(server.process.pid)
+            machine_after = machine_times()
+        busy, total = (after - before for after, before in zip(machine_after, machine_before, strict=True))
     assert statuses == [200] * count, statuses
     return {
         "per_second": count / wall,
@@ -258,18 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 promotions, 2 repeats")
     parser.add_argument("--count", type=int, default=20, help="promotions per file and concurrency")
     parser.add_argument("--repeats", type=int, default=5, help="repeats of each decode measurement")
+    stores.add_option(parser)
     args = parser.parse_args(argv)
     count, repeats = (4, 2) if args.quick else (args.count, args.repeats)
     long_seconds = 600 if args.quick else 3600
-    with tempfile.TemporaryDirectory() as scratch, stack({}) as env:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        stores.started(args.store) as store,
+        stack({}, store.endpoint) as env,
+    ):
+        print(f"store: {store.name}; S3 requests counted by {store.counted_by}\n")
         files = {name: make_file(Path(scratch), name) for name in FILES}
-        endpoint = devstack.S3Endpoint(
-            env["SOUNDPOST_S3_ENDPOINT"],
-            env["SOUNDPOST_S3_ACCESS_KEY_ID"],
-            env["SOUNDPOST_S3_SECRET_ACCESS_KEY"],
-            env.get("SOUNDPOST_S3_REGION", "us-east-1"),
-        )
-        s3 = devstack.s3_admin(endpoint)
+        s3 = devstack.s3_admin(store.endpoint)
         bucket = env["SOUNDPOST_S3_BUCKET"]
         start = startup_cpu(repeats)
         print(f"worker start-up (interpreter + PyAV import): {1000 * start:.0f} ms CPU\n")
@@ -305,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, path in files.items():
                     for at_once in (1, 8, 32):
                         many = max(count, at_once)  # at least one promotion per client at once
-                        got = promotions(server, cookie, path, FILES[name][0], many, at_once)
+                        got = promotions(server, store, cookie, path, FILES[name][0], many, at_once)
                         print(
                             f"| {renditions} | {name} | {at_once} | {got['per_second']:.1f} | {got['wall_ms']:.0f} "
                             f"| {got['service_ms']:.1f} | {got['worker_ms']:.0f} | {got['s3_requests']:.1f} "
@@ -313,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                             flush=True,
                         )
     print(
-        f"\nmachine: {os.cpu_count()} cores; {count} promotions per row, decode figures medians of {repeats}"
+        f"\nmachine: {os.cpu_count()} cores; store: {args.store}; {count} promotions per row, "
+        f"decode figures medians of {repeats}"
     )
     return 0
 

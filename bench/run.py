@@ -38,9 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402 - imported after the path set-up, so the script runs from anywhere
-from moto.moto_server.werkzeug_app import MotoRequestHandler  # noqa: E402
 
-from bench import micro  # noqa: E402
+from bench import micro, stores  # noqa: E402
 from bench.redis_server import RedisServer, redis_server  # noqa: E402
 from bench.sessions import session_cookie  # noqa: E402
 from service import devstack  # noqa: E402
@@ -378,12 +377,10 @@ def table(targets: list[Target], ceiling: Target) -> str:
 
 
 @contextlib.contextmanager
-def stack(env_extra: dict[str, str]) -> Iterator[dict[str, str]]:
+def stack(env_extra: dict[str, str], s3: devstack.S3Endpoint) -> Iterator[dict[str, str]]:
+    """The dev identity provider and the bucket on ``s3``; yields the service's settings for them."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-ins' request logs would drown the table
-    # moto's server speaks HTTP/1.0 and closes every connection, which a store does not: the service's
-    # CPU would include a TCP connect per S3 request. HTTP/1.1 keeps them open where the answer allows.
-    MotoRequestHandler.protocol_version = "HTTP/1.1"
-    with devstack.moto_s3() as s3, devstack.dev_identity_provider() as issuer:
+    with devstack.dev_identity_provider() as issuer:
         devstack.create_bucket(s3, devstack.DEV_BUCKET, ["http://127.0.0.1"])
         env = devstack.dev_environment("http://127.0.0.1", s3, issuer)
         env.pop("SOUNDPOST_PUBLIC_URL")
@@ -465,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
 
     python = sys.executable
     servers: list[Server] = []
-    with stack({}) as env, contextlib.ExitStack() as cleanup:
+    with stores.started("moto") as store, stack({}, store.endpoint) as env, contextlib.ExitStack() as cleanup:
         redis = None if args.no_redis else cleanup.enter_context(redis_server(cpu=LOAD_CORE))
 
         def server(name: str, app: str, workers: int = 1, extra: dict[str, str] | None = None) -> Server:

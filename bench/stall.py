@@ -9,9 +9,9 @@ loop's longest stall. Not debug mode, which records a stack for every handle and
 future and so inflates the very callbacks it reports (by 2 to 4 times here), and not
 uvloop, which cannot be timed per callback; uvloop runs the same Python callbacks
 with its transports in C, so the figure is an upper bound for production's loop.
-The stand-in store and the clients run in this process at the lowest priority
-(``yield_the_cpu``). The web process's resident memory is read before the first
-wave and after each.
+The store (``--store``: radosgw's processes, or moto in this process; bench/stores.py)
+and the clients run at the lowest priority (``yield_the_cpu``). The web process's
+resident memory is read before the first wave and after each.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import stores
 from bench.promotion import make_file, upload
 from bench.run import Server, rss_mb, sign_in, stack
 
@@ -82,7 +83,7 @@ class Stalls:
 
 
 @contextlib.contextmanager
-def service(env: dict[str, str]) -> Iterator[tuple[Server, Stalls]]:
+def service(env: dict[str, str], store: stores.Store) -> Iterator[tuple[Server, Stalls]]:
     server = Server("soundpost (watched)", [], {**env, "SOUNDPOST_CONFIRM_RATE_LIMIT": "1000000/second"})
     command = [sys.executable, "-c", f"from bench.stall import watched; watched('127.0.0.1', {server.port})"]
     process = subprocess.Popen(
@@ -99,22 +100,23 @@ def service(env: dict[str, str]) -> Iterator[tuple[Server, Stalls]]:
         if process.poll() is not None:
             raise SystemExit(f"the watched server exited with {process.returncode}")
         time.sleep(0.2)
-    yield_the_cpu()
+    yield_the_cpu(store.pids)
     try:
         yield server, stalls
     finally:
         server.stop()
 
 
-def yield_the_cpu() -> None:
-    """Every thread of this process (moto's store, the clients) at the lowest priority, the server's untouched.
+def yield_the_cpu(store_pids: tuple[int, ...]) -> None:
+    """Every thread of this process (moto, clients) and of the store's at the lowest priority; not the server's.
 
     In production the store and the browsers are other machines; here they share the
-    server's two cores, and a server thread waiting for a core behind moto's is a stall
-    of the harness, not of the service. Threads started later inherit the priority.
+    server's two cores, and a server thread waiting for a core behind the store's is a
+    stall of the harness, not of the service. Threads started later inherit the priority.
     """
-    for thread in os.listdir("/proc/self/task"):
-        os.setpriority(os.PRIO_PROCESS, int(thread), 19)
+    for pid in ("self", *store_pids):
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            os.setpriority(os.PRIO_PROCESS, int(thread), 19)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,10 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 at once, one wave")
     parser.add_argument("--at-once", type=int, default=32)
     parser.add_argument("--waves", type=int, default=3)
+    stores.add_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.at_once, args.waves = 8, 1
-    with tempfile.TemporaryDirectory() as scratch, stack({}) as env, service(env) as (server, stalls):
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        stores.started(args.store) as store,
+        stack({}, store.endpoint) as env,
+        service(env, store) as (server, stalls),
+    ):
         path = make_file(Path(scratch), "webm")
         cookie = sign_in(server.url)
         assert server.process is not None
@@ -147,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                 assert statuses == [200] * args.at_once, statuses
                 longest.append(max(stalls.take(), default=0.0))
                 rss.append(rss_mb(server.process.pid))
-    print(f"{args.at_once} one-minute WebM recordings confirmed at once, {args.waves} times:")
+    print(
+        f"{args.at_once} one-minute WebM recordings confirmed at once, {args.waves} times, against {store.name}:"
+    )
     print("| wave | longest stall ms | web process MB after |")
     print("| ---: | ---: | ---: |")
     print(f"| before | | {rss[0]:.0f} |")
