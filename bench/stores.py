@@ -34,6 +34,9 @@ from tests.support.rgw import (
     parse_start_output,
 )
 
+# The OSD holds every object in memory: a promotion run keeps each row's library copies, renditions and
+# staging objects (about 1.5 GiB in all), and an OSD past its 1 GiB default stalls writes until timeouts.
+MEMSTORE_BYTES = 6 << 30
 RGW_DAEMONS = ("mon.a", "osd.0", "client.rgw.a")  # the start script's pid files, under RGW_DIR/run
 
 
@@ -120,7 +123,7 @@ def radosgw() -> Iterator[Store]:
     if not rgw_installed():
         raise SystemExit(f"Ceph radosgw is not installed ({INSTALL_HINT}); or run with --store moto")
     folder = Path(tempfile.mkdtemp(prefix="soundpost-bench-rgw-"))
-    env = {**os.environ, "RGW_DIR": str(folder)}
+    env = {**os.environ, "RGW_DIR": str(folder), "RGW_MEMSTORE_BYTES": str(MEMSTORE_BYTES)}
     try:
         yield launched(env, folder / "run")
     finally:

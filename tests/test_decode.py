@@ -19,7 +19,16 @@ from collections.abc import Iterator
 import av
 import pytest
 
-from service.core.media_job import MAX_PEAK_PAIRS, Changed, Decoded, Job, Refused, answer_decoder, job_encoder
+from service.core.media_job import (
+    MAX_PEAK_PAIRS,
+    Changed,
+    Decoded,
+    Job,
+    Refused,
+    Stored,
+    answer_decoder,
+    job_encoder,
+)
 from service.lifecycle import forking
 from service.media import decode
 from service.media.source import RemoteObject
@@ -340,6 +349,25 @@ def test_the_worker_answers_one_json_line_under_its_limits(store: Store) -> None
     assert done.returncode == 0, done.stderr
     answer = answer_decoder.decode(done.stdout)
     assert isinstance(answer, Decoded) and abs(answer.duration_seconds - SECONDS) <= bound(SECONDS)
+
+
+@pytest.mark.parametrize(
+    ("stored_as", "outcome"), [("audio/webm", "decoded"), ("text/plain", "unsupported_type")]
+)
+def test_told_no_type_the_worker_decodes_as_stored_and_answers_the_type_and_metadata(
+    store: Store, stored_as: str, outcome: str
+) -> None:
+    """Confirm skips the HEAD: the worker's first read states the object's type and metadata, as HEAD would."""
+    data = encoded("webm")
+    store.objects["s.webm"] = data
+    store.headers["s.webm"] = {"Content-Type": stored_as, "x-amz-meta-declared-size": str(len(data))}
+    job = Job(f"{store.url}/s.webm", len(data), store.etag("s.webm"), "", 60.0, filename="s.webm")
+    done = worker(job)
+    assert done.returncode == 0, done.stderr
+    answer = answer_decoder.decode(done.stdout)
+    assert isinstance(answer, Decoded | Refused)
+    assert answer.stored == Stored(stored_as, {"declared-size": str(len(data))})
+    assert (answer.code if isinstance(answer, Refused) else "decoded") == outcome
 
 
 def test_the_worker_says_changed_when_the_object_is_not_the_checked_version(store: Store) -> None:

@@ -555,11 +555,11 @@ def test_the_same_file_posted_again_after_confirm_is_answered_from_its_record_an
     assert len(deliveries(receiver, upload_id)) == 1
 
 
-def test_a_confirm_makes_eight_store_requests_of_which_the_decoder_reads_one(
+def test_a_confirm_makes_seven_store_requests_of_which_the_decoder_reads_one(
     env: dict[str, str], receiver: Receiver
 ) -> None:
-    """From the listing to the staging object's DELETE, each request named: no record read before the claim,
-    no HEAD before the copy, and the record written twice (claimed, then announced)."""
+    """From the listing to the staging object's DELETE, each request named: no HEAD (the listing and the
+    decoder's read state what it would), no record read before the claim, and the record written twice."""
     data = audio_samples.wav(1.0)
     bucket = env["SOUNDPOST_S3_BUCKET"]
     with signed_in(env) as alice:
@@ -568,11 +568,10 @@ def test_a_confirm_makes_eight_store_requests_of_which_the_decoder_reads_one(
     assert (
         kinds
         == [
-            "GET bucket ?list 200",  # which staging object this id names (none: decided already, or missing)
-            "HEAD incoming 200",  # its type, size and ETag
-            "GET incoming 206",  # the decoding worker streams it, once (a ranged GET of the whole object)
+            "GET bucket ?list 200",  # the staging object this id names, its size and ETag (none: decided, or missing)
+            "GET incoming 206",  # the decoding worker streams it once (ranged, If-Match) and learns its type
             "PUT library 200",  # the peaks, named by the facts, beside where the upload goes
-            "PUT decided 200",  # the claim (If-None-Match: *), kept while the id could be reused: no racer can win it later
+            "PUT decided 200",  # the claim (If-None-Match: *), kept while the id could be reused
             "PUT library 200",  # the server-side copy
             "PUT decided 200",  # announced: the record is final (If-Match)
             "DELETE incoming 204",  # last: until now the staging object marked a promotion under way
@@ -596,7 +595,7 @@ def test_part_checksums_cost_a_confirm_one_get_and_one_delete_of_their_record_an
         )
     assert kinds == [
         "GET bucket ?list 200",
-        "HEAD incoming 200",  # its metadata says the parts declared checksums
+        "HEAD incoming 200",  # multipart, so HEADed: its metadata says the parts declared checksums
         "GET incoming .parts.json 200",  # what they declared, and each part's size
         "GET incoming 206",  # the one read: whole-file and per-part SHA-256 together
         "PUT library 200",

@@ -7,6 +7,8 @@ service normalises whatever the browser says to one canonical type first.
 
 from __future__ import annotations
 
+from service.core.keys import split_extension
+
 # canonical type -> (extensions, aliases). The first extension is the one added
 # to a filename that has none.
 AUDIO_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -69,3 +71,20 @@ def type_for_extension(extension: str) -> str | None:
     so a listing can state every item's type from its key alone, without a HEAD.
     """
     return _BY_EXTENSION.get(extension.lower())
+
+
+def library_type(declared: str, filename: str) -> str | None:
+    """The canonical type to store: the declared one, or the one the extension names where they overlap.
+
+    Ogg and Opus share extensions; the library follows the extension so a
+    listing can state the type from the key alone.
+    """
+    canonical = canonical_type(declared)
+    if canonical is None:
+        return None
+    named = type_for_extension(split_extension(filename)[1])
+    return (
+        named
+        if named is not None and extension_agrees(split_extension(filename)[1], canonical)
+        else canonical
+    )

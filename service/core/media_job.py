@@ -19,6 +19,7 @@ REFUSALS: dict[str, int] = {
     "container_mismatch": 422,
     "too_long": 413,
     "too_complex": 422,
+    "unsupported_type": 422,
 }
 # The rendition's media type (FLAC: lossless, about half of WAV's bytes, read by every ASR toolkit).
 RENDITION_TYPE = "audio/flac"
@@ -33,7 +34,9 @@ class Job(msgspec.Struct, forbid_unknown_fields=True):
     source_url: str  # a short-lived presigned GET of the staging object
     size: int
     etag: str  # the version that was checked; the worker reads it with If-Match
-    declared: str  # the canonical type the upload declared
+    # The canonical type the upload declared; "" when the web process did not HEAD the object: the
+    # worker then takes it from the Content-Type its first read answers with (and ``filename``).
+    declared: str
     max_seconds: float
     rendition_url: str | None = None  # a presigned PUT for the 16 kHz mono rendition, when renditions are on
     cpu_seconds: int = 30
@@ -41,6 +44,14 @@ class Job(msgspec.Struct, forbid_unknown_fields=True):
     read_timeout: float = 10.0
     # The sizes of a multipart upload's parts, in order, when they declared checksums: one SHA-256 each.
     part_sizes: list[int] | None = None
+    filename: str = ""  # the staging key's last segment, for the type an extension names
+
+
+class Stored(msgspec.Struct):
+    """What the store said about the object on the worker's first read: a HEAD the web process did not send."""
+
+    content_type: str
+    metadata: dict[str, str]
 
 
 class Peaks(msgspec.Struct):
@@ -74,6 +85,7 @@ class Decoded(msgspec.Struct, tag="decoded"):
     bytes_read: int
     rendition_bytes: int | None = None
     part_sha256: list[str] | None = None  # base64, one per ``Job.part_sizes``, hashed in the same read
+    stored: Stored | None = None  # the object's type and metadata as its first read answered them
 
 
 class Refused(msgspec.Struct, tag="refused"):
@@ -81,6 +93,7 @@ class Refused(msgspec.Struct, tag="refused"):
 
     code: str
     detail: str
+    stored: Stored | None = None  # as for Decoded, when the object was read at all
 
 
 class Changed(msgspec.Struct, tag="changed"):

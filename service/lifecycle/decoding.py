@@ -69,6 +69,7 @@ async def _run(
         memory_bytes=settings.decode_memory_mib * MiB,
         read_timeout=float(settings.s3_read_timeout),
         part_sizes=part_sizes,
+        filename=facts.key.rsplit("/", 1)[-1],
     )
     try:
         async with asyncio.timeout(settings.decode_timeout):
@@ -95,7 +96,8 @@ async def decode(
 ) -> Answer:
     """Decode ``facts.key`` (exactly version ``facts.etag``) in a worker within the configured limits.
 
-    With ``part_sizes`` the worker also hashes each of those consecutive ranges, in the same read.
+    ``declared`` "" decodes it as the type it was stored with (the answer states it). With
+    ``part_sizes`` the worker also hashes each of those consecutive ranges, in the same read.
     """
     loop = asyncio.get_running_loop()
     slots = _slots.get(loop) or _slots.setdefault(loop, asyncio.Semaphore(DECODERS))

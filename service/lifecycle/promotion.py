@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ import msgspec
 from service.core import audio_types as audio
 from service.core import keys, sidecars
 from service.core.checksums import PartsRecord, parts_decoder
-from service.core.media_job import REFUSALS, RENDITION_TYPE, Changed, Decoded, Refused
+from service.core.media_job import REFUSALS, RENDITION_TYPE, Answer, Changed, Decoded, Refused
 from service.errors import ApiError
 from service.lifecycle import decoding, folders
 from service.lifecycle.integrity import (
@@ -85,6 +86,8 @@ LEASE_MARGIN_SECONDS = 30
 COPY_BYTES_PER_SECOND = 20 * 1024 * 1024
 # Claims lost to another replica before this run gives up and reports "pending".
 MAX_ROUNDS = 4
+# The content type of facts not learnt by a HEAD: the decoding worker's read states it.
+NOT_HEADED = ""
 # How long confirm waits for another replica's promotion of the same upload to finish.
 SETTLE_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
@@ -165,23 +168,6 @@ def lease_seconds(resources: Resources, size: int) -> float:
 # --- verification ---------------------------------------------------------------------------
 
 
-def library_type(declared: str, filename: str) -> str | None:
-    """The canonical type to store: the declared one, or the one the extension names where they overlap.
-
-    Ogg and Opus share extensions; the library follows the extension so a
-    listing can state the type from the key alone.
-    """
-    canonical = audio.canonical_type(declared)
-    if canonical is None:
-        return None
-    named = audio.type_for_extension(keys.split_extension(filename)[1])
-    return (
-        named
-        if named is not None and audio.extension_agrees(keys.split_extension(filename)[1], canonical)
-        else canonical
-    )
-
-
 async def _admitted(resources: Resources, owner: str, upload_id: str, size: int, duration: float) -> Verdict:
     """Commit the verified amount in the quota ledger (atomically, shared by replicas)."""
     settings, storage = resources["settings"], resources["storage"]
@@ -218,22 +204,52 @@ def _over_quota(settings: Settings, verdict: Verdict) -> Refusal | None:
     )
 
 
+def _type_refusal(settings: Settings, facts: ObjectFacts, filename: str) -> Refusal | None:
+    """Why the object's stored type cannot enter the library, or None when it can."""
+    canonical = audio.library_type(facts.content_type, filename)
+    if canonical is None or audio.canonical_type(facts.content_type) not in settings.allowed_types:
+        return Refusal(
+            422,
+            "unsupported_type",
+            f"{facts.content_type!r} is not an accepted audio type; the upload was removed.",
+        )
+    return None
+
+
+def _as_stored(facts: ObjectFacts, answer: Answer) -> ObjectFacts:
+    """``facts`` completed with the type and metadata the worker's read answered with (when not HEADed)."""
+    stored = answer.stored if isinstance(answer, Decoded | Refused) else None
+    if facts.content_type != NOT_HEADED or stored is None:
+        return facts
+    return dataclasses.replace(facts, content_type=stored.content_type, metadata=stored.metadata)
+
+
 async def _decode(
     resources: Resources,
     owner: str,
     upload_id: str,
     facts: ObjectFacts,
-    canonical: str,
+    filename: str,
     parts: PartsRecord | None,
-) -> Verified | Refusal:
-    """Decode in a worker, then take room in the quota; NotFound when the staging object changed under it."""
+) -> tuple[ObjectFacts, Verified | Refusal]:
+    """Decode in a worker, then take room in the quota; NotFound when the staging object changed under it.
+
+    Not HEADed (``facts.content_type`` is NOT_HEADED), the worker decodes the object as the type it
+    was stored with and answers that type and the metadata: the checks a HEAD allows come after.
+    """
     settings, storage = resources["settings"], resources["storage"]
     rendition = decoding.rendition_key(resources, owner, upload_id)
     sizes = parts.sizes if parts is not None else None
-    answer = await decoding.decode(resources, facts, canonical, rendition, sizes)
+    declared = (
+        "" if facts.content_type == NOT_HEADED else audio.library_type(facts.content_type, filename) or ""
+    )
+    answer = await decoding.decode(resources, facts, declared, rendition, sizes)
     if isinstance(answer, Changed):
         raise NotFound(facts.key)
-    refusal = _refused(answer) if isinstance(answer, Refused) else None
+    facts = _as_stored(facts, answer)
+    refusal = _type_refusal(settings, facts, filename) if facts.content_type != NOT_HEADED else None
+    if refusal is None and isinstance(answer, Refused):
+        refusal = _refused(answer)
     if refusal is None and isinstance(answer, Decoded):
         # The worker hashed every byte it decoded: the declared checksums are checked without a second read.
         mismatch = digest_refusal(facts, answer.sha256, answer.bytes_read)
@@ -248,38 +264,35 @@ async def _decode(
     if refusal is not None or not isinstance(answer, Decoded):
         if rendition is not None:
             await storage.delete(rendition)
-        return refusal or Refusal(422, "corrupt", "The file does not decode; the upload was removed.")
-    return Verified(canonical, answer, rendition if answer.rendition_bytes is not None else None)
+        return facts, refusal or Refusal(422, "corrupt", "The file does not decode; the upload was removed.")
+    canonical = audio.library_type(facts.content_type, filename)
+    assert canonical is not None  # _type_refusal passed
+    return facts, Verified(canonical, answer, rendition if answer.rendition_bytes is not None else None)
 
 
 async def _verify(
     resources: Resources, owner: str, upload_id: str, facts: ObjectFacts, filename: str
-) -> Verified | Refusal:
-    """The type and what decoding found when the staging object may enter the library, else why not."""
+) -> tuple[ObjectFacts, Verified | Refusal]:
+    """The facts, and the type and what decoding found when the staging object may enter the library, else why not."""
     settings = resources["settings"]
     if facts.size > settings.max_upload_bytes:
-        return Refusal(
+        return facts, Refusal(
             413,
             "file_too_large",
             f"Files may be at most {settings.max_upload_bytes} bytes; the upload was removed.",
         )
-    canonical = library_type(facts.content_type, filename)
-    if canonical is None or audio.canonical_type(facts.content_type) not in settings.allowed_types:
-        return Refusal(
-            422,
-            "unsupported_type",
-            f"{facts.content_type!r} is not an accepted audio type; the upload was removed.",
-        )
+    if facts.content_type != NOT_HEADED and (refusal := _type_refusal(settings, facts, filename)) is not None:
+        return facts, refusal
     if facts.size == 0:
-        return Refusal(422, "not_audio", "The file is empty; the upload was removed.")
+        return facts, Refusal(422, "not_audio", "The file is empty; the upload was removed.")
     mismatch = size_refusal(facts)  # from HEAD: a PUT upload of another length is not worth decoding
     parts = None
     if mismatch is None and declares_part_checksums(facts.metadata):
         parts = await _declared_parts(resources, owner, upload_id)
         mismatch = parts_refusal(parts, facts.size)
     if mismatch is not None:
-        return Refusal(422, mismatch.code, mismatch.detail)
-    return await _decode(resources, owner, upload_id, facts, canonical, parts)
+        return facts, Refusal(422, mismatch.code, mismatch.detail)
+    return await _decode(resources, owner, upload_id, facts, filename, parts)
 
 
 def _parts_key(resources: Resources, owner: str, upload_id: str, facts: ObjectFacts) -> str | None:
@@ -629,11 +642,30 @@ async def _settle(
     return _answer(decision, outcome="replaced" if replaced else None)
 
 
-async def _staging_key(resources: Resources, owner: str, upload_id: str) -> str | None:
-    prefix = resources["settings"].s3_key_prefix
-    # Two: a parts record (``.parts.json``) sorts before the staging object it describes.
-    found = await resources["storage"].list_keys(keys.upload_prefix(prefix, owner, upload_id), 2)
-    return next((k for k in found.keys if keys.parse_key(prefix, k) is not None), None)
+async def _staging_facts(
+    resources: Resources, owner: str, upload_id: str, key: str | None
+) -> ObjectFacts | None:
+    """The staging object's facts, or None when there is none.
+
+    Confirm knows only the id, so it LISTs the upload's folder. A single-part object found
+    that way is not HEADed: the LIST gave its size and ETag, and the decoding worker's read
+    answers its type and metadata (NOT_HEADED until then). A multipart one is HEADed, since
+    its metadata says whether a parts record is to be read before decoding.
+    """
+    storage, prefix = resources["storage"], resources["settings"].s3_key_prefix
+    if key is None:
+        # Two: a parts record (``.parts.json``) sorts before the staging object it describes.
+        found = await storage.list_objects(keys.upload_prefix(prefix, owner, upload_id), 2)
+        listed = next((o for o in found.objects if keys.parse_key(prefix, o.key) is not None), None)
+        if listed is None:
+            return None
+        if "-" not in listed.etag:
+            return ObjectFacts(listed.key, listed.size, NOT_HEADED, listed.last_modified, listed.etag, {})
+        key = listed.key
+    try:
+        return await storage.facts(key)
+    except NotFound:
+        return None
 
 
 async def _gone(resources: Resources, owner: str, upload_id: str, deliver: Delivery) -> Promotion | None:
@@ -652,26 +684,23 @@ async def _round(
     # No record is read first: an upload is usually promoted once, while its staging object exists.
     # One already decided has none (promotion deletes it last) and is answered from its record in
     # ``_gone``; a staging object sent again after its id was decided loses the claim below.
-    key = key or await _staging_key(resources, owner, upload_id)
-    if key is None:
+    facts = await _staging_facts(resources, owner, upload_id, key)
+    if facts is None:
         return await _gone(resources, owner, upload_id, deliver)
-    try:
-        facts = await storage.facts(key)
-    except NotFound:
-        return await _gone(resources, owner, upload_id, deliver)
-    parts_key = _parts_key(resources, owner, upload_id, facts)
+    key = facts.key
     if keys.upload_time(upload_id) + settings.staging_lifetime < time.time():
         await storage.delete(key)  # past its lifetime: a leftover, not an upload to announce now
-        if parts_key is not None:
+        if (parts_key := _parts_key(resources, owner, upload_id, facts)) is not None:
             await storage.delete(parts_key)
         return Promotion("missing")
     parsed = keys.parse_key(settings.s3_key_prefix, key)
     assert parsed is not None
     target = keys.library_key(settings.s3_key_prefix, owner, upload_id, parsed.filename)
     try:
-        verdict = await _verify(resources, owner, upload_id, facts, parsed.filename)
+        facts, verdict = await _verify(resources, owner, upload_id, facts, parsed.filename)
     except NotFound:
         return None  # promoted (or deleted) by another racer while we read it: look again
+    parts_key = _parts_key(resources, owner, upload_id, facts)
     rendition: RenditionUrl | None = None
     if isinstance(verdict, Verified):
         rendition = await _rendition_link(resources, verdict.rendition_key)

@@ -17,7 +17,7 @@ import av
 import av.error
 import numpy as np
 
-from service.core import sniff
+from service.core import audio_types, sniff
 from service.core.media_job import RENDITION_RATE, RENDITION_TYPE, AudioFacts, Decoded, Job, Refused
 from service.media.mixdown import Mixdown
 from service.media.source import RemoteObject
@@ -198,9 +198,20 @@ def _check_length(container: Any, source: RemoteObject, counts: Counts) -> None:
         )
 
 
+def _declared(job: Job, source: RemoteObject) -> str:
+    """The type to decode as: the job's, or (not HEADed first) the one the object was stored with."""
+    if job.declared:
+        return job.declared
+    content_type = source.stored().content_type
+    declared = audio_types.library_type(content_type, job.filename)
+    if declared is None:
+        raise Refusal("unsupported_type", f"{content_type!r} is not an accepted audio type.")
+    return declared
+
+
 def decode(job: Job, source: RemoteObject) -> Decoded:
     """Decode the whole object once; raise Refusal for anything the service does not accept."""
-    container = _open(source, job.declared)
+    container = _open(source, _declared(job, source))
     try:
         stream = _stream(container)
         counts = Counts()
@@ -249,4 +260,5 @@ def decode(job: Job, source: RemoteObject) -> Decoded:
         bytes_read=source.hashed,
         rendition_bytes=rendition_bytes,
         part_sha256=source.part_digests(),
+        stored=source.stored(),
     )

@@ -16,6 +16,8 @@ import urllib.error
 import urllib.request
 from http.client import HTTPResponse
 
+from service.core.media_job import Stored
+
 # A seek forward by at most this much reads and hashes the gap instead of opening a new request.
 SKIP_BYTES = 64 * 1024
 CHUNK = 64 * 1024
@@ -23,6 +25,16 @@ CHUNK = 64 * 1024
 # that read ahead while probing and then seek back (FFmpeg's WAV demuxer reads 64 KiB, then returns
 # to the data chunk): a seek back into them is served from memory, not by a second request.
 HEAD_BYTES = 128 * 1024
+
+
+def stored_from(headers: list[tuple[str, str]]) -> Stored:
+    """Content-Type and the ``x-amz-meta-*`` headers of a GET, as a HEAD would have stated them."""
+    prefix = "x-amz-meta-"
+    metadata = {
+        name.lower()[len(prefix) :]: value for name, value in headers if name.lower().startswith(prefix)
+    }
+    content_type = next((value for name, value in headers if name.lower() == "content-type"), "")
+    return Stored(content_type, metadata)
 
 
 class SourceChanged(Exception):
@@ -78,6 +90,7 @@ class RemoteObject(io.RawIOBase):
         self.hashed = 0  # the digest covers bytes [0, hashed)
         self.parts = PartDigests(part_sizes) if part_sizes is not None else None
         self.head = b""
+        self._stored: Stored | None = None
 
     def readable(self) -> bool:
         return True
@@ -100,7 +113,20 @@ class RemoteObject(io.RawIOBase):
         if response.status == 200 and self.pos:
             response.close()
             raise OSError("the store ignored the Range header")
+        if self._stored is None:
+            self._stored = stored_from(response.headers.items())
         return response
+
+    def stored(self) -> Stored:
+        """The object's type and metadata, from the first response (opened here if there is none yet)."""
+        if self._stored is None:
+            self._body_at_pos()
+        assert self._stored is not None
+        return self._stored
+
+    @property
+    def was_read(self) -> bool:
+        return self._stored is not None
 
     def _close_body(self) -> None:
         if self._body is not None:

@@ -52,6 +52,8 @@ def run(job: Job) -> tuple[int, bytes]:
         return STORE_FAILED, b""
     finally:
         source.close()
+    if isinstance(answer, Refused) and source.was_read:
+        answer.stored = source.stored()  # the web process checks the declared type and sizes with it
     return 0, job_encoder.encode(answer) + b"\n"
 
 

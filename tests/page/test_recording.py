@@ -37,6 +37,7 @@ SMALL_PARTS = {
     "SOUNDPOST_MULTIPART_SMALL_PARTS_FOR_TESTS": "true",
 }
 RECORDING = re.compile(r"^recording-.*\.webm$")
+STAGING_CLEARED_SECONDS = 10  # a bound on a hang, not a performance assertion
 S3_WAIT = 20.0  # s: an upper bound on waiting for parts, not an assertion about speed
 
 
@@ -82,12 +83,20 @@ def parts_in_s3(
 
 
 def only_object(s3: devstack.S3Endpoint, bucket: str) -> dict[str, Any]:
-    """The one verified upload in the library (not its sidecars), with nothing left waiting in staging."""
+    """The one verified upload in the library (not its sidecars), with nothing left waiting in staging.
+
+    The staging object goes once the upload is announced, just after confirm answered: waited for, within bounds.
+    """
     library = keys.area_prefix("uploads/", keys.LIBRARY)
     with admin(s3) as client:
         listed = client.list_objects_v2(Bucket=bucket, Prefix=library).get("Contents", [])
         objects = [o for o in listed if keys.parse_library_key("uploads/", o["Key"]) is not None]
-        staged = client.list_objects_v2(Bucket=bucket, Prefix=keys.area_prefix("uploads/", keys.STAGING))
+        deadline = time.monotonic() + STAGING_CLEARED_SECONDS
+        while True:
+            staged = client.list_objects_v2(Bucket=bucket, Prefix=keys.area_prefix("uploads/", keys.STAGING))
+            if staged.get("KeyCount", 0) == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     assert len(objects) == 1, objects
     assert staged.get("KeyCount", 0) == 0, staged.get("Contents")
     return dict(objects[0])

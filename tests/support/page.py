@@ -112,13 +112,17 @@ def alice_page(page: Any) -> Any:
 
 @pytest.fixture(name="stored")
 def stored_fixture(s3: devstack.S3Endpoint, bucket: str) -> Any:
-    """What the bucket holds: key suffix -> bytes."""
+    """What the bucket holds: key suffix -> bytes (the library's copy once there is one).
+
+    A confirmed upload's staging object lasts until its announcement is made, just after confirm answers.
+    """
 
     def read(suffix: str) -> bytes | None:
         client = devstack.s3_admin(s3)
-        for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
-            if item["Key"].endswith("/" + suffix):
-                return bytes(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+        found = [i["Key"] for i in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        for key in sorted(found, key=lambda k: "/library/" not in k):
+            if key.endswith("/" + suffix):
+                return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
         return None
 
     return read

@@ -20,6 +20,7 @@ class Store:
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, range)
     served: int = 0  # body bytes sent
     url: str = ""
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # what a GET of an object also answers
 
     def etag(self, name: str) -> str:
         return '"' + hashlib.md5(self.objects[name]).hexdigest() + '"'  # noqa: S324 (S3's ETag is an MD5)
@@ -46,6 +47,8 @@ def _handler(store: Store) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_response(206 if "Range" in self.headers else 200)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            for header, value in store.headers.get(name, {}).items():
+                self.send_header(header, value)
             self.end_headers()
             try:
                 self.wfile.write(body)
