@@ -207,10 +207,14 @@ def machine_times() -> tuple[int, int]:
 
 @contextlib.contextmanager
 def service(env: dict[str, str], renditions: str) -> Iterator[tuple[Server, str]]:
+    # Not pinned to a core: the decoding fork server and its jobs inherit the web process's CPU
+    # affinity, so a pinned server would run every decode on its one core (the machine at most
+    # about 60 % busy however many promotions run at once).
     server = Server(
         f"soundpost ({renditions})",
         [sys.executable, "-m", "service", "serve"],
         {**env, "SOUNDPOST_RENDITIONS": renditions, "SOUNDPOST_CONFIRM_RATE_LIMIT": "1000000/second"},
+        pinned=False,
     )
     server.start()
     try:

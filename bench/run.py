@@ -115,6 +115,7 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     redis: RedisServer | None = None
+    pinned: bool = True  # each worker on a core of its own (see pin)
 
     @property
     def url(self) -> str:
@@ -141,7 +142,8 @@ class Server:
             with contextlib.suppress(httpx.HTTPError):
                 httpx.get(f"{self.url}/healthz", timeout=1)
                 if self.workers == 1 or len(process_tree(self.process.pid)) > self.workers:
-                    self.pin()
+                    if self.pinned:
+                        self.pin()
                     return
             time.sleep(0.2)
         raise SystemExit(f"{self.name} did not start listening on {self.url}")
