@@ -370,6 +370,7 @@ def test_reposting_the_policy_after_confirm_never_changes_what_playback_serves(
         key = signed.json()["fields"]["key"]
         upload_id = upload_id_of(key)
         assert confirm(alice, upload_id).status_code == 200
+        announced_and_cleared(receiver, upload_id, rgw_endpoint, bucket, key)
         html = b"<html><script>steal()</script></html>"
         assert uppy.post_form(signed.json(), "take.wav", html, "audio/wav").status_code == 201
         link = alice.get(f"/api/uploads/{upload_id}/url")
@@ -526,6 +527,16 @@ def confirmed_requests(
     return kinds
 
 
+def announced_and_cleared(
+    receiver: Receiver, upload_id: str, s3: devstack.S3Endpoint, bucket: str, key: str
+) -> None:
+    """Wait (bounded) for what confirm leaves to the background: the announcement, then the staging DELETE."""
+    deadline = time.monotonic() + 30  # a bound on a hang, not a performance assertion
+    while not deliveries(receiver, upload_id) or key in object_keys(s3, bucket):
+        assert time.monotonic() < deadline, "the upload was never announced and cleared"
+        time.sleep(0.05)
+
+
 def posted_take(alice: httpx.Client, data: bytes) -> dict[str, Any]:
     """The presign answer of a WAV named take.wav, once the file was POSTed with it."""
     signed = uppy.params(alice, "take.wav", "audio/wav", len(data))
@@ -546,6 +557,7 @@ def test_the_same_file_posted_again_after_confirm_is_answered_from_its_record_an
         upload_id = upload_id_of(key)
         first = confirm(alice, upload_id)
         assert first.status_code == 200
+        announced_and_cleared(receiver, upload_id, s3, bucket, key)
         assert uppy.post_form(policy, "take.wav", data, "audio/wav").status_code == 201
         again = confirm(alice, upload_id)
         assert (again.status_code, again.json()) == (200, first.json())

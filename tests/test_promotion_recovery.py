@@ -16,7 +16,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,6 +29,8 @@ from starlette.routing import Route
 
 from service import devstack
 from service.core import keys
+from service.lifecycle import promotion, sweeper
+from service.settings import load_settings
 from tests.conftest import signed_in
 from tests.support import audio_samples, uppy
 from tests.support.s3 import admin, object_keys
@@ -37,6 +41,7 @@ from tests.support.webhooks import Receiver
 ALICE = keys.user_id("fake", "alice")
 HOLD_SECONDS = 60  # bounds on the test, not measurements: the promoter is killed long before
 ARRIVAL_SECONDS = 60
+DAY = 86400
 
 
 @pytest.fixture
@@ -212,3 +217,34 @@ def test_an_announcement_queued_by_the_previous_record_layout_is_adopted_and_del
         keys.decided_key("uploads/", upload_id),
         *sorted(k for k in of_upload(s3, bucket, upload_id) if k.startswith("uploads/library/")),
     ]
+
+
+def test_a_promoter_killed_longer_ago_than_the_staging_lifetime_is_finished_not_discarded(
+    env: dict[str, str],
+    receiver: Receiver,
+    s3: devstack.S3Endpoint,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A day and a half later (no sweep ran meanwhile), the staging object is past its lifetime, yet it still
+    marks the dead holder's promotion: the sweep announces it once instead of deleting it as a leftover."""
+    key, upload_id = staged_memo(env)
+    with sweep_stuck_announcing(env):
+        pass  # and killed
+    later = time.time() + 1.5 * DAY  # past the default lifetime (a day), short of forgetting records (two)
+    for module in (promotion, sweeper):
+        monkeypatch.setattr(module, "time", SimpleNamespace(time=lambda: later))
+
+    async def one_pass() -> sweeper.SweepReport:
+        settings = load_settings({**env, "SOUNDPOST_PUBLIC_URL": "http://127.0.0.1"})
+        async with sweeper.open_resources(settings) as state:
+            return await sweeper.sweep(state)
+
+    first = asyncio.run(one_pass())
+    assert (first.promoted, first.expired) == (1, 0)
+    again = asyncio.run(one_pass())
+    assert (again.promoted, again.redelivered, again.expired) == (0, 0, 0)
+    [event] = announced(receiver, upload_id)
+    assert event["type"] == "upload.confirmed"
+    assert record_of(s3, bucket, upload_id)["pending"] is False
+    assert key not in object_keys(s3, bucket)

@@ -689,6 +689,9 @@ async def _round(
         return await _gone(resources, owner, upload_id, deliver)
     key = facts.key
     if keys.upload_time(upload_id) + settings.staging_lifetime < time.time():
+        standing = await read_decision(resources, upload_id)
+        if standing is not None and standing[0].pending and standing[0].owner == owner:
+            return await _settle(resources, *standing, key, deliver)  # its promoter died: finish the job
         await storage.delete(key)  # past its lifetime: a leftover, not an upload to announce now
         if (parts_key := _parts_key(resources, owner, upload_id, facts)) is not None:
             await storage.delete(parts_key)

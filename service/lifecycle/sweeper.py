@@ -102,14 +102,17 @@ async def _staging(resources: Resources, report: SweepReport) -> None:
         too_old = named is not None and keys.upload_time(named.upload_id) + settings.staging_lifetime < now
         if record is not None and not too_old and age <= settings.staging_lifetime:
             continue  # a parts record: promotion deletes it with its staging object
-        if parsed is None or too_old or age > settings.staging_lifetime:
+        if parsed is None or (record is not None and (too_old or age > settings.staging_lifetime)):
             await storage.delete(item.key)  # not ours to keep: a stray key, or past its lifetime
             report.expired += 1
-        elif age >= settings.staging_grace:
+        elif too_old or age >= settings.staging_grace:
+            # Past its lifetime, promotion deletes it too, unless it marks a promotion whose holder died.
             result = await _guarded(promotion.promote_staged(resources, item.key), item.key)
             if result is None:
                 continue
-            if result.outcome == "promoted":
+            if result.outcome == "missing":
+                report.expired += 1
+            elif result.outcome == "promoted":
                 report.promoted += 1
             elif result.outcome == "rejected":
                 report.rejected += 1
