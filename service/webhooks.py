@@ -50,6 +50,9 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             logger.warning("webhook %s not delivered: %s", message_id, type(exc).__name__)
             return False
+        except Exception:  # the client's own failure (seen: a socket closed mid-connect): retried like one
+            logger.exception("webhook %s not delivered: the HTTP client failed", message_id)
+            return False
         if answer.is_success:
             return True
         logger.warning("webhook %s refused with %s", message_id, answer.status_code)

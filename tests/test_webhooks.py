@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import socket
@@ -9,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import httpx2
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -19,6 +21,7 @@ from service import devstack
 from service.app import create_app
 from service.core import keys
 from service.settings import SettingsError, load_settings
+from service.webhooks import WebhookSender
 from tests.support import audio_samples, uppy
 from tests.support.flows import sign_in
 from tests.support.s3 import object_keys
@@ -161,8 +164,8 @@ def test_confirm_does_not_wait_for_a_dead_receiver_and_the_announcement_arrives_
         with serve_asgi(
             lambda _: Starlette(routes=[Route("/hook", hooks.hook, methods=["POST"])]), port=port
         ):
-            for _ in range(600):
-                if keys.outbox_key("uploads/", upload_id) not in object_keys(s3, bucket):
+            for _ in range(600):  # the holder's retries (or, were they spent, the sweeper) reach it
+                if hooks.received and keys.outbox_key("uploads/", upload_id) not in object_keys(s3, bucket):
                     break
                 time.sleep(0.1)
             time.sleep(2)  # two more sweeps: nothing is announced again
@@ -223,3 +226,23 @@ def test_a_valid_webhook_configuration_loads() -> None:
     )
     assert settings.webhook_url == "https://hooks.example/x"
     assert SECRET not in repr(settings)
+
+
+def test_a_failure_inside_the_http_client_is_retried_like_a_network_error() -> None:
+    """The client itself raising (an HTTP library's bug on a socket closed mid-connect) costs one attempt,
+    not the announcement: the next attempt is made and its 2xx acknowledges it."""
+    calls: list[int] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise AttributeError("'NoneType' object has no attribute 'getpeername'")
+        return httpx2.Response(204)
+
+    async def deliver() -> bool:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as client:
+            sender = WebhookSender(client, "http://receiver.invalid/hook", SECRET, time_limit=10)
+            return await sender.deliver("msg_1", "{}")
+
+    assert asyncio.run(deliver()) is True
+    assert len(calls) == 2
