@@ -590,9 +590,10 @@ async def finish(
         )
     else:
         await ledger.release(decision.owner, decision.upload_id)  # its pending slot (and nothing else)
-        if deliver == "later" and not queued:
+        if not queued:
             # Refused: nothing in the library stands for it, so its staging object goes before the
-            # answer (the listing would show it pending); the outbox entry marks the announcement.
+            # answer and the announcement (the listing would show it pending, a receiver might look
+            # for it); the outbox entry marks the announcement instead.
             await _queue(resources, decision)
             await _remove_staging(storage, decision)
             queued = True
