@@ -14,7 +14,9 @@ object and one announcement per upload id:
    re-POST's claim fails on it: nothing is read before claiming.
 2. Confirmed: a server-side copy of exactly the verified version to the library
    key, with the canonical Content-Type and the facts learnt as metadata. Rejected:
-   nothing is copied.
+   nothing is copied, and the staging object is deleted at once, its announcement
+   queued in ``{prefix}outbox/{id}.json`` (a receiver told upload.rejected never
+   finds the object).
 3. The lease holder delivers the announcement (``msg_{id}``); once the receiver
    acknowledged, the record is rewritten final (``If-Match``) and only then is the
    staging object deleted. A staging object is therefore the mark of a promotion
