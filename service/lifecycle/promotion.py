@@ -317,7 +317,8 @@ async def _declared_parts(resources: Resources, owner: str, upload_id: str) -> P
 # --- records --------------------------------------------------------------------------------
 
 
-async def _read(storage: Storage, key: str) -> tuple[Decision, str] | None:
+async def read_record(storage: Storage, key: str) -> tuple[Decision, str] | None:
+    """A record (an id's, or the copy an outbox entry holds) and its ETag; None when there is none."""
     try:
         record = await storage.get_record(key)
     except NotFound:
@@ -327,7 +328,9 @@ async def _read(storage: Storage, key: str) -> tuple[Decision, str] | None:
 
 async def read_decision(resources: Resources, upload_id: str) -> tuple[Decision, str] | None:
     """The id's record and its ETag (for ``If-Match``), or None when nobody decided it."""
-    return await _read(resources["storage"], keys.decided_key(resources["settings"].s3_key_prefix, upload_id))
+    return await read_record(
+        resources["storage"], keys.decided_key(resources["settings"].s3_key_prefix, upload_id)
+    )
 
 
 async def _rendition_link(resources: Resources, key: str | None) -> RenditionUrl | None:

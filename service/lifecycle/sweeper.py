@@ -137,11 +137,10 @@ async def _adopted(resources: Resources, upload_id: str, entry: str) -> tuple[pr
     """An outbox entry with no record beside it was written by an earlier version, where the
     outbox held the pending record itself: it becomes the id's pending record."""
     storage, prefix = resources["storage"], resources["settings"].s3_key_prefix
-    try:
-        legacy = msgspec.json.decode((await storage.get_record(entry)).body, type=promotion.Decision)
-    except (NotFound, msgspec.DecodeError):
+    legacy = await promotion.read_record(storage, entry)
+    if legacy is None:
         return None
-    pending = msgspec.structs.replace(legacy, pending=True)
+    pending = msgspec.structs.replace(legacy[0], pending=True)
     with contextlib.suppress(PreconditionFailed):  # another replica adopted it first
         await storage.put_record(keys.decided_key(prefix, upload_id), encoder.encode(pending))
     return await promotion.read_decision(resources, upload_id)
