@@ -8,11 +8,24 @@ parts declare theirs at completion, which keeps them beside the staging object (
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 # User metadata names (without the x-amz-meta- prefix) under which the signer pins the declaration.
 SHA256_METADATA = "sha256"
 SIZE_METADATA = "declared-size"
+USER_METADATA_PREFIX = "x-amz-meta-"
+
+
+def user_metadata(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """An answer's ``x-amz-meta-*`` headers by their lowercased names without the prefix, as botocore reads them."""
+    start = len(USER_METADATA_PREFIX)
+    return {
+        name.lower()[start:]: value
+        for name, value in headers
+        if name.lower().startswith(USER_METADATA_PREFIX)
+    }
 
 
 def declared_metadata(checksum: str | None, size: int | None) -> dict[str, str]:

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from http.client import HTTPResponse
 
+from service.core.checksums import user_metadata
 from service.core.media_job import Stored
 
 # A seek forward by at most this much reads and hashes the gap instead of opening a new request.
@@ -29,12 +30,8 @@ HEAD_BYTES = 128 * 1024
 
 def stored_from(headers: list[tuple[str, str]]) -> Stored:
     """Content-Type and the ``x-amz-meta-*`` headers of a GET, as a HEAD would have stated them."""
-    prefix = "x-amz-meta-"
-    metadata = {
-        name.lower()[len(prefix) :]: value for name, value in headers if name.lower().startswith(prefix)
-    }
     content_type = next((value for name, value in headers if name.lower() == "content-type"), "")
-    return Stored(content_type, metadata)
+    return Stored(content_type, user_metadata(headers))
 
 
 class SourceChanged(Exception):

@@ -36,7 +36,12 @@ from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from service.core.checksums import PART_CHECKSUMS_METADATA, PART_CHECKSUMS_SHA256, declared_metadata
+from service.core.checksums import (
+    PART_CHECKSUMS_METADATA,
+    PART_CHECKSUMS_SHA256,
+    declared_metadata,
+    user_metadata,
+)
 from service.core.post_policy import PostTarget, sign_post, signing_moment
 from service.settings import Settings
 from service.storage import listing, signed
@@ -590,12 +595,7 @@ def facts_from_headers(key: str, headers: Mapping[str, str]) -> ObjectFacts:
     length = headers.get("Content-Length")
     if length is None or not length.isdigit():
         raise StorageUnavailable(f"S3's HEAD of an object states no length ({length!r})")
-    prefix = "x-amz-meta-"
-    metadata = {
-        name.lower()[len(prefix) :]: value
-        for name, value in headers.items()
-        if name.lower().startswith(prefix)
-    }
+    metadata = user_metadata(headers.items())
     return ObjectFacts(
         key,
         int(length),
