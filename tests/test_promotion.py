@@ -38,7 +38,7 @@ from tests.support.flows import sign_in
 from tests.support.rgw import rgw_endpoint  # noqa: F401  (fixture, requested by name)
 from tests.support.s3 import admin, object_keys, stored_object
 from tests.support.settings import MINIMAL_SETTINGS
-from tests.support.sweep import run_sweep
+from tests.support.sweep import run_sweep, sweep_twice
 from tests.support.webhooks import Receiver
 
 ALICE = keys.user_id("fake", "alice")
@@ -76,14 +76,6 @@ def library_keys(s3: devstack.S3Endpoint, bucket: str, upload_id: str | None = N
     ]
 
 
-def deliveries(receiver: Receiver, upload_id: str) -> list[dict[str, object]]:
-    return [
-        e
-        for e, (h, _) in zip(receiver.verified(), receiver.received, strict=True)
-        if h["webhook-id"] == f"msg_{upload_id}"
-    ]
-
-
 def test_html_posted_as_audio_is_never_verified_or_playable_and_the_first_sweep_deletes_it(
     env: dict[str, str], receiver: Receiver, s3: devstack.S3Endpoint, bucket: str
 ) -> None:
@@ -103,7 +95,7 @@ def test_html_posted_as_audio_is_never_verified_or_playable_and_the_first_sweep_
         assert alice.get("/api/uploads").json()["uploads"] == []
         assert alice.get(f"/api/uploads/{upload_id}/url").status_code == 404
     assert [k for k in object_keys(s3, bucket) if upload_id in k] == [keys.decided_key("uploads/", upload_id)]
-    [event] = deliveries(receiver, upload_id)
+    [event] = receiver.about(upload_id)
     assert event["type"] == "upload.rejected"
     assert event["data"]["code"] == "not_audio"  # type: ignore[index]
 
@@ -115,17 +107,14 @@ def test_one_sweep_promotes_and_announces_a_never_confirmed_upload_and_the_next_
     data = audio_samples.wav(1.0)
     with signed_in(env) as alice:
         upload_id = upload_id_of(uppy.simple_upload(alice, "memo.wav", data, "audio/wav"))
-        first = run_sweep(env)
-        assert first.returncode == 0, first.stderr
-        assert "promoted 1" in first.stdout
-        second = run_sweep(env)
-        assert second.returncode == 0, second.stderr
-        assert "promoted 0" in second.stdout and "redelivered 0" in second.stdout
+        first, second = sweep_twice(env)
+        assert "promoted 1" in first
+        assert "promoted 0" in second and "redelivered 0" in second
         [listed] = alice.get("/api/uploads").json()["uploads"]
         link = alice.get(f"/api/uploads/{upload_id}/url")
     assert (listed["id"], listed["status"]) == (upload_id, "verified")
     assert httpx.get(link.json()["url"]).content == data
-    [event] = deliveries(receiver, upload_id)
+    [event] = receiver.about(upload_id)
     assert event["type"] == "upload.confirmed"
     assert event["data"]["key"] == keys.library_key("uploads/", ALICE, upload_id, "memo.wav")  # type: ignore[index]
     [stored] = library_keys(s3, bucket, upload_id)
@@ -194,7 +183,7 @@ def test_concurrent_promotions_of_one_upload_give_one_library_object_and_one_del
             assert library_keys(s3, bucket, upload_id) == [
                 keys.library_key("uploads/", ALICE, upload_id, f"race-{round_}.wav")
             ]
-            assert len(deliveries(receiver, upload_id)) == 1
+            assert len(receiver.about(upload_id)) == 1
             assert confirm(alice, upload_id).status_code == 200
     assert len(receiver.received) == 3
 
@@ -246,7 +235,7 @@ def test_a_racer_whose_check_outlasts_a_whole_promotion_announces_nothing(
     result, checks = promoted_while(env, monkeypatch, upload_id, overtaken)
     assert result.outcome == "promoted" and checks == 2
     assert library_keys(s3, bucket, upload_id) == [keys.library_key("uploads/", ALICE, upload_id, "slow.wav")]
-    assert len(deliveries(receiver, upload_id)) == 1
+    assert len(receiver.about(upload_id)) == 1
     with admin(s3) as client:
         outbox = client.list_objects_v2(Bucket=bucket, Prefix=keys.outbox_key("uploads/", upload_id))
     assert outbox.get("KeyCount", 0) == 0
@@ -302,7 +291,7 @@ def test_quota_refuses_at_presign_and_at_promotion_and_leaves_other_users_alone(
             assert confirm(bob, theirs).status_code == 200
     assert library_keys(s3, bucket, second) == []
     assert [k for k in object_keys(s3, bucket) if f"/{second}/" in k] == []
-    [event] = deliveries(receiver, second)
+    [event] = receiver.about(second)
     assert event["type"] == "upload.rejected" and event["data"]["code"] == "quota_exceeded"  # type: ignore[index]
 
 
@@ -382,7 +371,7 @@ def test_reposting_the_policy_after_confirm_never_changes_what_playback_serves(
         assert again.status_code == 200 and again.json()["size"] == len(data)
         assert httpx.get(alice.get(f"/api/uploads/{upload_id}/url").json()["url"]).content == data
     assert key not in object_keys(rgw_endpoint, bucket)
-    assert len(deliveries(receiver, upload_id)) == 1
+    assert len(receiver.about(upload_id)) == 1
 
 
 def test_the_in_process_sweeper_promotes_what_nobody_confirmed(
@@ -394,11 +383,11 @@ def test_the_in_process_sweeper_promotes_what_nobody_confirmed(
             uppy.simple_upload(alice, "tab-closed.wav", audio_samples.wav(0.4), "audio/wav")
         )
         deadline = time.monotonic() + 15
-        while not deliveries(receiver, upload_id) and time.monotonic() < deadline:
+        while not receiver.about(upload_id) and time.monotonic() < deadline:
             time.sleep(0.2)
         [listed] = alice.get("/api/uploads").json()["uploads"]
     assert (listed["id"], listed["status"]) == (upload_id, "verified")
-    assert [e["type"] for e in deliveries(receiver, upload_id)] == ["upload.confirmed"]
+    assert [e["type"] for e in receiver.about(upload_id)] == ["upload.confirmed"]
     assert library_keys(s3, bucket, upload_id) != []
 
 
@@ -443,9 +432,8 @@ def test_on_radosgw_a_receiver_that_was_down_is_announced_by_the_next_sweep_exac
         assert confirm(alice, upload_id).status_code == 200
     refused = len(receiver.received)
     receiver.statuses.clear()
-    first, second = run_sweep(rgw_env), run_sweep(rgw_env)
-    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
-    assert "redelivered 1" in first.stdout and "redelivered 0" in second.stdout
+    first, second = sweep_twice(rgw_env)
+    assert "redelivered 1" in first and "redelivered 0" in second
     assert len(receiver.received) == refused + 1
     assert {h["webhook-id"] for h, _ in receiver.received} == {f"msg_{upload_id}"}
     assert keys.outbox_key("uploads/", upload_id) not in object_keys(
@@ -532,7 +520,7 @@ def announced_and_cleared(
 ) -> None:
     """Wait (bounded) for what confirm leaves to the background: the announcement, then the staging DELETE."""
     deadline = time.monotonic() + 30  # a bound on a hang, not a performance assertion
-    while not deliveries(receiver, upload_id) or key in object_keys(s3, bucket):
+    while not receiver.about(upload_id) or key in object_keys(s3, bucket):
         assert time.monotonic() < deadline, "the upload was never announced and cleared"
         time.sleep(0.05)
 
@@ -564,7 +552,7 @@ def test_the_same_file_posted_again_after_confirm_is_answered_from_its_record_an
         assert [u["id"] for u in alice.get("/api/uploads").json()["uploads"]] == [upload_id]
     assert key not in object_keys(s3, bucket)
     assert not [k for k in object_keys(s3, bucket) if "/outbox/" in k]
-    assert len(deliveries(receiver, upload_id)) == 1
+    assert len(receiver.about(upload_id)) == 1
 
 
 def test_a_confirm_makes_seven_store_requests_of_which_the_decoder_reads_one(
@@ -589,7 +577,7 @@ def test_a_confirm_makes_seven_store_requests_of_which_the_decoder_reads_one(
             "DELETE incoming 204",  # last: until now the staging object marked a promotion under way
         ]
     ), kinds
-    assert len(deliveries(receiver, upload_id)) == 1
+    assert len(receiver.about(upload_id)) == 1
 
 
 def test_part_checksums_cost_a_confirm_one_get_and_one_delete_of_their_record_and_no_second_read(
@@ -617,7 +605,7 @@ def test_part_checksums_cost_a_confirm_one_get_and_one_delete_of_their_record_an
         "DELETE incoming 204",
         "DELETE incoming .parts.json 204",
     ], kinds
-    assert len(deliveries(receiver, upload_id_of(upload.key))) == 1
+    assert len(receiver.about(upload_id_of(upload.key))) == 1
 
 
 def test_a_file_replaced_after_its_check_leaves_one_set_of_facts_those_of_what_is_promoted(
@@ -647,4 +635,4 @@ def test_a_file_replaced_after_its_check_leaves_one_set_of_facts_those_of_what_i
         stored_object(s3, bucket, keys.library_key("uploads/", ALICE, upload_id, "take.wav"))[0]
         == replacement
     )
-    assert len(deliveries(receiver, upload_id)) == 1
+    assert len(receiver.about(upload_id)) == 1

@@ -35,7 +35,7 @@ from tests.conftest import signed_in
 from tests.support import audio_samples, uppy
 from tests.support.s3 import admin, object_keys
 from tests.support.servers import serve_asgi
-from tests.support.sweep import run_sweep
+from tests.support.sweep import run_sweep, sweep_twice
 from tests.support.webhooks import Receiver
 
 ALICE = keys.user_id("fake", "alice")
@@ -120,14 +120,6 @@ def lease_runs_out(s3: devstack.S3Endpoint, bucket: str, upload_id: str) -> None
     put_json(s3, bucket, keys.decided_key("uploads/", upload_id), {**record, "lease_until": 0.0})
 
 
-def announced(receiver: Receiver, upload_id: str) -> list[dict[str, Any]]:
-    return [
-        event
-        for event, (headers, _) in zip(receiver.verified(), receiver.received, strict=True)
-        if headers["webhook-id"] == f"msg_{upload_id}"
-    ]
-
-
 def staged_memo(env: dict[str, str]) -> tuple[str, str]:
     """(staging key, upload id) of a second of WAV alice uploaded and nobody promoted yet."""
     with signed_in(env) as alice:
@@ -152,14 +144,11 @@ def test_a_sweep_killed_while_announcing_leaves_the_upload_marked_and_the_next_s
     assert not [k for k in object_keys(s3, bucket) if "/outbox/" in k]
 
     lease_runs_out(s3, bucket, upload_id)
-    first = run_sweep(env)
-    assert first.returncode == 0, first.stderr
-    assert "promoted 1" in first.stdout
-    again = run_sweep(env)
-    assert again.returncode == 0, again.stderr
-    assert "promoted 0" in again.stdout and "redelivered 0" in again.stdout
+    first, again = sweep_twice(env)
+    assert "promoted 1" in first
+    assert "promoted 0" in again and "redelivered 0" in again
 
-    [event] = announced(receiver, upload_id)
+    [event] = receiver.about(upload_id)
     assert event["type"] == "upload.confirmed" and event["data"]["key"] == library
     assert record_of(s3, bucket, upload_id)["pending"] is False
     assert key not in object_keys(s3, bucket)
@@ -178,7 +167,7 @@ def test_a_holder_alive_and_announcing_is_left_alone_by_a_sweep(
         meanwhile = run_sweep(env)
     assert meanwhile.returncode == 0, meanwhile.stderr
     assert "promoted 1" in meanwhile.stdout  # answered from the record: the upload is in the library
-    assert announced(receiver, upload_id) == []
+    assert receiver.about(upload_id) == []
     assert key in object_keys(s3, bucket)
     assert record_of(s3, bucket, upload_id)["pending"] is True
 
@@ -204,13 +193,10 @@ def test_an_announcement_queued_by_the_previous_record_layout_is_adopted_and_del
     receiver.received.clear()
     receiver.statuses = []
 
-    swept = run_sweep(env)
-    assert swept.returncode == 0, swept.stderr
-    assert "redelivered 1" in swept.stdout
-    again = run_sweep(env)
-    assert again.returncode == 0, again.stderr
-    assert "redelivered 0" in again.stdout
-    [event] = announced(receiver, upload_id)
+    swept, again = sweep_twice(env)
+    assert "redelivered 1" in swept
+    assert "redelivered 0" in again
+    [event] = receiver.about(upload_id)
     assert event["type"] == "upload.confirmed"
     assert record_of(s3, bucket, upload_id)["pending"] is False
     assert of_upload(s3, bucket, upload_id) == [
@@ -244,7 +230,7 @@ def test_a_promoter_killed_longer_ago_than_the_staging_lifetime_is_finished_not_
     assert (first.promoted, first.expired) == (1, 0)
     again = asyncio.run(one_pass())
     assert (again.promoted, again.redelivered, again.expired) == (0, 0, 0)
-    [event] = announced(receiver, upload_id)
+    [event] = receiver.about(upload_id)
     assert event["type"] == "upload.confirmed"
     assert record_of(s3, bucket, upload_id)["pending"] is False
     assert key not in object_keys(s3, bucket)

@@ -7,6 +7,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
@@ -44,6 +45,14 @@ class Receiver:
     def verified(self) -> list[dict[str, object]]:
         """Every delivery, checked with the standardwebhooks library's own verifier."""
         return [Webhook(SECRET).verify(body, headers) for headers, body in self.received]
+
+    def about(self, upload_id: str) -> list[dict[str, Any]]:
+        """The verified deliveries of one upload's announcement (``webhook-id: msg_<id>``), as received so far."""
+        return [
+            event
+            for event, (headers, _) in zip(self.verified(), self.received, strict=True)
+            if headers["webhook-id"] == f"msg_{upload_id}"
+        ]
 
 
 @contextlib.contextmanager
